@@ -1,0 +1,22 @@
+from snakemake.utils import min_version
+
+from cuealign.config import validate_config
+
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate_config(config)
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+
+
+rule all:
+    input:
+        get_all_targets(),
+    default_target: True

@@ -1,0 +1,111 @@
+"""Open and check an audio file once, recording what later stages need and why a file is unusable.
+
+Files are never rewritten: any channel count and sample rate are accepted here and converted
+(to 16 kHz mono, say) on the fly by the stage that reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+OK = "ok"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioChecks:
+    """Thresholds of the checks (config: audio_checks)."""
+
+    min_duration_s: float = 0.25
+    silence_peak: float = 1e-4
+    clip_level: float = 0.999
+    max_clipped_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What one audio file is and whether it is usable; status is 'ok' or the reason it is not."""
+
+    status: str
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    subtype: str | None = None
+    peak: float | None = None
+    clipped_fraction: float | None = None
+    sha256: str | None = None
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def sha256_of(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """Content hash of a file's bytes (the key of every per-file cache)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioInfo:
+    """Open ``path``, read every sample and return its properties and status.
+
+    The status names the first failing check: missing, empty file, unreadable, no samples,
+    too short, non-finite samples, silent, clipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return AudioInfo(status="missing: no such file")
+    if path.stat().st_size == 0:
+        return AudioInfo(status="empty file: 0 bytes", sha256=sha256_of(path))
+    digest = sha256_of(path)
+    try:
+        info = sf.info(str(path))
+        # float64 so that NaN/inf in float files survive and integer files map to [-1, 1).
+        samples, rate = sf.read(str(path), dtype="float64", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        return AudioInfo(status=f"unreadable: {exc}", sha256=digest)
+    frames, channels = samples.shape
+    props = dict(sample_rate=int(rate), channels=int(channels), subtype=info.subtype, sha256=digest)
+    duration = frames / rate
+    if frames == 0:
+        return AudioInfo(status="no samples: the file holds a header only", duration_s=0.0, **props)
+    if frames < info.frames:
+        # libsndfile reads what is there when the header promises more (a cut-off download).
+        return AudioInfo(
+            status=f"truncated: header promises {info.frames} frames, {frames} present",
+            duration_s=duration,
+            **props,
+        )
+    if duration < checks.min_duration_s:
+        return AudioInfo(
+            status=f"too short: {duration:.3f} s < min_duration_s {checks.min_duration_s} s",
+            duration_s=duration,
+            **props,
+        )
+    finite = np.isfinite(samples)
+    if not finite.all():
+        bad = int((~finite).sum())
+        return AudioInfo(
+            status=f"non-finite samples: {bad} NaN or infinite values", duration_s=duration, **props
+        )
+    magnitude = np.abs(samples)
+    peak = float(magnitude.max())
+    clipped = float((magnitude >= checks.clip_level).mean())
+    measured = dict(duration_s=duration, peak=peak, clipped_fraction=clipped, **props)
+    if peak <= checks.silence_peak:
+        return AudioInfo(status=f"silent: peak {peak:.2g} <= silence_peak {checks.silence_peak}", **measured)
+    if clipped > checks.max_clipped_fraction:
+        return AudioInfo(
+            status=(
+                f"clipped: {clipped:.1%} of samples at full scale > max_clipped_fraction "
+                f"{checks.max_clipped_fraction:.1%}"
+            ),
+            **measured,
+        )
+    return AudioInfo(status=OK, **measured)

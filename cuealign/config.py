@@ -1,0 +1,78 @@
+"""Load and validate the workflow configuration against its JSON schema, filling defaults."""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, misspelt or out of range."""
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The configuration schema shipped with the package."""
+    text = resources.files("cuealign").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _extend_with_defaults(validator_class):
+    # The jsonschema FAQ recipe: fill a property's default before validating it, so that
+    # defaults nested inside if/then branches are filled too.
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _extend_with_defaults(jsonschema.Draft202012Validator)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(part) for part in error.absolute_path)
+    return f"config: {path}" if path else "config"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place, fill its defaults and return it.
+
+    Raises ConfigError listing every problem with the key it concerns.
+    """
+    validator = _Validator(config_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for error in errors:
+            # if/then failures repeat the branch's own errors; report the leaves only.
+            if error.validator in {"if", "allOf"}:
+                continue
+            message = f"{_where(error)}: {error.message}"
+            if error.validator == "additionalProperties":
+                allowed = sorted(error.schema.get("properties", {}))
+                message += f"; allowed keys here: {', '.join(allowed)}"
+            lines.append(message)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML configuration file and validate it."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return validate_config(config)

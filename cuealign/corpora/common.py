@@ -1,0 +1,79 @@
+"""What every importer shares: the table it returns, label mapping, path containment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+IDENTITY_COLUMNS = ["utt_id", "path", "label", "orig_label", "speaker", "gender", "split"]
+SPLITS = ("train", "dev", "test")
+
+
+class CorpusError(ValueError):
+    """The corpus on disk does not match what its importer expects."""
+
+
+@dataclass
+class CorpusTable:
+    """An importer's result: one row per kept utterance plus the counts of labels dropped on purpose."""
+
+    table: pd.DataFrame
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.table = self.table[IDENTITY_COLUMNS].reset_index(drop=True)
+
+
+def apply_label_map(
+    table: pd.DataFrame, label_map: dict[str, str | None], *, source: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Map ``orig_label`` to ``label``; rows mapped to None are dropped and counted.
+
+    A raw label missing from the map is an error: silently losing a class is worse than stopping.
+    """
+    unknown = sorted(set(table["orig_label"]) - set(label_map))
+    if unknown:
+        counts = table["orig_label"].value_counts()
+        listed = ", ".join(f"{label!r} ({counts[label]} rows)" for label in unknown)
+        raise CorpusError(
+            f"{source}: labels not in label_map: {listed}. Add each to the corpus' label_map "
+            "(map it to null to drop it on purpose)."
+        )
+    mapped = table.assign(label=table["orig_label"].map(label_map))
+    dropped_rows = mapped["label"].isna()
+    dropped = mapped.loc[dropped_rows, "orig_label"].value_counts().sort_index()
+    return mapped.loc[~dropped_rows].reset_index(drop=True), {k: int(v) for k, v in dropped.items()}
+
+
+def resolve_inside(root: Path, relative: str, *, source: str) -> Path:
+    """``root / relative`` made absolute, refusing a path that leaves ``root`` (by ../ or absolute).
+
+    The check is lexical, so a corpus whose files are symlinks into a data store still works.
+    """
+    root = root.resolve()
+    path = Path(os.path.normpath(root / relative))
+    if not path.is_relative_to(root):
+        raise CorpusError(
+            f"{source}: path {relative!r} resolves to {path}, outside the corpus root {root}. "
+            "Give paths relative to the root, inside it."
+        )
+    return path
+
+
+def require_dir(path: Path, *, what: str) -> Path:
+    if not path.is_dir():
+        raise CorpusError(f"{what}: {path} is not a folder. Check the corpus' root in config.yaml.")
+    return path
+
+
+def require_unique_ids(table: pd.DataFrame, *, source: str) -> None:
+    dup = table["utt_id"][table["utt_id"].duplicated(keep=False)]
+    if len(dup):
+        shown = ", ".join(sorted(set(dup))[:5])
+        raise CorpusError(
+            f"{source}: {dup.nunique()} duplicate utterance ids ({shown}{', ...' if dup.nunique() > 5 else ''}); "
+            "every utterance needs its own id."
+        )

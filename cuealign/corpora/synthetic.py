@@ -1,0 +1,26 @@
+"""The synthetic corpus as a corpus: read the ground-truth table cuealign.synthesis wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cuealign.corpora.common import CorpusError, CorpusTable, require_unique_ids, resolve_inside
+
+GROUND_TRUTH = "ground_truth.csv"
+
+
+def read_synthetic_corpus(root: str | Path, **_generation: object) -> CorpusTable:
+    """Read ``root``/ground_truth.csv (generation options are the generator's, not needed here)."""
+    root = Path(root).resolve()
+    table_path = root / GROUND_TRUTH
+    if not table_path.is_file():
+        raise CorpusError(f"synthetic corpus: {table_path} not found; the synthesize_corpus rule writes it")
+    truth = pd.read_csv(table_path, dtype={"gender": str})
+    require_unique_ids(truth, source=str(table_path))
+    table = truth.assign(
+        path=[str(resolve_inside(root, p, source=str(table_path))) for p in truth["path"]],
+        orig_label=truth["label"],
+    )
+    return CorpusTable(table)

@@ -1,0 +1,95 @@
+"""Build a corpus' manifest: its utterances, each audio file opened and checked.
+
+A file that fails a check keeps its row, with a status saying why, and is listed in
+bad_files.csv; later stages use status == 'ok' rows only and account for the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import pandas as pd
+from tqdm import tqdm
+
+from cuealign.audio import OK, AudioChecks, AudioInfo, check_audio
+from cuealign.corpora import CorpusTable
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = [
+    "utt_id",
+    "path",
+    "label",
+    "orig_label",
+    "speaker",
+    "gender",
+    "split",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    "subtype",
+    "peak",
+    "clipped_fraction",
+    "sha256",
+    "status",
+]
+BAD_FILE_COLUMNS = ["utt_id", "path", "label", "speaker", "split", "status"]
+
+
+class BadAudioError(RuntimeError):
+    """Raised when on_bad_audio is 'fail' and a file failed its checks."""
+
+
+def check_files(
+    paths: Iterable[str], checks: AudioChecks, *, threads: int = 1, progress: bool = True
+) -> list[AudioInfo]:
+    """Check every file, in order, on ``threads`` threads (libsndfile releases the GIL)."""
+    paths = list(paths)
+    with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+        results = pool.map(lambda path: check_audio(path, checks), paths)
+        return list(
+            tqdm(results, total=len(paths), desc="checking audio", unit="file", disable=not progress, mininterval=5)
+        )
+
+
+def build_manifest(
+    corpus: CorpusTable,
+    checks: AudioChecks = AudioChecks(),
+    *,
+    on_bad_audio: Literal["skip", "fail"] = "skip",
+    threads: int = 1,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, bad_files) for an imported corpus.
+
+    With on_bad_audio='fail', any failing file raises BadAudioError naming the files and reasons.
+    """
+    table = corpus.table
+    infos = check_files(table["path"], checks, threads=threads, progress=progress)
+    audio = pd.DataFrame([info.as_row() for info in infos], index=table.index)
+    manifest = pd.concat([table, audio], axis=1)[MANIFEST_COLUMNS]
+    manifest = manifest.astype(
+        {"sample_rate": "Int64", "channels": "Int64", "duration_s": "float64", "peak": "float64", "clipped_fraction": "float64"}
+    )
+    bad = manifest.loc[manifest["status"] != OK, BAD_FILE_COLUMNS].reset_index(drop=True)
+    log.info(
+        "manifest: %d utterances, %d ok, %d failed their audio checks%s",
+        len(manifest),
+        len(manifest) - len(bad),
+        len(bad),
+        f"; dropped by the label map: {corpus.dropped}" if corpus.dropped else "",
+    )
+    for row in bad.head(20).itertuples():
+        log.warning("%s: %s", row.path, row.status)
+    if len(bad) and on_bad_audio == "fail":
+        shown = "\n  ".join(f"{row.path}: {row.status}" for row in bad.head(10).itertuples())
+        raise BadAudioError(
+            f"{len(bad)} of {len(manifest)} audio files failed their checks (on_bad_audio: fail):\n  {shown}\n"
+            "Fix or remove these files, or set audio_checks.on_bad_audio: skip to keep them out of the study."
+        )
+    if not (manifest["status"] == OK).any():
+        raise BadAudioError("no audio file passed its checks; see bad_files.csv and the log")
+    return manifest, bad

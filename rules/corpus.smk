@@ -1,0 +1,39 @@
+rule synthesize_corpus:
+    output:
+        audio=directory(f"{SYNTHETIC_ROOT}/wav"),
+        truth=f"{SYNTHETIC_ROOT}/ground_truth.csv",
+    params:
+        options=get_synthesize_corpus_options,
+    log:
+        "logs/{corpus}/synthesize_corpus.log",
+    benchmark:
+        "results/{corpus}/benchmarks/synthesize_corpus.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/cuealign.yaml"
+    script:
+        "../workflow_scripts/synthesize_corpus.py"
+
+
+rule build_manifest:
+    input:
+        annotations=get_build_manifest_annotations,
+    output:
+        manifest="results/{corpus}/manifest.parquet",
+        bad_files="results/{corpus}/bad_files.csv",
+    params:
+        corpus=lambda wildcards: corpus_spec(wildcards.corpus),
+        checks=config["audio_checks"],
+    log:
+        "logs/{corpus}/build_manifest.log",
+    benchmark:
+        "results/{corpus}/benchmarks/build_manifest.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/cuealign.yaml"
+    script:
+        "../workflow_scripts/build_manifest.py"

@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from cuealign.runlog import log_to
+from cuealign.synthesis import generate_corpus
+
+with log_to(snakemake.log[0]):
+    truth = generate_corpus(Path(snakemake.output.truth).parent, **snakemake.params.options)
+    truth.to_csv(snakemake.output.truth, index=False)
