@@ -2,7 +2,6 @@ from snakemake.utils import min_version
 
 from cuealign.config import validate_config
 
-
 min_version("9.0")
 
 
@@ -17,6 +16,6 @@ include: "rules/corpus.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_all_targets(),
-    default_target: True

@@ -7,6 +7,7 @@ Files are never rewritten: any channel count and sample rate are accepted here a
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,6 +53,23 @@ def sha256_of(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def wav_bytes_missing(path: str | Path) -> int:
+    """For a RIFF/WAVE file, how many bytes its data chunk declares beyond the end of the file (else 0)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        riff = handle.read(12)
+        if len(riff) < 12 or riff[:4] not in (b"RIFF", b"RIFX") or riff[8:] != b"WAVE":
+            return 0
+        order = "little" if riff[:4] == b"RIFF" else "big"
+        while len(header := handle.read(8)) == 8:
+            length = int.from_bytes(header[4:], order)
+            if header[:4] == b"data":
+                # 0xFFFFFFFF: a streaming writer left the size unknown
+                return 0 if length == 0xFFFFFFFF else max(handle.tell() + length - size, 0)
+            handle.seek(length + (length & 1), os.SEEK_CUR)
+    return 0
+
+
 def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioInfo:
     """Open ``path``, read every sample and return its properties and status.
 
@@ -69,16 +87,18 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioI
         # float64 so that NaN/inf in float files survive and integer files map to [-1, 1).
         samples, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        return AudioInfo(status=f"unreadable: {exc}", sha256=digest)
+        # libsndfile's message repeats the path ("Error opening '<path>': <reason>"); keep the reason.
+        reason = str(exc).split("': ", 1)[-1]
+        return AudioInfo(status=f"unreadable: {reason}", sha256=digest)
     frames, channels = samples.shape
     props = dict(sample_rate=int(rate), channels=int(channels), subtype=info.subtype, sha256=digest)
     duration = frames / rate
     if frames == 0:
         return AudioInfo(status="no samples: the file holds a header only", duration_s=0.0, **props)
-    if frames < info.frames:
-        # libsndfile reads what is there when the header promises more (a cut-off download).
+    if (missing := wav_bytes_missing(path)) > 0:
+        # libsndfile quietly reads what is there when the header promises more (a cut-off copy).
         return AudioInfo(
-            status=f"truncated: header promises {info.frames} frames, {frames} present",
+            status=f"truncated: the WAV header promises {missing} more bytes of audio than the file holds",
             duration_s=duration,
             **props,
         )

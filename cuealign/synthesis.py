@@ -222,9 +222,9 @@ def synthesize_utterance(
             speech[start:stop] += 0.25 * speech_rms * noise / (np.sqrt(np.mean(noise**2)) or 1.0)
 
     audio = signal.resample_poly(speech, 1, _INTERNAL_RATE_FACTOR)
-    # Level: angry peaks near 0.8 full scale, sad ~14 dB lower; +-1 dB per speaker and utterance.
+    # Level: angry peaks near 0.7 full scale (at most 0.88), sad ~14 dB lower; +-1 dB per speaker and utterance.
     level_db = emotion.gain_db - 8.0 + speaker.level_db + rng.uniform(-1.0, 1.0)
-    audio *= 0.8 * 10 ** (level_db / 20.0) / np.max(np.abs(audio))
+    audio *= 0.7 * 10 ** (level_db / 20.0) / np.max(np.abs(audio))
     audio += 1e-4 * rng.standard_normal(audio.size)  # a faint noise floor, as in any recording
     facts = dict(
         duration_s=audio.size / sample_rate,

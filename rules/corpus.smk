@@ -2,17 +2,17 @@ rule synthesize_corpus:
     output:
         audio=directory(f"{SYNTHETIC_ROOT}/wav"),
         truth=f"{SYNTHETIC_ROOT}/ground_truth.csv",
-    params:
-        options=get_synthesize_corpus_options,
     log:
         "logs/{corpus}/synthesize_corpus.log",
     benchmark:
         "results/{corpus}/benchmarks/synthesize_corpus.tsv"
+    conda:
+        "../envs/cuealign.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/cuealign.yaml"
+    params:
+        options=get_synthesize_corpus_options,
     script:
         "../workflow_scripts/synthesize_corpus.py"
 
@@ -23,17 +23,17 @@ rule build_manifest:
     output:
         manifest="results/{corpus}/manifest.parquet",
         bad_files="results/{corpus}/bad_files.csv",
-    params:
-        corpus=lambda wildcards: corpus_spec(wildcards.corpus),
-        checks=config["audio_checks"],
     log:
         "logs/{corpus}/build_manifest.log",
     benchmark:
         "results/{corpus}/benchmarks/build_manifest.tsv"
+    conda:
+        "../envs/cuealign.yaml"
     threads: 2
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/cuealign.yaml"
+    params:
+        corpus=lambda wildcards: corpus_spec(wildcards.corpus),
+        checks=config["audio_checks"],
     script:
         "../workflow_scripts/build_manifest.py"

@@ -47,7 +47,8 @@ def read_table_corpus(
         rows = (raw.index[raw["path"] == ""] + 2).tolist()[:5]
         raise CorpusError(f"{source}: empty path on line(s) {rows}")
     utt_id = raw["utt_id"] if "utt_id" in raw else raw["path"].map(lambda p: str(Path(p).with_suffix("")))
-    gender = raw["gender"].replace("", None) if "gender" in raw else pd.Series(None, index=raw.index)
+    gender = raw["gender"] if "gender" in raw else pd.Series("", index=raw.index)
+    gender = gender.astype(object).where(gender != "", None)
     if bad := sorted(set(gender.dropna()) - {"F", "M"}):
         raise CorpusError(f"{source}: gender must be F, M or empty, found {bad}")
     split = raw["split"] if "split" in raw else pd.Series(default_split, index=raw.index)

@@ -1,0 +1,81 @@
+"""Builders of small corpora in their real on-disk layouts, with real WAV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def write_tone(path: Path, *, seconds: float = 0.6, rate: int = 16000, freq: float = 220.0, channels: int = 1,
+               subtype: str = "PCM_16", level: float = 0.3) -> Path:
+    """A short sine tone: a valid audio file for importer and manifest tests."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = level * np.sin(2 * np.pi * freq * t)
+    data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
+    sf.write(path, data, rate, subtype=subtype)
+    return path
+
+
+# (session, dialog, utterance suffix, raw label): the dialog's letter is the actor wearing the
+# marker; the utterance's last field says who speaks.
+IEMOCAP_ROWS = [
+    (1, "Ses01F_impro01", "F000", "neu"),
+    (1, "Ses01F_impro01", "M000", "ang"),
+    (1, "Ses01F_impro01", "F001", "exc"),
+    (1, "Ses01F_impro01", "M001", "fru"),  # dropped by the 4-way map
+    (1, "Ses01M_script01_1", "M000", "hap"),
+    (1, "Ses01M_script01_1", "F000", "sad"),
+    (1, "Ses01M_script01_1", "F001", "xxx"),  # dropped
+    (2, "Ses02F_impro02", "F000", "sad"),
+    (2, "Ses02F_impro02", "M000", "neu"),
+    (5, "Ses05M_impro03", "M000", "ang"),
+    (5, "Ses05M_impro03", "F000", "exc"),
+    (5, "Ses05M_impro03", "F001", "sur"),  # dropped
+]
+
+
+def make_iemocap(root: Path, rows=IEMOCAP_ROWS, *, write_audio: bool = True) -> Path:
+    by_file: dict[tuple[int, str], list[str]] = {}
+    for session, dialog, suffix, emo in rows:
+        utt = f"{dialog}_{suffix}"
+        line = f"[6.2901 - 8.2357]\t{utt}\t{emo}\t[2.5000, 2.5000, 2.5000]"
+        by_file.setdefault((session, dialog), []).append(line)
+        if write_audio:
+            write_tone(root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav")
+    for (session, dialog), lines in by_file.items():
+        folder = root / f"Session{session}" / "dialog" / "EmoEvaluation"
+        folder.mkdir(parents=True, exist_ok=True)
+        # The real files interleave evaluator lines (C-E1: ...) and attribute lines; they must be ignored.
+        text = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+        for line in lines:
+            text += line + "\nC-E1:\tNeutral;\t()\nA-E1:\tval 3; act 2; dom  3;\t()\n\n"
+        (folder / f"{dialog}.txt").write_text(text)
+    # Sessions 3 and 4 exist with one dialog each so the default sessions list is readable.
+    for session in (3, 4):
+        folder = root / f"Session{session}" / "dialog" / "EmoEvaluation"
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            dialog = f"Ses0{session}F_impro01"
+            utt = f"{dialog}_M000"
+            (folder / f"{dialog}.txt").write_text(f"[1.0 - 2.0]\t{utt}\tneu\t[2.5, 2.5, 2.5]\n")
+            if write_audio:
+                write_tone(root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav")
+    return root
+
+
+AIBO_ROWS = [
+    ("Ohm_01_001_00", "A"), ("Ohm_01_001_01", "N"), ("Ohm_02_003_00", "E"), ("Ohm_03_010_02", "P"),
+    ("Ohm_04_002_00", "R"), ("Ohm_05_002_00", "N"), ("Mont_01_004_00", "A"), ("Mont_02_001_00", "N"),
+]
+
+
+def make_aibo(root: Path, rows=AIBO_ROWS) -> Path:
+    labels = root / "labels" / "IS2009EmotionChallenge" / "chunk_labels_5cl_corpus.txt"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    labels.write_text("".join(f"{chunk} {label} 1.0\n" for chunk, label in rows))
+    for chunk, _ in rows:
+        write_tone(root / "wav" / f"{chunk}.wav")
+    return root

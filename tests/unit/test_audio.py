@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cuealign.audio import OK, AudioChecks, check_audio, sha256_of
+from tests.fakes import write_tone
+
+
+def _write(path: Path, data, rate=16000, subtype="PCM_16") -> Path:
+    sf.write(path, data, rate, subtype=subtype)
+    return path
+
+
+def make_truncated_header(tmp: Path) -> Path:
+    good = write_tone(tmp / "good.wav")
+    (tmp / "bad.wav").write_bytes(good.read_bytes()[:20])
+    return tmp / "bad.wav"
+
+
+def make_truncated_data(tmp: Path) -> Path:
+    good = write_tone(tmp / "good.wav", seconds=1.0)
+    data = good.read_bytes()
+    (tmp / "bad.wav").write_bytes(data[: len(data) // 2])
+    return tmp / "bad.wav"
+
+
+def make_empty(tmp: Path) -> Path:
+    (tmp / "bad.wav").write_bytes(b"")
+    return tmp / "bad.wav"
+
+
+def make_header_only(tmp: Path) -> Path:
+    return _write(tmp / "bad.wav", np.zeros(0))
+
+
+def make_silent(tmp: Path) -> Path:
+    return _write(tmp / "bad.wav", np.zeros(16000))
+
+
+def make_nan(tmp: Path) -> Path:
+    x = 0.1 * np.sin(np.arange(16000) / 10.0)
+    x[500:510] = np.nan
+    return _write(tmp / "bad.wav", x, subtype="FLOAT")
+
+
+def make_text(tmp: Path) -> Path:
+    (tmp / "bad.wav").write_text("this is not audio\n" * 20)
+    return tmp / "bad.wav"
+
+
+def make_short(tmp: Path) -> Path:
+    return write_tone(tmp / "bad.wav", seconds=0.1)
+
+
+def make_clipped(tmp: Path) -> Path:
+    return _write(tmp / "bad.wav", np.sign(np.sin(np.arange(16000) / 5.0)))
+
+
+@pytest.mark.parametrize(
+    "make, status",
+    [
+        (make_truncated_header, "unreadable:"),
+        (make_truncated_data, "truncated: the WAV header promises"),
+        (make_empty, "empty file: 0 bytes"),
+        (make_header_only, "no samples"),
+        (make_silent, "silent: peak 0"),
+        (make_nan, "non-finite samples: 10 NaN"),
+        (make_text, "unreadable:"),
+        (make_short, "too short: 0.100 s"),
+        (make_clipped, "clipped:"),
+        (lambda tmp: tmp / "nowhere.wav", "missing: no such file"),
+    ],
+)
+def test_bad_files_get_a_status_that_says_why(tmp_path, make, status):
+    info = check_audio(make(tmp_path))
+    assert info.status.startswith(status), info.status
+
+
+@pytest.mark.parametrize(
+    "channels, rate, subtype", [(2, 44100, "PCM_16"), (1, 16000, "PCM_U8"), (1, 8000, "PCM_24"), (1, 48000, "FLOAT")]
+)
+def test_any_rate_channels_and_depth_are_accepted_and_recorded(tmp_path, channels, rate, subtype):
+    path = write_tone(tmp_path / "x.wav", seconds=0.5, rate=rate, channels=channels, subtype=subtype)
+    before = path.read_bytes()
+    info = check_audio(path)
+    assert info.status == OK
+    assert (info.channels, info.sample_rate, info.subtype) == (channels, rate, subtype)
+    assert info.duration_s == pytest.approx(0.5, abs=1e-3)
+    assert info.peak == pytest.approx(0.3, abs=0.02)
+    assert info.sha256 == sha256_of(path)
+    assert path.read_bytes() == before  # never rewritten
+
+
+def test_thresholds_come_from_the_checks(tmp_path):
+    path = write_tone(tmp_path / "x.wav", seconds=0.5, level=0.001)
+    assert check_audio(path).status == OK
+    assert check_audio(path, AudioChecks(silence_peak=0.01)).status.startswith("silent")
+    assert check_audio(path, AudioChecks(min_duration_s=1.0)).status.startswith("too short")
+
+
+def test_sha256_is_the_content_hash(tmp_path):
+    a = write_tone(tmp_path / "a.wav")
+    b = write_tone(tmp_path / "b.wav")
+    c = write_tone(tmp_path / "c.wav", freq=330.0)
+    assert sha256_of(a) == sha256_of(b) != sha256_of(c)
+    import hashlib
+
+    assert sha256_of(a) == hashlib.sha256(a.read_bytes()).hexdigest()

@@ -1,0 +1,68 @@
+import copy
+
+import pytest
+import yaml
+
+from cuealign.config import ConfigError, load_config, validate_config
+
+
+def test_default_config_is_valid_and_defaults_are_filled():
+    config = load_config("config.yaml")
+    demo = config["corpora"]["demo"]
+    assert demo["type"] == "synthetic" and demo["sample_rate"] == 16000
+    assert config["audio_checks"]["silence_peak"] == 1e-4
+    assert config["shards"] >= 1
+
+
+def test_defaults_inside_a_corpus_type_are_filled():
+    config = validate_config({"corpora": {"iemocap": {"type": "iemocap", "root": "/data/IEMOCAP"}}})
+    spec = config["corpora"]["iemocap"]
+    assert spec["test_sessions"] == [5] and spec["dev_sessions"] == []
+    assert spec["label_map"]["exc"] == "happy" and spec["label_map"]["fru"] is None
+    # a default is a copy, not the schema's own object
+    spec["label_map"]["exc"] = "changed"
+    again = validate_config({"corpora": {"i": {"type": "iemocap", "root": "/x"}}})
+    assert again["corpora"]["i"]["label_map"]["exc"] == "happy"
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"corpra": {}}, r"config: Additional properties are not allowed \('corpra' was unexpected\)"),
+        ({"corpora": {"demo": {"type": "synthetic", "sead": 1}}}, r"config: corpora.demo: .*'sead' was unexpected.*allowed keys here: .*seed"),
+        ({"corpora": {"demo": {"type": "iemocapp"}}}, r"config: corpora.demo.type: 'iemocapp' is not one of"),
+        ({"corpora": {"i": {"type": "iemocap"}}}, r"config: corpora.i: 'root' is a required property"),
+        ({"corpora": {"d": {"type": "synthetic"}}, "audio_checks": {"on_bad_audio": "ignore"}}, r"audio_checks.on_bad_audio: 'ignore' is not one of"),
+        ({"corpora": {"d": {"type": "synthetic", "male_speakers": 0}}}, r"corpora.d.male_speakers: 0 is less than the minimum of 1"),
+        ({"corpora": {}}, r"config: corpora: .*should be non-empty|does not have enough properties"),
+        ({"corpora": {"bad/name": {"type": "synthetic"}}}, r"config: corpora: 'bad/name' does not match"),
+    ],
+)
+def test_invalid_config_names_the_key(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(copy.deepcopy(config))
+
+
+def test_unreadable_yaml_names_the_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("corpora: [unclosed\n")
+    with pytest.raises(ConfigError, match="config.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_every_schema_property_is_described():
+    from cuealign.config import config_schema
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                if name != "type":
+                    assert "description" in sub, f"{where}.{name} has no description"
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(config_schema(), "schema")
+    assert yaml.safe_dump(config_schema())  # round-trips

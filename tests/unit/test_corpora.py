@@ -1,0 +1,125 @@
+from pathlib import Path
+
+import pytest
+
+from cuealign.config import config_schema
+from cuealign.corpora import CorpusError, annotation_files, read_corpus
+from tests.fakes import make_aibo, make_iemocap, write_tone
+
+IEMOCAP_MAP = config_schema()["$defs"]["iemocap"]["properties"]["label_map"]["default"]
+AIBO_MAP = config_schema()["$defs"]["aibo"]["properties"]["label_map"]["default"]
+
+
+def test_iemocap_rows_labels_speakers_genders_splits(iemocap_root):
+    result = read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP,
+                          "sessions": [1, 2, 3, 4, 5], "test_sessions": [5], "dev_sessions": []})
+    table = result.table.set_index("utt_id")
+    # 14 annotated (12 + one in each of sessions 3 and 4), 3 dropped by the map (fru, xxx, sur)
+    assert len(table) == 11
+    assert result.dropped == {"fru": 1, "sur": 1, "xxx": 1}
+    # speaker = session + letter of the last field, not of the dialog
+    row = table.loc["Ses01F_impro01_M000"]
+    assert (row.speaker, row.gender, row.label, row.orig_label, row.split) == ("Ses01M", "M", "angry", "ang", "train")
+    assert table.loc["Ses01M_script01_1_F000", "speaker"] == "Ses01F"
+    # exc and hap merge into happy
+    assert table.loc["Ses01F_impro01_F001", "label"] == "happy"
+    assert table.loc["Ses01M_script01_1_M000", "label"] == "happy"
+    assert set(table.loc[table["split"] == "test"].index) == {"Ses05M_impro03_M000", "Ses05M_impro03_F000"}
+    assert sorted(table["label"].unique()) == ["angry", "happy", "neutral", "sad"]
+    assert Path(table.loc["Ses02F_impro02_F000", "path"]).is_file()
+    assert Path(table.loc["Ses02F_impro02_F000", "path"]).parent.name == "Ses02F_impro02"
+
+
+def test_iemocap_leave_one_session_out(iemocap_root):
+    result = read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP},
+                         test_sessions=[2], dev_sessions=[1])
+    splits = result.table.groupby("split")["speaker"].unique().map(sorted).to_dict()
+    assert splits["test"] == ["Ses02F", "Ses02M"]
+    assert splits["dev"] == ["Ses01F", "Ses01M"]
+    assert set(splits["train"]) == {"Ses03M", "Ses04M", "Ses05F", "Ses05M"}
+
+
+def test_iemocap_unknown_label_is_an_error(tmp_path):
+    root = make_iemocap(tmp_path / "I", rows=[(1, "Ses01F_impro01", "F000", "bored")], write_audio=False)
+    with pytest.raises(CorpusError, match=r"'bored' \(1 rows\).*label_map"):
+        read_corpus({"type": "iemocap", "root": str(root), "label_map": IEMOCAP_MAP}, sessions=[1])
+
+
+def test_iemocap_missing_session_names_it(tmp_path):
+    with pytest.raises(CorpusError, match="IEMOCAP session 1"):
+        read_corpus({"type": "iemocap", "root": str(tmp_path), "label_map": IEMOCAP_MAP})
+
+
+def test_aibo_split_speakers_and_dev_is_speaker_disjoint(aibo_root):
+    result = read_corpus({"type": "aibo", "root": str(aibo_root), "label_map": AIBO_MAP}, dev_fraction=0.4, seed=1)
+    table = result.table
+    assert len(table) == 8 and result.dropped == {}
+    assert table.set_index("utt_id").loc["Ohm_03_010_02", "speaker"] == "Ohm_03"
+    assert set(table.loc[table["split"] == "test", "speaker"]) == {"Mont_01", "Mont_02"}
+    dev = set(table.loc[table["split"] == "dev", "speaker"])
+    train = set(table.loc[table["split"] == "train", "speaker"])
+    assert len(dev) == 2 and dev.isdisjoint(train) and all(s.startswith("Ohm") for s in dev | train)
+    assert table["gender"].isna().all()
+    assert dict(zip(table["orig_label"], table["label"]))["E"] == "emphatic"
+    # the same seed draws the same dev speakers
+    again = read_corpus({"type": "aibo", "root": str(aibo_root), "label_map": AIBO_MAP}, dev_fraction=0.4, seed=1)
+    assert again.table.equals(table)
+
+
+def test_aibo_explicit_dev_speakers(aibo_root):
+    table = read_corpus({"type": "aibo", "root": str(aibo_root), "label_map": AIBO_MAP}, dev_speakers=["Ohm_02"]).table
+    assert set(table.loc[table["split"] == "dev", "utt_id"]) == {"Ohm_02_003_00"}
+    with pytest.raises(CorpusError, match="Mont_01"):
+        read_corpus({"type": "aibo", "root": str(aibo_root), "label_map": AIBO_MAP}, dev_speakers=["Mont_01"])
+
+
+def test_aibo_unknown_school_names_the_line(tmp_path):
+    root = make_aibo(tmp_path / "a", rows=[("Ohm_01_001_00", "A"), ("Bonn_01_001_00", "N")])
+    with pytest.raises(CorpusError, match=r"chunk_labels_5cl_corpus.txt:2: chunk 'Bonn_01_001_00'"):
+        read_corpus({"type": "aibo", "root": str(root), "label_map": AIBO_MAP})
+
+
+def _table_corpus(tmp_path, text, *, name="meta.csv", label_map=None):
+    root = tmp_path / "corpus"
+    for rel in ("a/x.wav", "a/y.wav", "b/z.wav"):
+        write_tone(root / rel)
+    table = tmp_path / name
+    table.write_text(text)
+    spec = {"type": "manifest", "root": str(root), "table": str(table),
+            "label_map": label_map or {"ang": "angry", "neu": "neutral", "oth": None}, "default_split": "test"}
+    return spec
+
+
+def test_table_corpus_reads_csv_and_tsv(tmp_path):
+    spec = _table_corpus(tmp_path, "path,label,speaker,gender\na/x.wav,ang,s1,F\na/y.wav,neu,s1,F\nb/z.wav,oth,s2,\n")
+    result = read_corpus(spec)
+    assert result.table["utt_id"].tolist() == ["a/x", "a/y"]
+    assert result.dropped == {"oth": 1}
+    assert (result.table["split"] == "test").all()
+    tsv = _table_corpus(tmp_path, "utt_id\tpath\tlabel\tspeaker\tsplit\nu1\ta/x.wav\tang\ts1\ttrain\n", name="meta.tsv")
+    row = read_corpus(tsv).table.iloc[0]
+    assert (row.utt_id, row.split, row.gender) == ("u1", "train", None)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("path,label,speaker\n../outside.wav,ang,s1\n", "outside the corpus root"),
+        ("path,label,speaker\n/etc/passwd,ang,s1\n", "outside the corpus root"),
+        ("path,label,speaker\na/x.wav,happy,s1\n", r"'happy' \(1 rows\)"),
+        ("utt_id,path,label,speaker\nu,a/x.wav,ang,s1\nu,a/y.wav,neu,s1\n", "duplicate utterance ids"),
+        ("path,label\na/x.wav,ang\n", r"missing columns \['speaker'\]"),
+        ("path,label,speaker,split\na/x.wav,ang,s1,val\n", "split must be one of"),
+        ("path,label,speaker,gender\na/x.wav,ang,s1,female\n", "gender must be F, M or empty"),
+    ],
+)
+def test_table_corpus_errors_name_the_problem(tmp_path, text, message):
+    with pytest.raises(CorpusError, match=message):
+        read_corpus(_table_corpus(tmp_path, text))
+
+
+def test_annotation_files_are_the_label_sources(iemocap_root, aibo_root):
+    iem = annotation_files({"type": "iemocap", "root": str(iemocap_root), "sessions": [1, 5]})
+    assert [p.name for p in iem] == ["Ses01F_impro01.txt", "Ses01M_script01_1.txt", "Ses05M_impro03.txt"]
+    (aibo,) = annotation_files({"type": "aibo", "root": str(aibo_root), "labels": "labels/IS2009EmotionChallenge/chunk_labels_5cl_corpus.txt"})
+    assert aibo.name == "chunk_labels_5cl_corpus.txt"

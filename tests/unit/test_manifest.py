@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from cuealign.audio import OK, AudioChecks
+from cuealign.corpora import read_corpus
+from cuealign.manifest import BAD_FILE_COLUMNS, MANIFEST_COLUMNS, BadAudioError, build_manifest
+from tests.fakes import write_tone
+
+
+@pytest.fixture
+def mixed_corpus(tmp_path):
+    root = tmp_path / "c"
+    write_tone(root / "good1.wav")
+    write_tone(root / "good2.wav", rate=44100, channels=2)
+    (root / "text.wav").write_text("not audio")
+    write_tone(root / "silent.wav", level=0.0)
+    rows = ["good1.wav,neu,s1", "text.wav,neu,s1", "missing.wav,ang,s2", "good2.wav,ang,s2", "silent.wav,neu,s2"]
+    (tmp_path / "t.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    return read_corpus({"type": "manifest", "root": str(root), "table": str(tmp_path / "t.csv"),
+                        "label_map": {"neu": "neutral", "ang": "angry"}, "default_split": "test"})
+
+
+def test_every_utterance_keeps_its_row_and_bad_ones_are_listed(mixed_corpus):
+    manifest, bad = build_manifest(mixed_corpus, threads=2, progress=False)
+    assert list(manifest.columns) == MANIFEST_COLUMNS and list(bad.columns) == BAD_FILE_COLUMNS
+    # order and count are those of the corpus, whatever the thread count
+    assert manifest["utt_id"].tolist() == ["good1", "text", "missing", "good2", "silent"]
+    status = dict(zip(manifest["utt_id"], manifest["status"]))
+    assert status["good1"] == OK and status["good2"] == OK
+    assert status["text"].startswith("unreadable") and status["missing"].startswith("missing")
+    assert status["silent"].startswith("silent")
+    assert sorted(bad["utt_id"]) == ["missing", "silent", "text"]
+    good2 = manifest.set_index("utt_id").loc["good2"]
+    assert (good2.sample_rate, good2.channels) == (44100, 2)
+    assert pd.isna(manifest.set_index("utt_id").loc["missing", "sample_rate"])
+
+
+def test_fail_mode_stops_and_names_the_files(mixed_corpus):
+    with pytest.raises(BadAudioError, match=r"(?s)3 of 5 audio files.*text.wav: unreadable: Format not recognised") as error:
+        build_manifest(mixed_corpus, on_bad_audio="fail", progress=False)
+    assert "on_bad_audio: skip" in str(error.value)
+
+
+def test_a_corpus_with_no_usable_audio_is_an_error(tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    (tmp_path / "t.csv").write_text("path,label,speaker\nnope.wav,neu,s1\n")
+    corpus = read_corpus({"type": "manifest", "root": str(root), "table": str(tmp_path / "t.csv"),
+                          "label_map": {"neu": "neutral"}, "default_split": "test"})
+    with pytest.raises(BadAudioError, match="no audio file passed"):
+        build_manifest(corpus, progress=False)
+
+
+def test_manifest_round_trips_through_parquet(mixed_corpus, tmp_path):
+    manifest, _ = build_manifest(mixed_corpus, AudioChecks(min_duration_s=0.1), progress=False)
+    manifest.to_parquet(tmp_path / "m.parquet", index=False)
+    back = pd.read_parquet(tmp_path / "m.parquet")
+    pd.testing.assert_frame_equal(back, manifest, check_dtype=False)
+    assert np.isclose(back["duration_s"].iloc[0], 0.6)

@@ -1,0 +1,46 @@
+"""Run the real Snakemake workflow on a temporary copy of it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "envs", "config.yaml", "profiles"]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``snakemake ARGS`` in ``workdir``; output is captured and shown when it fails."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Path:
+    """A copy of the workflow (not the package, which is installed) in a temp folder."""
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / part)
+        else:
+            shutil.copy(source, tmp_path / part)
+    return tmp_path
+
+
+def write_config(workflow: Path, config: dict) -> Path:
+    path = workflow / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
