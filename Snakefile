@@ -13,6 +13,8 @@ validate_config(config)
 
 include: "rules/common.smk"
 include: "rules/corpus.smk"
+include: "rules/features.smk"
+include: "rules/tokens.smk"
 
 
 rule all:

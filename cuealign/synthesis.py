@@ -180,7 +180,10 @@ def synthesize_utterance(
             flow[index:stop] += pulse[: stop - index]
         position += period
     source = np.diff(flow, prepend=0.0)  # lip radiation: the derivative of the flow
-    source = signal.lfilter([1.0 - emotion.tilt], [1.0, -emotion.tilt], source)
+    # The tilt coefficient is defined at the output rate; the same corner frequency at the
+    # internal rate needs the pole raised to 1/factor.
+    pole = emotion.tilt ** (1.0 / _INTERNAL_RATE_FACTOR)
+    source = signal.lfilter([1.0 - pole], [1.0, -pole], source)
     voiced_rms = np.sqrt(np.mean(source[voiced] ** 2)) if voiced.any() else 1.0
     # Aspiration: noise in voiced segments, stronger in the open phase.
     open_phase = flow / (flow.max() or 1.0)

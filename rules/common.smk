@@ -5,14 +5,17 @@ from cuealign.corpora import annotation_files
 
 wildcard_constraints:
     corpus="|".join(re.escape(name) for name in config["corpora"]),
+    shard=r"\d+",
 
 
 SYNTHETIC_ROOT = "resources/synthetic/{corpus}"
 
 
 def corpus_spec(corpus):
-    """The validated config entry of a corpus; a synthetic corpus' root is where it is generated."""
-    spec = dict(config["corpora"][corpus])
+    """How to read a corpus: its config entry less the token options (so that changing those
+    does not rebuild the manifest); a synthetic corpus' root is where it is generated.
+    """
+    spec = {k: v for k, v in config["corpora"][corpus].items() if k != "tokens"}
     if spec["type"] == "synthetic":
         spec["root"] = SYNTHETIC_ROOT.format(corpus=corpus)
     return spec
@@ -27,13 +30,34 @@ def get_build_manifest_annotations(wildcards):
 
 
 def get_synthesize_corpus_options(wildcards):
-    spec = dict(config["corpora"][wildcards.corpus])
-    spec.pop("type")
-    return spec
+    """The generator's options only."""
+    spec = config["corpora"][wildcards.corpus]
+    return {k: v for k, v in spec.items() if k not in ("type", "tokens")}
 
 
 def get_all_targets():
     return expand(
-        ["results/{corpus}/manifest.parquet", "results/{corpus}/bad_files.csv"],
+        [
+            "results/{corpus}/manifest.parquet",
+            "results/{corpus}/tokens.parquet",
+            "results/{corpus}/tokens/token_distributions.png",
+        ],
         corpus=list(config["corpora"]),
     )
+
+
+def shard_ids():
+    return list(range(config["shards"]))
+
+
+def get_bin_tokens_lld(wildcards):
+    return expand(
+        "results/{corpus}/lld/{shard}.parquet",
+        corpus=wildcards.corpus,
+        shard=shard_ids(),
+    )
+
+
+def get_bin_tokens_options(wildcards):
+    """The top-level tokens block with the corpus' own overrides on top."""
+    return config["tokens"] | config["corpora"][wildcards.corpus].get("tokens", {})

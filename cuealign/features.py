@@ -1,0 +1,155 @@
+"""eGeMAPSv02 low-level descriptors with openSMILE, summarised per file, with a content-keyed cache.
+
+Why voiced frames only: openSMILE sets the ``*_sma3nz`` LLDs (F0, jitter, shimmer, HNR, the
+harmonic relations, formants) to 0 in unvoiced frames, so a plain mean over all frames pulls them
+toward 0 by the file's share of silence and consonants. Those are averaged over voiced frames
+(F0 > 0) only; the others over all frames. The four spectral-balance LLDs are also averaged over
+voiced frames, under the names eGeMAPS' own functionals give them (alphaRatioV, hammarbergIndexV,
+slopeV0-500, slopeV500-1500): over all frames, pauses and their faint broadband noise read as
+"bright" and swamp the voice's own tilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import opensmile
+import pandas as pd
+import soundfile as sf
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+FEATURE_SET = opensmile.FeatureSet.eGeMAPSv02
+SAMPLE_RATE = 16000
+VOICING_LLD = "F0semitoneFrom27.5Hz_sma3nz"
+# Bump when the per-file summary changes, so cached rows of the old summary are not reused.
+SUMMARY_VERSION = "voiced-means-v2"
+# LLD -> name of its voiced-frame mean (eGeMAPS functional naming)
+VOICED_SPECTRAL = {
+    "alphaRatio_sma3": "alphaRatioV_sma3nz",
+    "hammarbergIndex_sma3": "hammarbergIndexV_sma3nz",
+    "slope0-500_sma3": "slopeV0-500_sma3nz",
+    "slope500-1500_sma3": "slopeV500-1500_sma3nz",
+}
+
+_local = threading.local()
+
+
+def _smile() -> opensmile.Smile:
+    # One extractor per thread: openSMILE's C API runs outside the GIL, its Python object is not shared.
+    if not hasattr(_local, "smile"):
+        _local.smile = opensmile.Smile(
+            feature_set=FEATURE_SET,
+            feature_level=opensmile.FeatureLevel.LowLevelDescriptors,
+            sampling_rate=SAMPLE_RATE,
+            resample=True,
+        )
+    return _local.smile
+
+
+def lld_names() -> list[str]:
+    """The 25 eGeMAPSv02 LLD names, in openSMILE's order."""
+    return list(_smile().feature_names)
+
+
+def summary_columns() -> list[str]:
+    return lld_names() + list(VOICED_SPECTRAL.values()) + ["voiced_fraction", "n_frames"]
+
+
+def load_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """Samples as float32 mono (channels averaged) at the file's own rate; openSMILE resamples."""
+    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return samples.mean(axis=1), int(rate)
+
+
+def summarise_llds(frames: pd.DataFrame) -> dict[str, float]:
+    """File-level means of LLD frames: ``*_sma3nz`` over voiced frames, the rest over all frames."""
+    voiced = frames[VOICING_LLD].to_numpy() > 0
+    row: dict[str, float] = {}
+    for name in frames.columns:
+        values = frames[name].to_numpy(dtype=float)
+        if name.endswith("_sma3nz"):
+            row[name] = float(values[voiced].mean()) if voiced.any() else float("nan")
+        else:
+            row[name] = float(values.mean()) if values.size else float("nan")
+    for name, voiced_name in VOICED_SPECTRAL.items():
+        values = frames[name].to_numpy(dtype=float)[voiced]
+        row[voiced_name] = float(values.mean()) if values.size else float("nan")
+    row["voiced_fraction"] = float(voiced.mean()) if voiced.size else 0.0
+    row["n_frames"] = int(voiced.size)
+    return row
+
+
+def extract_file(path: str | Path) -> dict[str, float]:
+    """openSMILE LLDs of one file, summarised."""
+    samples, rate = load_mono(path)
+    frames = _smile().process_signal(samples, rate)
+    return summarise_llds(frames)
+
+
+class LLDCache:
+    """Per-file summaries keyed by audio content hash, openSMILE version, feature set and summary."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.salt = f"opensmile-{opensmile.__version__}/{FEATURE_SET.name}/{SUMMARY_VERSION}"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / self.salt / sha256[:2] / f"{sha256}.json"
+
+    def get(self, sha256: str) -> dict[str, float] | None:
+        try:
+            return json.loads(self.path(sha256).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def put(self, sha256: str, row: dict[str, float]) -> None:
+        target = self.path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: concurrent jobs (or a kill) never leave a half-written entry.
+        handle, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(row, stream)
+        os.replace(temp, target)
+
+
+def extract_lld_means(
+    manifest: pd.DataFrame,
+    *,
+    cache: LLDCache | None = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """utt_id + per-file LLD means, voiced_fraction and n_frames for every row of ``manifest``
+    (rows must have passed their audio checks). Cached files are not extracted again."""
+    rows: list[dict | None] = [cache.get(sha) if cache else None for sha in manifest["sha256"]]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    log.info("LLDs: %d files, %d from the cache, %d to extract", len(rows), len(rows) - len(todo), len(todo))
+    paths = manifest["path"].to_numpy()
+    hashes = manifest["sha256"].to_numpy()
+
+    def work(i: int) -> tuple[int, dict]:
+        row = extract_file(paths[i])
+        if cache:
+            cache.put(hashes[i], row)
+        return i, row
+
+    with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+        done = pool.map(work, todo)
+        for i, row in tqdm(done, total=len(todo), desc="openSMILE LLDs", unit="file", disable=not progress, mininterval=5):
+            rows[i] = row
+    table = pd.DataFrame.from_records(rows, columns=summary_columns())
+    table.insert(0, "utt_id", manifest["utt_id"].to_numpy())
+    unvoiced = table.loc[table["voiced_fraction"] == 0, "utt_id"].tolist()
+    if unvoiced:
+        log.warning("%d files have no voiced frames (their *_sma3nz means are NaN): %s", len(unvoiced), unvoiced[:10])
+    return table
+

@@ -1,0 +1,300 @@
+"""Concept tokens: robust standardisation, concept scores, quantile bins and VOICE_QUALITY.
+
+Fitting (centres, scales, bin edges, voice-quality thresholds) uses one split only (train by
+default) and the fitted values are applied unchanged to every split, so nothing of the test
+labels or test distribution leaks into the tokens. Everything fitted goes into tokens_meta.json,
+enough to tokenise new audio the same way.
+
+VOICE_QUALITY rules, on the standardised descriptors; thresholds are quantiles of the voiced
+utterances of the fit split (per gender when VOICE_QUALITY is in per_gender); first rule wins:
+  UNVOICED  voiced_fraction < min_voiced_fraction
+  BREATHY   HNR below its low quantile and the harmonic relation H1-A3 above its median
+  ROUGH     jitter and shimmer both above their high quantiles
+  CREAKY    PITCH in its lowest bin and jitter above its high quantile
+  PRESSED   H1-A3 below its low quantile and HNR above its median
+  MODAL     otherwise
+Why H1-A3 and not H1-H2: on harmonic complexes (tests/unit/test_features.py) openSMILE's
+``logRelF0-H1-H2_sma3nz`` follows the 2nd harmonic against the 3rd, not H1 against H2, so it
+mostly tracks where F1 falls between harmonics; ``logRelF0-H1-A3_sma3nz`` also follows the 2nd
+harmonic, but against the F3 region, so it measures the overall tilt of the source: high for a
+steep, lax (breathy) source, low for a pressed one. That is how the rules use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+VOICE_QUALITY = "VOICE_QUALITY"
+VQ_LABELS = ("MODAL", "BREATHY", "PRESSED", "ROUGH", "CREAKY", "UNVOICED")
+UNVOICED = "UNVOICED"
+JITTER, SHIMMER, HNR = "jitterLocal_sma3nz", "shimmerLocaldB_sma3nz", "HNRdBACF_sma3nz"
+HARMONIC_RELATION = "logRelF0-H1-A3_sma3nz"
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A scalar concept: signed descriptors averaged after standardisation, cut into ordered bins."""
+
+    name: str
+    descriptors: dict[str, int]  # descriptor -> +1 or -1 so that higher means more of the concept
+    labels: tuple[str, ...]  # bin labels, lowest first
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenOptions:
+    """How tokens are fitted (config: tokens, with a corpus' own tokens block merged over it)."""
+
+    concepts: tuple[Concept, ...]
+    fit_split: Literal["train", "dev", "test", "all"] = "train"
+    normalise: Literal["dataset", "speaker"] = "dataset"
+    per_gender: tuple[str, ...] = ()
+    min_voiced_fraction: float = 0.05
+    vq_low_quantile: float = 0.2
+    vq_high_quantile: float = 0.8
+    template: str = "{concept}={token}"
+    separator: str = "; "
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any]) -> "TokenOptions":
+        concepts = tuple(
+            Concept(name, dict(spec["descriptors"]), tuple(spec["labels"])) for name, spec in options["concepts"].items()
+        )
+        unknown = sorted(set(options["per_gender"]) - {c.name for c in concepts} - {VOICE_QUALITY})
+        if unknown:
+            raise ValueError(f"config: tokens.per_gender names {unknown}, which are not in tokens.concepts")
+        vq = options["voice_quality"]
+        return cls(
+            concepts=concepts,
+            fit_split=options["fit_split"],
+            normalise=options["normalise"],
+            per_gender=tuple(options["per_gender"]),
+            min_voiced_fraction=vq["min_voiced_fraction"],
+            vq_low_quantile=vq["low_quantile"],
+            vq_high_quantile=vq["high_quantile"],
+            template=options["format"]["template"],
+            separator=options["format"]["separator"],
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.concepts] + [VOICE_QUALITY]
+
+    def descriptors(self) -> list[str]:
+        used = {d for c in self.concepts for d in c.descriptors} | {JITTER, SHIMMER, HNR, HARMONIC_RELATION}
+        return sorted(used)
+
+
+@dataclass
+class Standardiser:
+    """Robust z-scores: (x - median) / IQR, fitted per descriptor (and per speaker if chosen)."""
+
+    centre: dict[str, float] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, columns: list[str]) -> "Standardiser":
+        centre, scale = {}, {}
+        for column in columns:
+            values = table[column].dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                centre[column], scale[column] = 0.0, 1.0
+                log.warning("%s: no values to standardise on; left unscaled", column)
+                continue
+            q25, q50, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+            iqr = q75 - q25
+            if iqr <= 0:
+                # A (nearly) constant descriptor: fall back to the SD, then to 1, so scores stay finite.
+                iqr = float(values.std()) or 1.0
+                log.warning("%s: interquartile range is 0; scaled by %.3g instead", column, iqr)
+            centre[column], scale[column] = float(q50), float(iqr)
+        return cls(centre, scale)
+
+    def apply(self, table: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {c: (table[c].to_numpy(dtype=float) - self.centre[c]) / self.scale[c] for c in self.centre},
+            index=table.index,
+        )
+
+
+def _fit_rows(frame: pd.DataFrame, fit_split: str) -> pd.Series:
+    return pd.Series(True, index=frame.index) if fit_split == ALL else frame["split"] == fit_split
+
+
+def _standardise(frame: pd.DataFrame, options: TokenOptions, fit: pd.Series) -> tuple[pd.DataFrame, dict]:
+    columns = options.descriptors()
+    if options.normalise == "dataset":
+        standardiser = Standardiser.fit(frame[fit], columns)
+        return standardiser.apply(frame), {ALL: {"centre": standardiser.centre, "scale": standardiser.scale}}
+    # Per speaker: each speaker's own utterances of every split (label-free), so a test speaker
+    # unseen in training is normalised by itself.
+    parts, fitted = [], {}
+    for speaker, rows in frame.groupby("speaker", sort=True):
+        standardiser = Standardiser.fit(rows, columns)
+        parts.append(standardiser.apply(rows))
+        fitted[str(speaker)] = {"centre": standardiser.centre, "scale": standardiser.scale}
+    return pd.concat(parts).loc[frame.index], fitted
+
+
+def concept_scores(z: pd.DataFrame, concepts: tuple[Concept, ...]) -> pd.DataFrame:
+    """Each concept's score: the mean of its signed standardised descriptors (NaN ones skipped)."""
+    scores = {}
+    for concept in concepts:
+        signed = np.column_stack([sign * z[d].to_numpy() for d, sign in concept.descriptors.items()])
+        with np.errstate(all="ignore"):
+            count = np.sum(~np.isnan(signed), axis=1)
+            scores[concept.name] = np.where(count > 0, np.nansum(signed, axis=1) / np.maximum(count, 1), np.nan)
+    return pd.DataFrame(scores, index=z.index)
+
+
+def quantile_edges(scores: np.ndarray, n_bins: int) -> list[float]:
+    """Inner edges of ``n_bins`` equal-count bins of the finite scores."""
+    finite = scores[np.isfinite(scores)]
+    if finite.size == 0:
+        raise ValueError("no finite scores to fit bin edges on")
+    return [float(q) for q in np.quantile(finite, np.arange(1, n_bins) / n_bins)]
+
+
+def assign_bins(scores: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Bin index of each score (a score equal to an edge goes to the upper bin; NaN -> -1)."""
+    index = np.searchsorted(np.asarray(edges), scores, side="right")
+    return np.where(np.isfinite(scores), index, -1)
+
+
+def _groups(frame: pd.DataFrame, per_gender: bool, concept: str) -> dict[str, pd.Series]:
+    if not per_gender:
+        return {ALL: pd.Series(True, index=frame.index)}
+    gender = frame["gender"]
+    if gender.isna().any():
+        missing = frame.loc[gender.isna(), "utt_id"].head(5).tolist()
+        raise ValueError(
+            f"{concept} has gender-specific bin edges (tokens.per_gender) but {int(gender.isna().sum())} "
+            f"utterances have no gender (e.g. {missing}); give the corpus genders or set its tokens.per_gender: []"
+        )
+    return {str(g): gender == g for g in sorted(gender.unique())}
+
+
+def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions) -> tuple[pd.DataFrame, dict]:
+    """Fit on ``options.fit_split`` and tokenise every utterance of ``lld``.
+
+    Returns (tokens, meta): tokens has utt_id, one ``<CONCEPT>_score`` and one ``<CONCEPT>``
+    column per concept, VOICE_QUALITY and token_string; meta is tokens_meta.json.
+    """
+    usable = manifest.loc[manifest["status"] == "ok", "utt_id"]
+    if missing := sorted(set(usable) - set(lld["utt_id"])):
+        raise ValueError(f"{len(missing)} usable utterances of the manifest have no LLDs (e.g. {missing[:5]}); rerun extract_lld")
+    if stray := sorted(set(lld["utt_id"]) - set(usable)):
+        raise ValueError(f"{len(stray)} LLD rows are not usable utterances of the manifest (e.g. {stray[:5]})")
+    log.info(
+        "tokens: %d utterances in the manifest, %d usable, %d left out for failed audio checks (bad_files.csv)",
+        len(manifest), len(usable), len(manifest) - len(usable),
+    )
+    frame = lld.merge(manifest[["utt_id", "label", "speaker", "gender", "split"]], on="utt_id", how="left", validate="1:1")
+    fit = _fit_rows(frame, options.fit_split)
+    if not fit.any():
+        raise ValueError(
+            f"tokens.fit_split is {options.fit_split!r} but no utterance of that split passed its checks; "
+            f"splits present: {sorted(frame['split'].unique())}"
+        )
+    z, standardisation = _standardise(frame, options, fit)
+    scores = concept_scores(z, options.concepts)
+    voiced = frame["voiced_fraction"].to_numpy() >= options.min_voiced_fraction
+
+    tokens = pd.DataFrame({"utt_id": frame["utt_id"]}, index=frame.index)
+    edges: dict[str, dict[str, list[float]]] = {}
+    bins: dict[str, np.ndarray] = {}
+    for concept in options.concepts:
+        score = scores[concept.name].to_numpy()
+        index = np.full(len(frame), -1)
+        edges[concept.name] = {}
+        for group, rows in _groups(frame, concept.name in options.per_gender, concept.name).items():
+            rows = rows.to_numpy()
+            group_edges = quantile_edges(score[rows & fit.to_numpy()], len(concept.labels))
+            edges[concept.name][group] = group_edges
+            index[rows] = assign_bins(score[rows], group_edges)
+        bins[concept.name] = index
+        labels = np.array(concept.labels + (UNVOICED,))
+        tokens[f"{concept.name}_score"] = score
+        tokens[concept.name] = labels[index]  # index -1 (no score: no voiced frame) -> UNVOICED
+
+    lowest_pitch = bins.get("PITCH", np.full(len(frame), -1)) == 0
+    thresholds = {}
+    quality = np.full(len(frame), "MODAL", dtype=object)
+    for group, rows in _groups(frame, VOICE_QUALITY in options.per_gender, VOICE_QUALITY).items():
+        rows = rows.to_numpy()
+        thresholds[group] = _fit_vq_thresholds(z[rows & fit.to_numpy() & voiced], options)
+        quality[rows] = _voice_quality(z[rows], thresholds[group], voiced=voiced[rows], lowest_pitch=lowest_pitch[rows])
+    tokens[VOICE_QUALITY] = quality
+    tokens["token_string"] = serialise(tokens, options)
+
+    meta = {
+        "fit_split": options.fit_split,
+        "normalise": options.normalise,
+        "per_gender": list(options.per_gender),
+        "n_manifest": len(manifest),
+        "n_fit": int(fit.sum()),
+        "n_tokenised": len(tokens),
+        "standardisation": standardisation,
+        "concepts": {c.name: {"descriptors": c.descriptors, "labels": list(c.labels)} for c in options.concepts},
+        "bin_edges": edges,
+        "voice_quality": {
+            "thresholds": thresholds,
+            "min_voiced_fraction": options.min_voiced_fraction,
+            "labels": list(VQ_LABELS),
+        },
+        "format": {"template": options.template, "separator": options.separator},
+        "versions": package_versions(),
+    }
+    return tokens.reset_index(drop=True), meta
+
+
+def _fit_vq_thresholds(fit: pd.DataFrame, options: TokenOptions) -> dict[str, dict[str, float]]:
+    if fit.empty:
+        raise ValueError("no voiced utterance in the fit split (of this gender) to fit voice-quality thresholds on")
+    quantiles = {"low": options.vq_low_quantile, "median": 0.5, "high": options.vq_high_quantile}
+    return {
+        column: {name: float(np.nanquantile(fit[column], q)) for name, q in quantiles.items()}
+        for column in (JITTER, SHIMMER, HNR, HARMONIC_RELATION)
+    }
+
+
+def _voice_quality(
+    frame: pd.DataFrame, t: dict[str, dict[str, float]], *, voiced: np.ndarray, lowest_pitch: np.ndarray
+) -> np.ndarray:
+    jitter, shimmer = frame[JITTER].to_numpy(), frame[SHIMMER].to_numpy()
+    hnr, relation = frame[HNR].to_numpy(), frame[HARMONIC_RELATION].to_numpy()
+    conditions = [
+        ~voiced,
+        (hnr < t[HNR]["low"]) & (relation > t[HARMONIC_RELATION]["median"]),
+        (jitter > t[JITTER]["high"]) & (shimmer > t[SHIMMER]["high"]),
+        lowest_pitch & (jitter > t[JITTER]["high"]),
+        (relation < t[HARMONIC_RELATION]["low"]) & (hnr > t[HNR]["median"]),
+    ]
+    return np.select(conditions, ["UNVOICED", "BREATHY", "ROUGH", "CREAKY", "PRESSED"], default="MODAL")
+
+
+def serialise(tokens: pd.DataFrame, options: TokenOptions) -> list[str]:
+    """``ENERGY=HIGH; PITCH=LOW; ...`` (template and separator from config), concepts in config order."""
+    names = options.names
+    return [
+        options.separator.join(options.template.format(concept=name, token=row[name]) for name in names)
+        for _, row in tokens[names].iterrows()
+    ]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("cuealign", "opensmile", "numpy", "pandas", "scipy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

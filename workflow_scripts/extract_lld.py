@@ -1,0 +1,12 @@
+import pandas as pd
+
+from cuealign.features import LLDCache, extract_lld_means
+from cuealign.runlog import log_to
+from cuealign.shards import shard_rows
+
+with log_to(snakemake.log[0]):
+    manifest = pd.read_parquet(snakemake.input.manifest)
+    rows = shard_rows(manifest, snakemake.params.shard, snakemake.params.shards)
+    usable = rows[rows["status"] == "ok"]
+    table = extract_lld_means(usable, cache=LLDCache(snakemake.params.cache_dir), threads=snakemake.threads)
+    table.to_parquet(snakemake.output.lld, index=False)
