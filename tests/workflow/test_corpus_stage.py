@@ -33,7 +33,8 @@ def test_corpus_stage_runs_and_accounts_for_every_file(workflow, tmp_path):
     broken = iemocap / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
     broken.write_bytes(b"RIFF")
     write_config(workflow, {"corpora": {"demo": SMALL_DEMO, "iem": {"type": "iemocap", "root": str(iemocap)}}})
-    snakemake(workflow, "--cores", "2")
+    manifests = ["results/demo/manifest.parquet", "results/iem/manifest.parquet"]
+    snakemake(workflow, "--cores", "2", *manifests)
 
     demo = pd.read_parquet(workflow / "results/demo/manifest.parquet")
     assert list(demo.columns) == MANIFEST_COLUMNS
@@ -54,13 +55,13 @@ def test_corpus_stage_runs_and_accounts_for_every_file(workflow, tmp_path):
     assert "Ses01F_impro01_F000.wav: unreadable" in log
 
     # nothing changed: nothing reruns
-    again = snakemake(workflow, "--cores", "2", "-n")
+    again = snakemake(workflow, "--cores", "2", "-n", *manifests)
     assert "Nothing to be done" in again.stdout + again.stderr
     # a changed check threshold reruns the manifests, not the synthesis
     config = yaml.safe_load((workflow / "config.yaml").read_text())
     config["audio_checks"] = {"min_duration_s": 0.7}
     write_config(workflow, config)
-    plan = snakemake(workflow, "--cores", "2", "-n", "--quiet", "rules").stdout
+    plan = snakemake(workflow, *manifests, "--cores", "2", "-n", "--quiet", "rules").stdout
     assert "build_manifest" in plan and "synthesize_corpus" not in plan
 
 
@@ -69,7 +70,7 @@ def test_fail_mode_stops_the_run_with_the_file_named(workflow, tmp_path):
     (iemocap / "Session2/sentences/wav/Ses02F_impro02/Ses02F_impro02_M000.wav").unlink()
     write_config(workflow, {"corpora": {"iem": {"type": "iemocap", "root": str(iemocap)}},
                             "audio_checks": {"on_bad_audio": "fail"}})
-    out = snakemake(workflow, "--cores", "1", check=False)
+    out = snakemake(workflow, "--cores", "1", "results/iem/manifest.parquet", check=False)
     assert out.returncode != 0
     assert "Ses02F_impro02_M000.wav: missing" in out.stdout + out.stderr
     assert not (workflow / "results/iem/manifest.parquet").exists()
@@ -100,4 +101,4 @@ def test_iemocap_sized_corpus_dry_runs(workflow, tmp_path):
     root = make_iemocap(tmp_path / "IEMOCAP", rows=rows, write_audio=False)
     write_config(workflow, {"corpora": {"iem": {"type": "iemocap", "root": str(root)}}})
     out = snakemake(workflow, "-n", "--quiet", "rules")
-    assert "build_manifest" in out.stdout
+    assert "build_manifest" in out.stdout and "extract_lld" in out.stdout
