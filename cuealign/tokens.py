@@ -129,19 +129,29 @@ def _fit_rows(frame: pd.DataFrame, fit_split: str) -> pd.Series:
     return pd.Series(True, index=frame.index) if fit_split == ALL else frame["split"] == fit_split
 
 
-def _standardise(frame: pd.DataFrame, options: TokenOptions, fit: pd.Series) -> tuple[pd.DataFrame, dict]:
+def _fit_standardisation(frame: pd.DataFrame, options: TokenOptions, fit: pd.Series) -> dict:
     columns = options.descriptors()
     if options.normalise == "dataset":
-        standardiser = Standardiser.fit(frame[fit], columns)
-        return standardiser.apply(frame), {ALL: {"centre": standardiser.centre, "scale": standardiser.scale}}
+        fitted = Standardiser.fit(frame[fit], columns)
+        return {ALL: {"centre": fitted.centre, "scale": fitted.scale}}
     # Per speaker: each speaker's own utterances of every split (label-free), so a test speaker
     # unseen in training is normalised by itself.
-    parts, fitted = [], {}
+    return {
+        str(speaker): vars(Standardiser.fit(rows, columns)) for speaker, rows in frame.groupby("speaker", sort=True)
+    }
+
+
+def _standardise(frame: pd.DataFrame, standardisation: dict, normalise: str, columns: list[str]) -> pd.DataFrame:
+    """z-scores with fitted centres and scales; a speaker not seen at fitting (speaker mode) is
+    standardised on its own utterances, as the fitted speakers were."""
+    if normalise == "dataset":
+        return Standardiser(**standardisation[ALL]).apply(frame)
+    parts = []
     for speaker, rows in frame.groupby("speaker", sort=True):
-        standardiser = Standardiser.fit(rows, columns)
+        fitted = standardisation.get(str(speaker))
+        standardiser = Standardiser(**fitted) if fitted else Standardiser.fit(rows, columns)
         parts.append(standardiser.apply(rows))
-        fitted[str(speaker)] = {"centre": standardiser.centre, "scale": standardiser.scale}
-    return pd.concat(parts).loc[frame.index], fitted
+    return pd.concat(parts).loc[frame.index]
 
 
 def concept_scores(z: pd.DataFrame, concepts: tuple[Concept, ...]) -> pd.DataFrame:
@@ -182,11 +192,16 @@ def _groups(frame: pd.DataFrame, per_gender: bool, concept: str) -> dict[str, pd
     return {str(g): gender == g for g in sorted(gender.unique())}
 
 
+def _merge(lld: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    return lld.merge(manifest[["utt_id", "label", "speaker", "gender", "split"]], on="utt_id", how="left", validate="1:1")
+
+
 def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions) -> tuple[pd.DataFrame, dict]:
-    """Fit on ``options.fit_split`` and tokenise every utterance of ``lld``.
+    """Fit on ``options.fit_split`` and tokenise every utterance of ``lld`` with what was fitted.
 
     Returns (tokens, meta): tokens has utt_id, one ``<CONCEPT>_score`` and one ``<CONCEPT>``
-    column per concept, VOICE_QUALITY and token_string; meta is tokens_meta.json.
+    column per concept, VOICE_QUALITY and token_string; meta is tokens_meta.json, from which
+    apply_tokens alone gives the same tokens.
     """
     usable = manifest.loc[manifest["status"] == "ok", "utt_id"]
     if missing := sorted(set(usable) - set(lld["utt_id"])):
@@ -197,51 +212,40 @@ def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions)
         "tokens: %d utterances in the manifest, %d usable, %d left out for failed audio checks (bad_files.csv)",
         len(manifest), len(usable), len(manifest) - len(usable),
     )
-    frame = lld.merge(manifest[["utt_id", "label", "speaker", "gender", "split"]], on="utt_id", how="left", validate="1:1")
+    meta = fit_token_meta(_merge(lld, manifest), options)
+    tokens = apply_tokens(lld, manifest, meta)
+    meta |= {"n_manifest": len(manifest), "n_tokenised": len(tokens)}
+    return tokens, meta
+
+
+def fit_token_meta(frame: pd.DataFrame, options: TokenOptions) -> dict:
+    """Everything tokenisation needs, fitted on the fit split of ``frame`` (LLDs + manifest columns)."""
     fit = _fit_rows(frame, options.fit_split)
     if not fit.any():
         raise ValueError(
             f"tokens.fit_split is {options.fit_split!r} but no utterance of that split passed its checks; "
             f"splits present: {sorted(frame['split'].unique())}"
         )
-    z, standardisation = _standardise(frame, options, fit)
+    standardisation = _fit_standardisation(frame, options, fit)
+    z = _standardise(frame, standardisation, options.normalise, options.descriptors())
     scores = concept_scores(z, options.concepts)
-    voiced = frame["voiced_fraction"].to_numpy() >= options.min_voiced_fraction
-
-    tokens = pd.DataFrame({"utt_id": frame["utt_id"]}, index=frame.index)
-    edges: dict[str, dict[str, list[float]]] = {}
-    bins: dict[str, np.ndarray] = {}
-    for concept in options.concepts:
-        score = scores[concept.name].to_numpy()
-        index = np.full(len(frame), -1)
-        edges[concept.name] = {}
-        for group, rows in _groups(frame, concept.name in options.per_gender, concept.name).items():
-            rows = rows.to_numpy()
-            group_edges = quantile_edges(score[rows & fit.to_numpy()], len(concept.labels))
-            edges[concept.name][group] = group_edges
-            index[rows] = assign_bins(score[rows], group_edges)
-        bins[concept.name] = index
-        labels = np.array(concept.labels + (UNVOICED,))
-        tokens[f"{concept.name}_score"] = score
-        tokens[concept.name] = labels[index]  # index -1 (no score: no voiced frame) -> UNVOICED
-
-    lowest_pitch = bins.get("PITCH", np.full(len(frame), -1)) == 0
-    thresholds = {}
-    quality = np.full(len(frame), "MODAL", dtype=object)
-    for group, rows in _groups(frame, VOICE_QUALITY in options.per_gender, VOICE_QUALITY).items():
-        rows = rows.to_numpy()
-        thresholds[group] = _fit_vq_thresholds(z[rows & fit.to_numpy() & voiced], options)
-        quality[rows] = _voice_quality(z[rows], thresholds[group], voiced=voiced[rows], lowest_pitch=lowest_pitch[rows])
-    tokens[VOICE_QUALITY] = quality
-    tokens["token_string"] = serialise(tokens, options)
-
-    meta = {
+    voiced = frame["voiced_fraction"] >= options.min_voiced_fraction
+    edges = {
+        concept.name: {
+            group: quantile_edges(scores.loc[rows & fit, concept.name].to_numpy(), len(concept.labels))
+            for group, rows in _groups(frame, concept.name in options.per_gender, concept.name).items()
+        }
+        for concept in options.concepts
+    }
+    thresholds = {
+        group: _fit_vq_thresholds(z[rows & fit & voiced], options)
+        for group, rows in _groups(frame, VOICE_QUALITY in options.per_gender, VOICE_QUALITY).items()
+    }
+    return {
         "fit_split": options.fit_split,
         "normalise": options.normalise,
         "per_gender": list(options.per_gender),
-        "n_manifest": len(manifest),
         "n_fit": int(fit.sum()),
-        "n_tokenised": len(tokens),
         "standardisation": standardisation,
         "concepts": {c.name: {"descriptors": c.descriptors, "labels": list(c.labels)} for c in options.concepts},
         "bin_edges": edges,
@@ -253,7 +257,53 @@ def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions)
         "format": {"template": options.template, "separator": options.separator},
         "versions": package_versions(),
     }
-    return tokens.reset_index(drop=True), meta
+
+
+def _group_of(frame: pd.DataFrame, fitted_groups: dict, what: str) -> pd.Series:
+    """Which fitted group (gender, or all) each utterance's edges or thresholds come from."""
+    if list(fitted_groups) == [ALL]:
+        return pd.Series(ALL, index=frame.index)
+    group = frame["gender"].astype(object)
+    if group.isna().any() or not set(group).issubset(fitted_groups):
+        found = sorted(map(str, set(group)))
+        raise ValueError(
+            f"{what} was fitted per gender {sorted(fitted_groups)}; these utterances have genders {found}: "
+            "give every utterance a fitted gender, or fit without per_gender"
+        )
+    return group
+
+
+def apply_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """Tokenise LLD rows with a fitted tokens_meta.json (also for audio that was not fitted on)."""
+    frame = _merge(lld, manifest)
+    concepts = tuple(Concept(n, spec["descriptors"], tuple(spec["labels"])) for n, spec in meta["concepts"].items())
+    descriptors = sorted(next(iter(meta["standardisation"].values()))["centre"])
+    z = _standardise(frame, meta["standardisation"], meta["normalise"], descriptors)
+    scores = concept_scores(z, concepts)
+    tokens = pd.DataFrame({"utt_id": frame["utt_id"]}, index=frame.index)
+    lowest_pitch = pd.Series(False, index=frame.index)
+    for concept in concepts:
+        fitted = meta["bin_edges"][concept.name]
+        group = _group_of(frame, fitted, concept.name)
+        index = np.full(len(frame), -1)
+        for name, edges in fitted.items():
+            rows = (group == name).to_numpy()
+            index[rows] = assign_bins(scores.loc[rows, concept.name].to_numpy(), edges)
+        tokens[f"{concept.name}_score"] = scores[concept.name]
+        tokens[concept.name] = np.array(concept.labels + (UNVOICED,))[index]  # -1 (no voiced frame) -> UNVOICED
+        if concept.name == "PITCH":
+            lowest_pitch[:] = index == 0
+    vq = meta["voice_quality"]
+    voiced = (frame["voiced_fraction"] >= vq["min_voiced_fraction"]).to_numpy()
+    group = _group_of(frame, vq["thresholds"], VOICE_QUALITY)
+    quality = np.full(len(frame), "MODAL", dtype=object)
+    for name, thresholds in vq["thresholds"].items():
+        rows = (group == name).to_numpy()
+        quality[rows] = _voice_quality(z[rows], thresholds, voiced=voiced[rows], lowest_pitch=lowest_pitch.to_numpy()[rows])
+    tokens[VOICE_QUALITY] = quality
+    names = list(meta["concepts"]) + [VOICE_QUALITY]
+    tokens["token_string"] = serialise(tokens, names, **meta["format"])
+    return tokens.reset_index(drop=True)
 
 
 def _fit_vq_thresholds(fit: pd.DataFrame, options: TokenOptions) -> dict[str, dict[str, float]]:
@@ -281,12 +331,11 @@ def _voice_quality(
     return np.select(conditions, ["UNVOICED", "BREATHY", "ROUGH", "CREAKY", "PRESSED"], default="MODAL")
 
 
-def serialise(tokens: pd.DataFrame, options: TokenOptions) -> list[str]:
-    """``ENERGY=HIGH; PITCH=LOW; ...`` (template and separator from config), concepts in config order."""
-    names = options.names
+def serialise(tokens: pd.DataFrame, names: list[str], *, template: str, separator: str) -> list[str]:
+    """``ENERGY=HIGH; PITCH=LOW; ...`` (template and separator from config), in ``names`` order."""
     return [
-        options.separator.join(options.template.format(concept=name, token=row[name]) for name in names)
-        for _, row in tokens[names].iterrows()
+        separator.join(template.format(concept=name, token=token) for name, token in zip(names, row))
+        for row in tokens[names].itertuples(index=False)
     ]
 
 

@@ -1,6 +1,7 @@
 """Concept tokens: binning and fitting rules by hand-made tables, and known answers on the synthetic corpus."""
 
 import copy
+import json
 import logging
 
 import numpy as np
@@ -15,6 +16,7 @@ from cuealign.tokens import (
     JITTER,
     SHIMMER,
     TokenOptions,
+    apply_tokens,
     assign_bins,
     fit_tokens,
     quantile_edges,
@@ -76,6 +78,25 @@ def test_edges_fitted_on_train_are_applied_unchanged_to_test():
     assert (tokens2.loc[test, "ENERGY"] == "VERY_HIGH").all() and (tokens2.loc[test, "PITCH"] == "VERY_LOW").all()
     # the train split itself falls into equal bins
     assert tokens.loc[~test, "ENERGY"].value_counts().tolist() == [20] * 5
+
+
+def test_meta_alone_tokenises_new_audio_the_same_way():
+    """tokens_meta.json (through JSON) applied to the utterances gives the same tokens, and
+    applied to new audio uses the fitted values unchanged."""
+    lld, manifest = make_data(n_train=100, n_test=20)
+    for overrides in ({"per_gender": ["PITCH", "VOICE_QUALITY"]}, {"normalise": "speaker", "per_gender": []}):
+        tokens, meta = fit_tokens(lld, manifest, default_options(**overrides))
+        meta = json.loads(json.dumps(meta))
+        pd.testing.assert_frame_equal(apply_tokens(lld, manifest, meta), tokens)
+    # new audio from a new speaker, dataset normalisation: one loud file gets the top bin
+    tokens, meta = fit_tokens(lld, manifest, default_options(per_gender=[]))
+    new = lld.iloc[[0]].assign(utt_id="new", **{LOUD: 50.0})
+    info = manifest.iloc[[0]].assign(utt_id="new", speaker="stranger", split="test")
+    assert apply_tokens(new, info, json.loads(json.dumps(meta)))["ENERGY"].item() == "VERY_HIGH"
+    # a gender that was not fitted is an error, not a silent guess
+    _, per_gender = fit_tokens(lld, manifest, default_options(per_gender=["PITCH"]))
+    with pytest.raises(ValueError, match="fitted per gender"):
+        apply_tokens(new, info.assign(gender="X"), per_gender)
 
 
 def test_fit_split_all_uses_every_utterance():
