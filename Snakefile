@@ -15,6 +15,7 @@ include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/features.smk"
 include: "rules/tokens.smk"
+include: "rules/prompts.smk"
 
 
 rule all:

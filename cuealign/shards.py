@@ -19,3 +19,13 @@ def shard_rows(manifest: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFram
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
     return manifest[shard_of(len(manifest), n_shards) == shard]
+
+
+def split_by_shard(table: pd.DataFrame, manifest: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
+    """Rows of a per-utterance table (prompts: utterance x condition) grouped into the shards of
+    their utterances, so that all conditions of an utterance share one shard."""
+    shard = dict(zip(manifest["utt_id"], shard_of(len(manifest), n_shards)))
+    of_row = table["utt_id"].map(shard)
+    if of_row.isna().any():
+        raise ValueError(f"utterances not in the manifest: {table.loc[of_row.isna(), 'utt_id'].unique()[:5]}")
+    return [table[of_row == i].reset_index(drop=True) for i in range(n_shards)]

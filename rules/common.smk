@@ -41,6 +41,7 @@ def get_all_targets():
             "results/{corpus}/manifest.parquet",
             "results/{corpus}/tokens.parquet",
             "results/{corpus}/tokens/token_distributions.png",
+            "results/{corpus}/prompts/0.parquet",
         ],
         corpus=list(config["corpora"]),
     )
@@ -61,3 +62,12 @@ def get_bin_tokens_lld(wildcards):
 def get_bin_tokens_options(wildcards):
     """The top-level tokens block with the corpus' own overrides on top."""
     return config["tokens"] | config["corpora"][wildcards.corpus].get("tokens", {})
+
+
+def corpus_setting(corpus, key):
+    """A corpus' own value of a top-level setting, else the top-level one."""
+    return config["corpora"][corpus].get(key, config[key])
+
+
+def get_build_prompts_outputs():
+    return expand("results/{{corpus}}/prompts/{shard}.parquet", shard=shard_ids())

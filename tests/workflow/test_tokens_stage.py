@@ -52,6 +52,24 @@ def test_tokens_stage_end_to_end(workflow):
     extracted = sum(int(log.split(" from the cache, ")[1].split(" to extract")[0]) for log in logs)
     assert extracted == len(manifest)
 
+    # prompts: every test utterance under every condition, each utterance in one shard only
+    prompts = [pd.read_parquet(workflow / f"results/demo/prompts/{i}.parquet") for i in range(2)]
+    test_ids = set(manifest.loc[manifest["split"] == "test", "utt_id"])
+    both = pd.concat(prompts)
+    assert set(both["utt_id"]) == test_ids
+    assert both.groupby("utt_id")["condition"].nunique().eq(26).all() and len(both) == 26 * len(test_ids)
+    assert set(prompts[0]["utt_id"]).isdisjoint(prompts[1]["utt_id"])
+    aligned = both[both["condition"] == "aligned"].set_index("utt_id")["token_string"]
+    assert aligned.to_dict() == tokens.set_index("utt_id").loc[sorted(test_ids), "token_string"].to_dict()
+    assert (both.groupby("utt_id")["prefix_text"].nunique() == 1).all()
+
+    # a new corruption level reruns the prompts only
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    config["conditions"] = {"corrupt_p": [0.0, 0.5, 1.0]}
+    write_config(workflow, config)
+    plan = snakemake(workflow, "-n", "--quiet", "rules").stdout
+    assert "build_prompts" in plan and "bin_tokens" not in plan and "extract_lld" not in plan
+
     # changing a token option reruns the token stages only, not the extraction or the corpus
     config = yaml.safe_load((workflow / "config.yaml").read_text())
     config["corpora"]["demo"]["tokens"]["normalise"] = "dataset"

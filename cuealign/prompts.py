@@ -1,0 +1,129 @@
+"""Prompts: one row per utterance x condition, the text a backend receives with the audio.
+
+The template has an ``{audio}`` slot and a ``{cues}`` slot after it: everything up to the cues
+(system, audio, instruction) is the same for all conditions of an utterance, so a backend encodes
+it once and reuses its KV cache; only the cue block (the suffix) differs between conditions.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import pandas as pd
+
+AUDIO_SLOT, CUES_SLOT, LABELS_SLOT, TOKENS_SLOT = "audio", "cues", "labels", "tokens"
+AUDIO_MARKER = "<audio>"  # where the audio sits, in the human-readable text column
+
+PROMPT_COLUMNS = [
+    "utt_id",
+    "condition",
+    "audio",
+    "token_string",
+    "prefix_text",
+    "suffix_text",
+    "text",
+    "label",
+    "split",
+    "speaker",
+    "path",
+    "sha256",
+    "duration_s",
+]
+
+
+def _fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """config: prompt. ``template`` starts with {audio} and holds {cues} later; {labels} may appear."""
+
+    template: str
+    cues: str
+    labels: tuple[str, ...]
+    label_separator: str = ", "
+
+    def __post_init__(self) -> None:
+        fields = _fields(self.template)
+        if fields.count(AUDIO_SLOT) != 1:
+            raise ValueError(
+                "config: prompt.template needs exactly one {audio} slot (where the audio goes); "
+                f"it has {fields.count(AUDIO_SLOT)}: {self.template!r}"
+            )
+        if fields.count(CUES_SLOT) != 1 or fields.index(CUES_SLOT) < fields.index(AUDIO_SLOT):
+            raise ValueError(
+                "config: prompt.template needs one {cues} slot after {audio} (the token block comes "
+                f"after the audio and the instruction): {self.template!r}"
+            )
+        if stray := sorted(set(fields) - {AUDIO_SLOT, CUES_SLOT, LABELS_SLOT}):
+            raise ValueError(f"config: prompt.template has unknown slots {stray}; use {{audio}}, {{labels}}, {{cues}}")
+        if _fields(self.cues) != [TOKENS_SLOT]:
+            raise ValueError(f"config: prompt.cues needs exactly one {{tokens}} slot: {self.cues!r}")
+        if not self.template.startswith("{audio}"):
+            raise ValueError(
+                "config: prompt.template must start with {audio}: backends put the audio first in the "
+                f"user turn (a system prompt belongs to the model's chat template): {self.template!r}"
+            )
+
+    def parts(self, token_string: str) -> tuple[str, str]:
+        """(prefix_text, suffix_text): the text between the audio and the cues (shared by all
+        conditions of an utterance) and from the cues on (this condition's own; no cue block
+        when there are no tokens)."""
+        labels = self.label_separator.join(self.labels)
+        middle, tail = self.template.removeprefix("{audio}").split("{cues}", 1)
+        cue_block = self.cues.format(tokens=token_string) if token_string else ""
+        return middle.format(labels=labels), cue_block + tail.format(labels=labels)
+
+
+def build_prompts(conditions: pd.DataFrame, manifest: pd.DataFrame, template: PromptTemplate) -> pd.DataFrame:
+    """Join condition token strings with the manifest and fill the template."""
+    rows = conditions.merge(
+        manifest[["utt_id", "label", "split", "speaker", "path", "sha256", "duration_s"]],
+        on="utt_id",
+        how="left",
+        validate="m:1",
+    )
+    if rows["path"].isna().any():
+        raise ValueError(f"conditions for utterances not in the manifest: {rows.loc[rows['path'].isna(), 'utt_id'].unique()[:5]}")
+    prefix, suffix = zip(*(template.parts(t) for t in rows["token_string"]))
+    rows["prefix_text"] = prefix
+    rows["suffix_text"] = suffix
+    rows["text"] = [AUDIO_MARKER + p + s for p, s in zip(prefix, suffix)]
+    return rows[PROMPT_COLUMNS]
+
+
+def prompt_table(
+    tokens: pd.DataFrame,
+    manifest: pd.DataFrame,
+    meta: dict,
+    *,
+    conditions: dict,
+    prompt: dict,
+    split: str,
+) -> pd.DataFrame:
+    """Every utterance of ``split`` under every configured condition, as prompts."""
+    from cuealign.interventions import condition_tokens, conditions_from_config
+    from cuealign.tokens import UNVOICED, VOICE_QUALITY, serialise
+
+    usable = manifest[manifest["status"] == "ok"]
+    evaluated = usable if split == "all" else usable[usable["split"] == split]
+    if evaluated.empty:
+        raise ValueError(
+            f"evaluate_split is {split!r} but the corpus has no usable utterance in it; "
+            f"its splits: {sorted(usable['split'].unique())}"
+        )
+    vocabularies = {name: spec["labels"] for name, spec in meta["concepts"].items()}
+    vocabularies[VOICE_QUALITY] = [v for v in meta["voice_quality"]["labels"] if v != UNVOICED]
+    names = list(vocabularies)
+    chosen = conditions_from_config(conditions, names)
+    per_condition = condition_tokens(
+        tokens[tokens["utt_id"].isin(evaluated["utt_id"])],
+        chosen,
+        vocabularies=vocabularies,
+        serialise=lambda table: serialise(table, names, **meta["format"]),
+    )
+    labels = tuple(sorted(usable["label"].unique()))
+    template = PromptTemplate(prompt["template"], prompt["cues"], labels)
+    return build_prompts(per_condition, manifest, template)

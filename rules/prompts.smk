@@ -1,0 +1,21 @@
+rule build_prompts:
+    input:
+        manifest="results/{corpus}/manifest.parquet",
+        tokens="results/{corpus}/tokens.parquet",
+        meta="results/{corpus}/tokens_meta.json",
+    output:
+        prompts=get_build_prompts_outputs(),
+    log:
+        "logs/{corpus}/build_prompts.log",
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        conditions=config["conditions"],
+        prompt=config["prompt"],
+        split=lambda wildcards: corpus_setting(wildcards.corpus, "evaluate_split"),
+        shards=config["shards"],
+    script:
+        "../workflow_scripts/build_prompts.py"

@@ -1,0 +1,115 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from cuealign.interventions import (
+    CONFLICT_VOICE_QUALITY,
+    Condition,
+    condition_tokens,
+    conditions_from_config,
+    conflict_tokens,
+    corrupt_tokens,
+    invert,
+)
+from cuealign.tokens import serialise
+
+LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
+VQ = ["MODAL", "BREATHY", "PRESSED", "ROUGH", "CREAKY"]
+VOCAB = {"ENERGY": LEVELS, "PITCH": LEVELS, "VOICE_QUALITY": VQ}
+NAMES = list(VOCAB)
+SPEC = {"conflict": True, "shuffle_seeds": [0, 1], "corrupt_p": [0.0, 0.5, 1.0], "corrupt_seeds": [0, 1],
+        "swap": ["PITCH"], "tokens_only": True}
+
+
+def _serialise(table):
+    return serialise(table, NAMES, template="{concept}={token}", separator="; ")
+
+
+def make_tokens(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "utt_id": [f"u{i:03d}" for i in range(n)],
+        "ENERGY": rng.choice(LEVELS, n),
+        "PITCH": rng.choice(LEVELS + ["UNVOICED"], n),
+        "VOICE_QUALITY": rng.choice(VQ + ["UNVOICED"], n),
+    })
+
+
+def test_condition_names_and_order():
+    names = [c.name for c in conditions_from_config(SPEC, NAMES)]
+    assert names == ["none", "aligned", "conflict", "shuffle_s0", "shuffle_s1",
+                     "corrupt_p0_s0", "corrupt_p0_s1", "corrupt_p0.5_s0", "corrupt_p0.5_s1",
+                     "corrupt_p1_s0", "corrupt_p1_s1", "swap_PITCH", "tokens_only"]
+    assert Condition("tokens_only").audio == "silence" and Condition("aligned").audio == "original"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"corrupt_p": [1.2]}, r"corrupt_p holds 1.2, outside \[0, 1\]"),
+    ({"swap": ["LOUDNESS"]}, "swap names 'LOUDNESS'"),
+    ({"shuffle_seeds": [1, 1]}, "conditions repeat"),
+])
+def test_bad_condition_config_is_an_error(change, message):
+    with pytest.raises(ValueError, match=message):
+        conditions_from_config(SPEC | change, NAMES)
+
+
+def test_conflict_inverts_bins_and_is_an_involution():
+    assert [invert(t, LEVELS) for t in LEVELS] == LEVELS[::-1]
+    assert invert("UNVOICED", LEVELS) == "UNVOICED"
+    tokens = make_tokens()
+    once = conflict_tokens(tokens, VOCAB, NAMES)
+    pd.testing.assert_frame_equal(conflict_tokens(once, VOCAB, NAMES), tokens)
+    changed = (once[NAMES] != tokens[NAMES])
+    assert not changed["ENERGY"][tokens["ENERGY"] == "MID"].any()
+    assert changed["ENERGY"][tokens["ENERGY"] != "MID"].all()
+    assert all(CONFLICT_VOICE_QUALITY[CONFLICT_VOICE_QUALITY[v]] == v for v in CONFLICT_VOICE_QUALITY)
+
+
+def test_swap_changes_only_its_concept():
+    tokens = make_tokens()
+    swapped = conflict_tokens(tokens, VOCAB, ["PITCH"])
+    assert swapped["ENERGY"].equals(tokens["ENERGY"]) and swapped["VOICE_QUALITY"].equals(tokens["VOICE_QUALITY"])
+    assert (swapped["PITCH"] != tokens["PITCH"]).sum() > 0
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_corruption_changes_a_share_p_of_tokens_within_the_vocabulary(p):
+    tokens = make_tokens(n=4000)
+    corrupted = corrupt_tokens(tokens, VOCAB, p=p, seed=3)
+    for concept, vocabulary in VOCAB.items():
+        changed = corrupted[concept] != tokens[concept]
+        assert changed.mean() == pytest.approx(p, abs=0.03)
+        assert corrupted.loc[changed, concept].isin(vocabulary).all()
+    # reproducible from the seed, different for another seed
+    pd.testing.assert_frame_equal(corrupt_tokens(tokens, VOCAB, p=p, seed=3), corrupted)
+    if 0 < p:
+        assert not corrupt_tokens(tokens, VOCAB, p=p, seed=4).equals(corrupted)
+
+
+def test_shuffle_preserves_marginals_and_breaks_alignment():
+    tokens = make_tokens()
+    table = condition_tokens(tokens, conditions_from_config(SPEC, NAMES), vocabularies=VOCAB, serialise=_serialise)
+    aligned = table[table["condition"] == "aligned"].set_index("utt_id")["token_string"]
+    for seed in (0, 1):
+        shuffled = table[table["condition"] == f"shuffle_s{seed}"].set_index("utt_id")["token_string"]
+        assert sorted(shuffled) == sorted(aligned)  # same multiset of strings
+        assert (shuffled != aligned).mean() > 0.9
+    s0 = table[table["condition"] == "shuffle_s0"]["token_string"].tolist()
+    s1 = table[table["condition"] == "shuffle_s1"]["token_string"].tolist()
+    assert s0 != s1
+
+
+def test_condition_table_is_reproducible_and_complete():
+    tokens = make_tokens()
+    conditions = conditions_from_config(SPEC, NAMES)
+    first = condition_tokens(tokens, conditions, vocabularies=VOCAB, serialise=_serialise)
+    # the input order does not matter, and the same seeds give the same table
+    again = condition_tokens(tokens.sample(frac=1, random_state=1), conditions, vocabularies=VOCAB, serialise=_serialise)
+    pd.testing.assert_frame_equal(first, again)
+    assert len(first) == len(tokens) * len(conditions)
+    assert first.groupby("condition")["utt_id"].nunique().eq(len(tokens)).all()
+    by = first.set_index(["condition", "utt_id"])["token_string"]
+    assert (by["none"] == "").all()
+    assert by["corrupt_p0_s0"].equals(by["aligned"]) and by["tokens_only"].equals(by["aligned"])
+    assert (first.loc[first["condition"] == "tokens_only", "audio"] == "silence").all()
+    assert (by["conflict"] != by["aligned"]).mean() > 0.9

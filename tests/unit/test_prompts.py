@@ -1,0 +1,42 @@
+import pandas as pd
+import pytest
+
+from cuealign.prompts import AUDIO_MARKER, PROMPT_COLUMNS, PromptTemplate, build_prompts
+
+DEFAULT = "{audio}What emotion does the speaker express? Answer with one word from: {labels}.{cues}"
+CUES = "\nAcoustic cues: {tokens}."
+
+
+def test_prefix_is_shared_and_suffix_holds_the_cues():
+    template = PromptTemplate(DEFAULT, CUES, ("angry", "sad"))
+    prefix, suffix = template.parts("ENERGY=HIGH")
+    assert prefix == "What emotion does the speaker express? Answer with one word from: angry, sad."
+    assert suffix == "\nAcoustic cues: ENERGY=HIGH."
+    assert template.parts("") == (prefix, "")
+
+
+@pytest.mark.parametrize("template, cues, message", [
+    ("What emotion? {labels}{cues}", CUES, "exactly one {audio} slot"),
+    ("{audio}{audio}{cues}", CUES, "exactly one {audio} slot"),
+    ("{audio}What emotion? {labels}", CUES, "one {cues} slot after {audio}"),
+    ("Listen: {audio}{cues}", CUES, "must start with {audio}"),
+    ("{audio}{labels}{cues}{model}", CUES, r"unknown slots \['model'\]"),
+    (DEFAULT, "\nCues here.", "prompt.cues needs exactly one {tokens}"),
+])
+def test_a_template_without_its_slots_is_an_error(template, cues, message):
+    with pytest.raises(ValueError, match=message):
+        PromptTemplate(template, cues, ("a",))
+
+
+def test_build_prompts_joins_the_manifest():
+    manifest = pd.DataFrame({"utt_id": ["u1", "u2"], "label": ["sad", "angry"], "split": "test", "speaker": "s",
+                             "path": ["/a.wav", "/b.wav"], "sha256": ["x", "y"], "duration_s": [1.0, 2.0]})
+    conditions = pd.DataFrame({"utt_id": ["u1", "u1", "u2"], "condition": ["none", "aligned", "aligned"],
+                               "audio": "original", "token_string": ["", "E=H", "E=L"]})
+    prompts = build_prompts(conditions, manifest, PromptTemplate(DEFAULT, CUES, ("angry", "sad")))
+    assert list(prompts.columns) == PROMPT_COLUMNS
+    assert prompts["text"].iloc[1] == AUDIO_MARKER + prompts["prefix_text"].iloc[1] + "\nAcoustic cues: E=H."
+    assert prompts["prefix_text"].nunique() == 1
+    assert prompts["path"].tolist() == ["/a.wav", "/a.wav", "/b.wav"]
+    with pytest.raises(ValueError, match="not in the manifest"):
+        build_prompts(conditions.assign(utt_id="u9"), manifest, PromptTemplate(DEFAULT, CUES, ("a",)))
