@@ -16,6 +16,7 @@ include: "rules/corpus.smk"
 include: "rules/features.smk"
 include: "rules/tokens.smk"
 include: "rules/prompts.smk"
+include: "rules/inference.smk"
 
 
 rule all:

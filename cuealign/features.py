@@ -11,10 +11,7 @@ slopeV0-500, slopeV500-1500): over all frames, pauses and their faint broadband 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +21,8 @@ import opensmile
 import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
+
+from cuealign.cache import KeyedJsonCache
 
 log = logging.getLogger(__name__)
 
@@ -95,30 +94,12 @@ def extract_file(path: str | Path) -> dict[str, float]:
     return summarise_llds(frames)
 
 
-class LLDCache:
-    """Per-file summaries keyed by audio content hash, openSMILE version, feature set and summary."""
+class LLDCache(KeyedJsonCache):
+    """Per-file summaries keyed by audio content hash, under a namespace of the openSMILE version,
+    the feature set and the summary version (a change of any of them misses the old entries)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.salt = f"opensmile-{opensmile.__version__}/{FEATURE_SET.name}/{SUMMARY_VERSION}"
-
-    def path(self, sha256: str) -> Path:
-        return self.root / self.salt / sha256[:2] / f"{sha256}.json"
-
-    def get(self, sha256: str) -> dict[str, float] | None:
-        try:
-            return json.loads(self.path(sha256).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def put(self, sha256: str, row: dict[str, float]) -> None:
-        target = self.path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: concurrent jobs (or a kill) never leave a half-written entry.
-        handle, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(row, stream)
-        os.replace(temp, target)
+        super().__init__(root, f"lld/opensmile-{opensmile.__version__}/{FEATURE_SET.name}/{SUMMARY_VERSION}")
 
 
 def extract_lld_means(

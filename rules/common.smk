@@ -1,11 +1,13 @@
 import re
 
+from cuealign.backends.registry import check_model_spec
 from cuealign.corpora import annotation_files
 
 
 wildcard_constraints:
     corpus="|".join(re.escape(name) for name in config["corpora"]),
     shard=r"\d+",
+    model="|".join(re.escape(name) for name in config["models"]) or "(?!)",
 
 
 SYNTHETIC_ROOT = "resources/synthetic/{corpus}"
@@ -36,7 +38,12 @@ def get_synthesize_corpus_options(wildcards):
 
 
 def get_all_targets():
-    return expand(
+    predictions = [
+        f"results/{corpus}/{model}/predictions/{shard}.parquet"
+        for corpus, model in model_runs()
+        for shard in shard_ids()
+    ]
+    return predictions + expand(
         [
             "results/{corpus}/manifest.parquet",
             "results/{corpus}/tokens.parquet",
@@ -71,3 +78,20 @@ def corpus_setting(corpus, key):
 
 def get_build_prompts_outputs():
     return expand("results/{{corpus}}/prompts/{shard}.parquet", shard=shard_ids())
+
+
+for _name, _spec in config["models"].items():
+    check_model_spec(_name, _spec, list(config["corpora"]))
+
+
+def model_runs():
+    """(corpus, model) pairs to run."""
+    return [
+        (corpus, model)
+        for model, spec in config["models"].items()
+        for corpus in (spec.get("corpora") or config["corpora"])
+    ]
+
+
+def get_run_inference_resources_gpu(wildcards):
+    return 0 if config["models"][wildcards.model]["device"] == "cpu" else 1

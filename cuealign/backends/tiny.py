@@ -1,0 +1,80 @@
+"""Small random-weight models of the real classes, built offline from configs.
+
+For tests (the real from_pretrained and forward paths on ~1 MB models) and as the starting point
+of the demo ALM: a byte-level BPE tokenizer trained on the prompt vocabulary with the processor's
+special tokens, a Whisper feature extractor with 128 mel bins, and a model of the family's class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    PreTrainedTokenizerFast,
+    Qwen2AudioConfig,
+    Qwen2AudioForConditionalGeneration,
+    Qwen2AudioProcessor,
+    WhisperFeatureExtractor,
+)
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+# Qwen2-Audio's chat template, reduced to what a single user turn with one audio needs.
+QWEN2_AUDIO_CHAT = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'audio' %}Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def train_tokenizer(texts: list[str], *, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (any text encodes) whose merges come from ``texts``."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"},
+    )
+
+
+def build_tiny_qwen2_audio(
+    out_dir: str | Path, texts: list[str], *, hidden: int = 32, layers: int = 2, seed: int = 0, vocab_size: int = 400
+) -> Path:
+    """Save a random-weight Qwen2AudioForConditionalGeneration and its processor to ``out_dir``."""
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    processor = Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_AUDIO_CHAT,
+    )
+    config = Qwen2AudioConfig(
+        audio_config=dict(
+            d_model=hidden, encoder_attention_heads=2, encoder_ffn_dim=2 * hidden, encoder_layers=layers, num_mel_bins=128
+        ),
+        text_config=dict(
+            model_type="qwen2",
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=4096,
+        ),
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2AudioForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,198 @@
+"""Audio-language models through transformers, with the audio prefix encoded once per utterance.
+
+The user turn is split at the cue slot: the head (chat template, audio, instruction) is the same
+for every condition of an utterance, so it is run once and its KV cache reused for each
+condition's suffix (cue block, end of turn, assistant header, answer). Prefix and suffix are
+tokenised separately and their ids concatenated on every path, because BPE can merge across the
+boundary (FINDINGS.md).
+
+Label scoring: log P(label tokens | prompt), summed over the label's tokens, one forward per
+batch of (condition, label) rows; the prediction is the argmax. score_full recomputes the same
+numbers without the cache, as the reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoProcessor, DynamicCache
+
+from cuealign.backends.registry import Family, family as family_of
+
+log = logging.getLogger(__name__)
+
+_SENTINEL = "@@cuealign-cues@@"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Prefix:
+    """One utterance's encoded head: its token ids, KV tensors per layer and chat-template tail."""
+
+    ids: torch.Tensor  # (1, P)
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    tail: str  # the chat template after the user text (end of turn, assistant header)
+    inputs: dict  # the processor's output (audio features), kept for the full-recompute path
+
+
+class TransformersALM:
+    """A chat audio-language model loaded from a local path or the local Hugging Face cache."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        family: Family,
+        device: str = "cpu",
+        dtype: str = "float32",
+        revision: str | None = None,
+        adapter: str | None = None,
+        trust_remote_code: bool = False,
+    ):
+        self.family = family
+        self.device = torch.device(device)
+        options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
+        try:
+            self.processor = AutoProcessor.from_pretrained(path, **options)
+            model_class = getattr(transformers, family.model_class)
+            model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options)
+        except OSError as exc:
+            raise FileNotFoundError(
+                f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
+                f"(nothing is downloaded at run time; fetch it once with `hf download {path}`): {exc}"
+            ) from exc
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    # --- text -----------------------------------------------------------------------------
+
+    def split_template(self, prefix_text: str) -> tuple[str, str]:
+        """The chat-templated user turn, cut at the cue slot: (head with audio, tail)."""
+        conversation = [
+            {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prefix_text + _SENTINEL}]}
+        ]
+        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        head, tail = text.split(_SENTINEL)
+        return head, tail
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # --- audio prefix --------------------------------------------------------------------------
+
+    def encode_prefix(self, audio: np.ndarray, prefix_text: str) -> Prefix:
+        """Run system + audio + instruction once; keep the KV cache."""
+        head, tail = self.split_template(prefix_text)
+        inputs = self.processor(
+            text=head, audio=audio, sampling_rate=self.family.sampling_rate, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            out = self.model(**inputs, use_cache=True)
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return Prefix(ids=inputs["input_ids"], layers=layers, tail=tail, inputs=dict(inputs))
+
+    def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:
+        # Views of the prefix tensors: appending a suffix concatenates into new tensors, so the
+        # prefix itself is never written and needs no copy or crop between batches.
+        return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers])
+
+    # --- scoring -------------------------------------------------------------------------------
+
+    def score(
+        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
+    ) -> np.ndarray:
+        """log P(label | prompt with suffix) for every suffix x label, the prefix encoded once."""
+        prefix = self.encode_prefix(audio, prefix_text)
+        suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
+        label_ids = [self.ids(label) for label in labels]
+        rows = [(i, j) for i in range(len(suffixes)) for j in range(len(labels))]
+        scores = np.zeros((len(suffixes), len(labels)))
+        length = prefix.ids.shape[1]
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            sequences = [suffix_ids[i] + label_ids[j] for i, j in batch]
+            width = max(map(len, sequences))
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), length + width), dtype=torch.long)
+            mask[:, :length] = 1
+            for row, sequence in enumerate(sequences):
+                ids[row, : len(sequence)] = torch.tensor(sequence)
+                mask[row, length : length + len(sequence)] = 1  # right padding: masked, and causally after
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    past_key_values=self._cache(prefix, len(batch)),
+                    use_cache=True,
+                ).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for row, (i, j) in enumerate(batch):
+                first = len(suffix_ids[i]) - 1  # the logits that predict the label's first token
+                positions = torch.arange(first, first + len(label_ids[j]))
+                scores[i, j] = float(logprobs[row, positions, torch.tensor(label_ids[j])].sum())
+        return scores
+
+    def score_full(self, audio: np.ndarray, prefix_text: str, suffix: str, labels: list[str]) -> np.ndarray:
+        """The same scores recomputed from scratch for one suffix: no cache, audio re-encoded."""
+        prefix = self.encode_prefix(audio, prefix_text)
+        suffix_ids = self.ids(suffix + prefix.tail)
+        scores = []
+        for label in labels:
+            label_ids = self.ids(label)
+            ids = torch.cat([prefix.ids.cpu(), torch.tensor([suffix_ids + label_ids])], dim=1).to(self.device)
+            inputs = {k: v for k, v in prefix.inputs.items() if k not in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **inputs).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)[0].cpu()
+            first = prefix.ids.shape[1] + len(suffix_ids) - 1
+            positions = torch.arange(first, first + len(label_ids))
+            scores.append(float(logprobs[positions, torch.tensor(label_ids)].sum()))
+        return np.array(scores)
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def generate(
+        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], *, max_new_tokens: int = 8
+    ) -> list[str]:
+        """Greedy answers, one per suffix, each continuing from the shared prefix cache."""
+        prefix = self.encode_prefix(audio, prefix_text)
+        answers = []
+        for suffix in suffixes:
+            ids = torch.cat([prefix.ids.cpu(), torch.tensor([self.ids(suffix + prefix.tail)])], dim=1).to(self.device)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    past_key_values=self._cache(prefix, 1),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.pad_id,
+                )
+            answers.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+        return answers
+
+
+def load_backend(spec: dict) -> TransformersALM:
+    """The backend a validated config entry (config: models.<name>) describes."""
+    path = spec["path"]
+    if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
+        raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
+    return TransformersALM(
+        path,
+        family=family_of(spec["family"]),
+        device=spec["device"],
+        dtype=spec["dtype"],
+        revision=spec.get("revision"),
+        adapter=spec.get("adapter"),
+        trust_remote_code=spec["trust_remote_code"],
+    )

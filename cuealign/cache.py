@@ -1,0 +1,40 @@
+"""A content-keyed cache of small JSON records, one file per key, safe against kills and races."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def content_key(record: dict[str, Any]) -> str:
+    """SHA-256 of a JSON-serialisable description of what was asked."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+class KeyedJsonCache:
+    """``root/namespace/ab/abcdef....json``; a missing or corrupt entry reads as None."""
+
+    def __init__(self, root: str | Path, namespace: str):
+        self.root = Path(root) / namespace
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        try:
+            return json.loads(self.path(key).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a kill or a second job writing the same key never leaves half a file.
+        handle, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(value, stream)
+        os.replace(temp, target)

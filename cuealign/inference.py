@@ -1,0 +1,157 @@
+"""Run a backend over a shard of prompts, accounting for every utterance x condition.
+
+Every answer is written to a content-keyed cache as soon as its utterance is done: the key is
+what was asked (audio content hash, audio kind, model fingerprint and revision, prompt texts,
+mode, labels, decoding settings). A shard killed halfway resumes from there, and a new condition
+or corruption level computes only the new rows. Nothing is dropped or filled in: an answer that
+names no label is 'unparsed', kept and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from scipy import signal
+from tqdm import tqdm
+
+from cuealign.cache import KeyedJsonCache, content_key
+
+log = logging.getLogger(__name__)
+
+UNPARSED = "unparsed"
+# Words an answer may use for a class (lower case). The first word of the answer that is a label,
+# or a synonym of one, decides; an answer with none is 'unparsed'.
+SYNONYMS = {
+    "anger": "angry", "angrily": "angry", "mad": "angry", "furious": "angry", "annoyed": "angry", "irritated": "angry",
+    "happiness": "happy", "joy": "happy", "joyful": "happy", "glad": "happy", "excited": "happy", "excitement": "happy",
+    "cheerful": "happy",
+    "sadness": "sad", "unhappy": "sad", "sorrow": "sad", "sorrowful": "sad", "depressed": "sad", "melancholy": "sad",
+    "neutrality": "neutral", "calm": "neutral",
+    "emphasis": "emphatic", "positivity": "positive",
+}
+
+
+def parse_answer(text: str, labels: list[str]) -> str:
+    """The label a generated answer names, or 'unparsed'."""
+    wanted = {label.lower(): label for label in labels}
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if word in wanted:
+            return wanted[word]
+        if SYNONYMS.get(word) in wanted:
+            return wanted[SYNONYMS[word]]
+    return UNPARSED
+
+
+def model_fingerprint(path: str) -> str:
+    """Identifies the weights without reading them: names, sizes and modification times of the
+    model folder's files (a retrained model at the same path gets a new fingerprint)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path  # a hub id: its revision identifies it
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_audio(path: str, *, rate: int, window_s: float, silence: bool) -> tuple[np.ndarray, str]:
+    """Mono float32 at ``rate``; silence of the same length for tokens_only; (audio, policy)."""
+    samples, source_rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1)
+    if source_rate != rate:
+        divisor = np.gcd(int(source_rate), int(rate))
+        mono = signal.resample_poly(mono, rate // divisor, source_rate // divisor).astype(np.float32)
+    if silence:
+        mono = np.zeros_like(mono)
+    policy = "full"
+    limit = int(window_s * rate)
+    if mono.size > limit:
+        log.warning("%s: %.1f s is longer than the model's %.0f s window; truncated", path, mono.size / rate, window_s)
+        mono = mono[:limit]
+        policy = f"truncated to {window_s:g} s"
+    return mono, policy
+
+
+def predict_shard(
+    prompts: pd.DataFrame,
+    backend,
+    *,
+    labels: list[str],
+    spec: dict,
+    cache: KeyedJsonCache,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predictions for every row of ``prompts`` (config: models.<name> is ``spec``)."""
+    mode = spec["mode"]
+    asked = {
+        "model": model_fingerprint(spec["path"]),
+        "revision": spec.get("revision"),
+        "adapter": model_fingerprint(spec["adapter"]) if spec.get("adapter") else None,
+        "family": spec["family"],
+        "dtype": spec["dtype"],
+        "mode": mode,
+        "labels": labels,
+        "max_new_tokens": spec["max_new_tokens"] if mode == "generate" else None,
+    }
+    records: list[dict] = []
+    computed = 0
+    groups = prompts.groupby(["utt_id", "audio"], sort=False)
+    for (_, audio_kind), rows in tqdm(groups, total=groups.ngroups, desc="utterances", disable=not progress, mininterval=10):
+        if rows["prefix_text"].nunique() != 1:
+            raise ValueError(f"{rows['utt_id'].iloc[0]}: conditions of one utterance must share the prompt prefix")
+        keys = [
+            content_key(asked | {"audio": row.sha256, "audio_kind": audio_kind, "prefix": row.prefix_text, "suffix": row.suffix_text})
+            for row in rows.itertuples()
+        ]
+        answers = [cache.get(key) for key in keys]
+        todo = [i for i, answer in enumerate(answers) if answer is None]
+        if todo:
+            audio, policy = load_audio(
+                rows["path"].iloc[0], rate=backend.family.sampling_rate, window_s=backend.family.window_s,
+                silence=audio_kind == "silence",
+            )
+            suffixes = [rows["suffix_text"].iloc[i] for i in todo]
+            start = time.perf_counter()
+            if mode == "score":
+                scores = backend.score(audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"])
+                fresh = [
+                    {"pred": labels[int(np.argmax(s))], "raw_output": labels[int(np.argmax(s))], "logprobs": s.tolist()}
+                    for s in scores
+                ]
+            else:
+                texts = backend.generate(audio, rows["prefix_text"].iloc[0], suffixes, max_new_tokens=spec["max_new_tokens"])
+                fresh = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
+            seconds = (time.perf_counter() - start) / len(todo)
+            for i, answer in zip(todo, fresh):
+                answer |= {"seconds": seconds, "audio_policy": policy}
+                cache.put(keys[i], answer)  # as soon as the utterance is done: a kill loses at most one
+                answers[i] = answer
+            computed += len(todo)
+        for row, answer in zip(rows.itertuples(), answers):
+            record = {
+                "utt_id": row.utt_id, "condition": row.condition, "label": row.label, "split": row.split,
+                "speaker": row.speaker, "pred": answer["pred"], "raw_output": answer["raw_output"],
+                "seconds": answer["seconds"], "audio_policy": answer["audio_policy"],
+            }
+            for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels)):
+                record[f"logprob_{label}"] = value
+            records.append(record)
+    table = pd.DataFrame.from_records(records)
+    table = table.assign(
+        model=spec["path"], revision=spec.get("revision") or "", adapter=spec.get("adapter") or "",
+        backend=f"transformers:{spec['family']}", mode=mode, dtype=spec["dtype"], device=spec["device"],
+        batch_size=spec["batch_size"],
+    )
+    unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
+    log.info(
+        "%d predictions (%d computed, %d from the cache), %d unparsed", len(table), computed, len(table) - computed, unparsed
+    )
+    return table

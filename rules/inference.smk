@@ -1,0 +1,21 @@
+rule run_inference:
+    input:
+        prompts="results/{corpus}/prompts/{shard}.parquet",
+        manifest="results/{corpus}/manifest.parquet",
+    output:
+        predictions="results/{corpus}/{model}/predictions/{shard}.parquet",
+    log:
+        "logs/{corpus}/{model}/run_inference/{shard}.log",
+    benchmark:
+        "results/{corpus}/benchmarks/{model}/run_inference/{shard}.tsv"
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=get_run_inference_resources_gpu,
+    params:
+        spec=lambda wildcards: config["models"][wildcards.model],
+        cache_dir=config["cache_dir"],
+    script:
+        "../workflow_scripts/run_inference.py"
