@@ -15,3 +15,20 @@ def iemocap_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def aibo_root(tmp_path: Path) -> Path:
     return make_aibo(tmp_path / "aibo")
+
+
+PROMPT_TEXTS = [
+    "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad.",
+    "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; BRIGHTNESS=VERY_BRIGHT; "
+    "DYNAMICS=VERY_DYNAMIC; FORMANTS=LOW; VOICE_QUALITY=BREATHY.",
+    "VERY_LOW LOW MID HIGH VERY_HIGH VERY_DARK DARK BRIGHT VERY_STATIC STATIC DYNAMIC MODAL PRESSED ROUGH CREAKY",
+    "angry happy neutral sad",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_audio(tmp_path_factory) -> Path:
+    """A ~0.5 MB random-weight Qwen2-Audio of the real class, saved with save_pretrained."""
+    from cuealign.backends.tiny import build_tiny_qwen2_audio
+
+    return build_tiny_qwen2_audio(tmp_path_factory.mktemp("models") / "tiny-qwen2-audio", PROMPT_TEXTS * 3)

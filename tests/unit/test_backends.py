@@ -1,0 +1,87 @@
+"""The transformers backend on a tiny random-weight Qwen2-Audio loaded through from_pretrained."""
+
+import numpy as np
+import pytest
+
+from cuealign.backends import load_backend
+from cuealign.backends.registry import check_model_spec, family
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
+SUFFIXES = [
+    "",
+    "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; VOICE_QUALITY=PRESSED.",
+    "\nAcoustic cues measured from the audio: ENERGY=VERY_LOW; PITCH=LOW; VOICE_QUALITY=BREATHY.",
+]
+
+
+def spec(path, **changes):
+    return {"family": "qwen2-audio", "path": str(path), "device": "cpu", "dtype": "float32", "revision": None,
+            "adapter": None, "trust_remote_code": False} | changes
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_qwen2_audio):
+    return load_backend(spec(tiny_qwen2_audio))
+
+
+def audio(seed, seconds=1.5):
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(16000 * seconds))).astype(np.float32)
+
+
+def test_cached_prefix_gives_the_full_recompute_log_probs(backend):
+    cached = backend.score(audio(0), PREFIX, SUFFIXES, LABELS, batch_size=5)
+    assert cached.shape == (3, 4) and np.all(cached < 0)
+    for i, suffix in enumerate(SUFFIXES):
+        np.testing.assert_allclose(cached[i], backend.score_full(audio(0), PREFIX, suffix, LABELS), atol=1e-5)
+
+
+def test_batch_size_does_not_change_scores(backend):
+    np.testing.assert_allclose(
+        backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=1),
+        backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=64),
+        atol=1e-5,
+    )
+
+
+def test_the_audio_reaches_the_model(backend):
+    a = backend.score(audio(2), PREFIX, SUFFIXES, LABELS)
+    b = backend.score(audio(3), PREFIX, SUFFIXES, LABELS)
+    silence = backend.score(np.zeros(24000, dtype=np.float32), PREFIX, SUFFIXES, LABELS)
+    assert np.abs(a - b).max() > 1e-4 and np.abs(a - silence).max() > 1e-4
+
+
+def test_the_token_block_reaches_the_model(backend):
+    scores = backend.score(audio(4), PREFIX, SUFFIXES, LABELS)
+    assert np.abs(scores[1] - scores[2]).max() > 1e-4
+
+
+def test_generation_continues_from_the_prefix(backend):
+    answers = backend.generate(audio(5), PREFIX, SUFFIXES[:2], max_new_tokens=4)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_prefix_and_suffix_are_tokenised_separately(backend):
+    head, tail = backend.split_template(PREFIX)
+    assert "<|AUDIO|>" in head and head.rstrip().endswith(PREFIX.rstrip()[-20:])
+    assert "assistant" in tail
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"family": "qwen9-audio"}, "not in the registry"),
+    ({"path": "/nowhere/model"}, "does not exist"),
+    ({"path": "someone/not-cached-model"}, "neither a local folder nor in the local Hugging Face cache"),
+    ({"corpora": ["iemocap"]}, r"corpora names \['iemocap'\]"),
+])
+def test_model_config_errors_come_before_any_model_work(tiny_qwen2_audio, change, message):
+    with pytest.raises(ValueError, match=message):
+        check_model_spec("m", spec(tiny_qwen2_audio) | change, ["demo"])
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no config.json"):
+        check_model_spec("m", spec(tmp_path), ["demo"])
+
+
+def test_registry_entry():
+    assert family("qwen2-audio").model_class == "Qwen2AudioForConditionalGeneration"

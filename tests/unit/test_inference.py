@@ -1,0 +1,124 @@
+"""The inference runner: every row accounted for, resumable, incremental, parsing documented."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from cuealign.backends import load_backend
+from cuealign.cache import KeyedJsonCache
+from cuealign.inference import UNPARSED, load_audio, parse_answer, predict_shard
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_qwen2_audio):
+    return load_backend({"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float32",
+                         "trust_remote_code": False})
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    rows = []
+    for u in range(4):
+        path = tmp_path / f"u{u}.wav"
+        sf.write(path, 0.1 * np.random.default_rng(u).standard_normal(16000), 16000)
+        for condition, suffix in [("none", ""), ("aligned", f"\nAcoustic cues measured from the audio: ENERGY=HIGH{u}."),
+                                  ("conflict", "\nAcoustic cues measured from the audio: ENERGY=LOW.")]:
+            rows.append(dict(utt_id=f"u{u}", condition=condition, audio="original", prefix_text=PREFIX,
+                             suffix_text=suffix, label=LABELS[u], split="test", speaker=f"s{u % 2}",
+                             path=str(path), sha256=f"hash{u}"))
+    return pd.DataFrame(rows)
+
+
+def spec(path, **changes):
+    return {"family": "qwen2-audio", "path": str(path), "mode": "score", "dtype": "float32", "device": "cpu",
+            "batch_size": 8, "max_new_tokens": 4, "revision": None, "adapter": None} | changes
+
+
+class Counting:
+    """Wraps a backend: counts utterances scored, and can die after some (a simulated kill)."""
+
+    def __init__(self, backend, die_after=None):
+        self.backend, self.family, self.calls, self.die_after = backend, backend.family, 0, die_after
+
+    def score(self, *args, **kwargs):
+        if self.die_after is not None and self.calls >= self.die_after:
+            raise KeyboardInterrupt("killed")
+        self.calls += 1
+        return self.backend.score(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        self.calls += 1
+        return self.backend.generate(*args, **kwargs)
+
+
+def test_score_mode_gives_a_row_per_utterance_and_condition(backend, prompts, tmp_path, tiny_qwen2_audio):
+    table = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio),
+                          cache=KeyedJsonCache(tmp_path, "p"), progress=False)
+    assert len(table) == len(prompts)
+    assert table[["utt_id", "condition"]].equals(prompts[["utt_id", "condition"]])
+    logprobs = table[[f"logprob_{label}" for label in LABELS]].to_numpy()
+    assert np.all(logprobs < 0)
+    assert (table["pred"] == np.array(LABELS)[logprobs.argmax(1)]).all()
+    assert set(table["backend"]) == {"transformers:qwen2-audio"} and set(table["mode"]) == {"score"}
+
+
+def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_qwen2_audio):
+    table = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"),
+                          cache=KeyedJsonCache(tmp_path, "p"), progress=False)
+    assert len(table) == len(prompts) and table["raw_output"].map(type).eq(str).all()
+    parsed = table["raw_output"].map(lambda t: parse_answer(t, LABELS))
+    assert (table["pred"] == parsed).all()
+    assert table["pred"].isin(LABELS + [UNPARSED]).all()
+    assert table[[f"logprob_{label}" for label in LABELS]].isna().all().all()
+
+
+def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, tiny_qwen2_audio):
+    cache = KeyedJsonCache(tmp_path / "resume", "p")
+    dying = Counting(backend, die_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_shard(prompts, dying, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    resumed = Counting(backend)
+    table = predict_shard(prompts, resumed, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    assert resumed.calls == 2  # the two utterances finished before the kill were not redone
+    fresh = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio),
+                          cache=KeyedJsonCache(tmp_path / "fresh", "p"), progress=False)
+    columns = ["utt_id", "condition", "pred"] + [f"logprob_{label}" for label in LABELS]
+    pd.testing.assert_frame_equal(table[columns], fresh[columns], atol=1e-6)
+    assert not table.duplicated(["utt_id", "condition"]).any()
+
+
+def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny_qwen2_audio):
+    cache = KeyedJsonCache(tmp_path, "p")
+    predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    extra = prompts[prompts["condition"] == "none"].assign(condition="shuffle_s0", suffix_text="\nAcoustic cues: X.")
+    counting = Counting(backend)
+    table = predict_shard(pd.concat([prompts, extra]), counting, labels=LABELS, spec=spec(tiny_qwen2_audio),
+                          cache=cache, progress=False)
+    assert counting.calls == 4 and len(table) == len(prompts) + len(extra)
+    # a change in what is asked (another mode) is not served from the score cache
+    other = Counting(backend)
+    predict_shard(prompts, other, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"), cache=cache, progress=False)
+    assert other.calls == 4
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Sad.", "sad"), ("The speaker sounds angry", "angry"), ("ANGER", "angry"), ("happiness!", "happy"),
+    ("calm and neutral", "neutral"), ("I cannot tell", UNPARSED), ("", UNPARSED), ("sadly", UNPARSED),
+])
+def test_parse_answer(text, expected):
+    assert parse_answer(text, LABELS) == expected
+
+
+def test_load_audio_resamples_mixes_truncates_and_silences(tmp_path):
+    path = tmp_path / "x.wav"
+    sf.write(path, np.stack([np.full(44100 * 2, 0.2), np.full(44100 * 2, 0.4)], axis=1), 44100)
+    audio, policy = load_audio(str(path), rate=16000, window_s=30.0, silence=False)
+    assert audio.shape == (32000,) and policy == "full" and abs(audio[1000] - 0.3) < 1e-3
+    short, policy = load_audio(str(path), rate=16000, window_s=1.0, silence=False)
+    assert short.shape == (16000,) and policy == "truncated to 1 s"
+    quiet, _ = load_audio(str(path), rate=16000, window_s=30.0, silence=True)
+    assert quiet.shape == (32000,) and not quiet.any()

@@ -1,0 +1,42 @@
+"""The inference stage through Snakemake, with a tiny Qwen2-Audio model built offline."""
+
+import pandas as pd
+import yaml
+
+from tests.workflow.conftest import snakemake, write_config
+
+DEMO = {"type": "synthetic", "seed": 2, "female_speakers": 2, "male_speakers": 2, "utterances_per_class": 2,
+        "test_speakers_per_gender": 1, "tokens": {"normalise": "speaker", "per_gender": []}}
+CONDITIONS = {"shuffle_seeds": [0], "corrupt_p": [0.5], "corrupt_seeds": [0], "swap": ["ENERGY"], "tokens_only": True}
+
+
+def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_audio):
+    model = {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "batch_size": 16}
+    write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": {"tiny": model}})
+    snakemake(workflow, "--cores", "2")
+    prompts = pd.concat([pd.read_parquet(workflow / f"results/demo/prompts/{i}.parquet") for i in range(2)])
+    predictions = pd.concat([pd.read_parquet(workflow / f"results/demo/tiny/predictions/{i}.parquet") for i in range(2)])
+    assert len(predictions) == len(prompts) == 16 * 7  # 16 test utterances x 7 conditions
+    merged = prompts.merge(predictions, on=["utt_id", "condition"], validate="1:1")
+    assert len(merged) == len(prompts)
+    assert set(predictions["condition"]) == {"none", "aligned", "conflict", "shuffle_s0", "corrupt_p0.5_s0",
+                                             "swap_ENERGY", "tokens_only"}
+    assert predictions["pred"].isin(["angry", "happy", "neutral", "sad"]).all()
+    assert (predictions["model"] == str(tiny_qwen2_audio)).all()
+    log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
+    assert "56 predictions (56 computed, 0 from the cache), 0 unparsed" in log
+
+    # a new corruption level: the prompts are rebuilt, and only the new rows are computed
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    config["conditions"]["corrupt_p"] = [0.5, 1.0]
+    write_config(workflow, config)
+    snakemake(workflow, "--cores", "2")
+    log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
+    assert "64 predictions (8 computed, 56 from the cache)" in log
+
+
+def test_unknown_model_family_fails_before_any_job(workflow, tiny_qwen2_audio):
+    write_config(workflow, {"corpora": {"demo": DEMO},
+                            "models": {"m": {"family": "qwen3-audio", "path": str(tiny_qwen2_audio)}}})
+    out = snakemake(workflow, "-n", check=False)
+    assert out.returncode != 0 and "'qwen3-audio' is not in the registry" in out.stdout + out.stderr
