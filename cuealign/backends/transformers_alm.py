@@ -111,16 +111,23 @@ class TransformersALM:
     def score(
         self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
     ) -> np.ndarray:
-        """log P(label | prompt with suffix) for every suffix x label, the prefix encoded once."""
+        """log P(label | prompt with suffix) for every suffix x label, the prefix encoded once.
+
+        One row per suffix gives every label's first token (all from the suffix's last logits);
+        a label of several tokens adds one row, suffix + label minus its last token, for the rest.
+        With single-token labels that is one short forward per condition: the unique-token floor.
+        """
         prefix = self.encode_prefix(audio, prefix_text)
         suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
         label_ids = [self.ids(label) for label in labels]
-        rows = [(i, j) for i in range(len(suffixes)) for j in range(len(labels))]
+        first_tokens = torch.tensor([ids[0] for ids in label_ids])
+        rows = [(i, None) for i in range(len(suffixes))]
+        rows += [(i, j) for i in range(len(suffixes)) for j, ids in enumerate(label_ids) if len(ids) > 1]
         scores = np.zeros((len(suffixes), len(labels)))
         length = prefix.ids.shape[1]
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            sequences = [suffix_ids[i] + label_ids[j] for i, j in batch]
+            sequences = [suffix_ids[i] + (label_ids[j][:-1] if j is not None else []) for i, j in batch]
             width = max(map(len, sequences))
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), length + width), dtype=torch.long)
@@ -137,9 +144,13 @@ class TransformersALM:
                 ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, (i, j) in enumerate(batch):
-                first = len(suffix_ids[i]) - 1  # the logits that predict the label's first token
-                positions = torch.arange(first, first + len(label_ids[j]))
-                scores[i, j] = float(logprobs[row, positions, torch.tensor(label_ids[j])].sum())
+                last = len(suffix_ids[i]) - 1  # the logits that predict the answer's first token
+                if j is None:
+                    scores[i] += logprobs[row, last, first_tokens].numpy()
+                else:
+                    rest = torch.tensor(label_ids[j][1:])
+                    positions = torch.arange(last + 1, last + len(label_ids[j]))
+                    scores[i, j] += float(logprobs[row, positions, rest].sum())
         return scores
 
     def score_full(self, audio: np.ndarray, prefix_text: str, suffix: str, labels: list[str]) -> np.ndarray:
