@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cuealign.backends import load_backend
-from cuealign.backends.tiny import build_tiny_qwen2_audio
+from cuealign.backends.tiny import build_tiny_alm
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_tiny_qwen2_audio(tmp, [PREFIX, *suffixes(rng), " ".join(LABELS)] * 3, hidden=args.hidden, layers=args.layers)
+        path = build_tiny_alm("qwen2-audio", tmp, [PREFIX, *suffixes(rng), " ".join(LABELS)] * 3, hidden=args.hidden, layers=args.layers)
         backend = load_backend({"family": "qwen2-audio", "path": str(path), "device": "cpu", "dtype": "float32",
                                 "trust_remote_code": False})
         audios = [(0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32) for _ in range(args.utterances)]

@@ -26,9 +26,19 @@ PROMPT_TEXTS = [
 ]
 
 
+def _tiny(family, tmp_path_factory) -> Path:
+    from cuealign.backends.tiny import build_tiny_alm
+
+    return build_tiny_alm(family, tmp_path_factory.mktemp("models") / family, PROMPT_TEXTS * 3)
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen2_audio(tmp_path_factory) -> Path:
     """A ~0.5 MB random-weight Qwen2-Audio of the real class, saved with save_pretrained."""
-    from cuealign.backends.tiny import build_tiny_qwen2_audio
+    return _tiny("qwen2-audio", tmp_path_factory)
 
-    return build_tiny_qwen2_audio(tmp_path_factory.mktemp("models") / "tiny-qwen2-audio", PROMPT_TEXTS * 3)
+
+@pytest.fixture(scope="session", params=["qwen2-audio", "audio-flamingo-3"])
+def tiny_alm(request, tmp_path_factory) -> tuple[str, Path]:
+    """(family, path) of a tiny random-weight model of each registered audio-language family."""
+    return request.param, _tiny(request.param, tmp_path_factory)

@@ -19,6 +19,10 @@ class Family:
 FAMILIES: dict[str, Family] = {
     # Qwen2-Audio encodes exactly 3000 mel frames (30 s) and silently drops the rest.
     "qwen2-audio": Family("qwen2-audio", "Qwen2AudioForConditionalGeneration"),
+    # Audio Flamingo 3 windows long audio itself, up to 600 s (its processor's max_audio_len).
+    "audio-flamingo-3": Family(
+        "audio-flamingo-3", "AudioFlamingo3ForConditionalGeneration", window_s=600.0, feature_mask="input_features_mask"
+    ),
 }
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    AudioFlamingo3Config,
+    AudioFlamingo3ForConditionalGeneration,
+    AudioFlamingo3Processor,
     PreTrainedTokenizerFast,
     Qwen2AudioConfig,
     Qwen2AudioForConditionalGeneration,
@@ -19,7 +22,7 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<sound>"]
 # Qwen2-Audio's chat template, reduced to what a single user turn with one audio needs.
 QWEN2_AUDIO_CHAT = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
@@ -27,6 +30,8 @@ QWEN2_AUDIO_CHAT = (
     "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Audio Flamingo 3 puts one <sound> placeholder where the audio goes.
+AF3_CHAT = QWEN2_AUDIO_CHAT.replace("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n", "<sound>")
 
 
 def train_tokenizer(texts: list[str], *, vocab_size: int = 400) -> PreTrainedTokenizerFast:
@@ -46,34 +51,57 @@ def train_tokenizer(texts: list[str], *, vocab_size: int = 400) -> PreTrainedTok
     )
 
 
-def build_tiny_qwen2_audio(
-    out_dir: str | Path, texts: list[str], *, hidden: int = 32, layers: int = 2, seed: int = 0, vocab_size: int = 400
+def _text_config(hidden: int, layers: int, vocab: int) -> dict:
+    return dict(
+        model_type="qwen2",
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=vocab,
+        max_position_embeddings=4096,
+    )
+
+
+def build_tiny_alm(
+    family: str,
+    out_dir: str | Path,
+    texts: list[str],
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    vocab_size: int = 400,
 ) -> Path:
-    """Save a random-weight Qwen2AudioForConditionalGeneration and its processor to ``out_dir``."""
+    """Save a random-weight model of ``family``'s real class and its processor to ``out_dir``."""
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
-    processor = Qwen2AudioProcessor(
-        feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000),
-        tokenizer=tokenizer,
-        chat_template=QWEN2_AUDIO_CHAT,
-    )
-    config = Qwen2AudioConfig(
-        audio_config=dict(
-            d_model=hidden, encoder_attention_heads=2, encoder_ffn_dim=2 * hidden, encoder_layers=layers, num_mel_bins=128
-        ),
-        text_config=dict(
-            model_type="qwen2",
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=4096,
-        ),
-        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
-    )
+    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000)
+    text = _text_config(hidden, layers, len(tokenizer))
+    if family == "qwen2-audio":
+        processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=QWEN2_AUDIO_CHAT)
+        config = Qwen2AudioConfig(
+            audio_config=dict(
+                d_model=hidden, encoder_attention_heads=2, encoder_ffn_dim=2 * hidden, encoder_layers=layers, num_mel_bins=128
+            ),
+            text_config=text,
+            audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+        )
+        model_class = Qwen2AudioForConditionalGeneration
+    elif family == "audio-flamingo-3":
+        processor = AudioFlamingo3Processor(feature_extractor=features, tokenizer=tokenizer, chat_template=AF3_CHAT)
+        config = AudioFlamingo3Config(
+            audio_config=dict(
+                hidden_size=hidden, num_attention_heads=2, intermediate_size=2 * hidden, num_hidden_layers=layers, num_mel_bins=128
+            ),
+            text_config=text,
+            audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
+        )
+        model_class = AudioFlamingo3ForConditionalGeneration
+    else:
+        raise ValueError(f"no tiny builder for family {family!r}")
     torch.manual_seed(seed)
-    model = Qwen2AudioForConditionalGeneration(config)
+    model = model_class(config)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)

@@ -15,14 +15,15 @@ SUFFIXES = [
 ]
 
 
-def spec(path, **changes):
-    return {"family": "qwen2-audio", "path": str(path), "device": "cpu", "dtype": "float32", "revision": None,
+def spec(path, family="qwen2-audio", **changes):
+    return {"family": family, "path": str(path), "device": "cpu", "dtype": "float32", "revision": None,
             "adapter": None, "trust_remote_code": False} | changes
 
 
 @pytest.fixture(scope="module")
-def backend(tiny_qwen2_audio):
-    return load_backend(spec(tiny_qwen2_audio))
+def backend(tiny_alm):
+    name, path = tiny_alm
+    return load_backend(spec(path, family=name))
 
 
 def audio(seed, seconds=1.5):
@@ -63,7 +64,7 @@ def test_generation_continues_from_the_prefix(backend):
 
 def test_prefix_and_suffix_are_tokenised_separately(backend):
     head, tail = backend.split_template(PREFIX)
-    assert "<|AUDIO|>" in head and head.rstrip().endswith(PREFIX.rstrip()[-20:])
+    assert ("<|AUDIO|>" in head or "<sound>" in head) and head.rstrip().endswith(PREFIX.rstrip()[-20:])
     assert "assistant" in tail
 
 
@@ -83,5 +84,36 @@ def test_a_folder_without_a_model_is_refused(tmp_path):
         check_model_spec("m", spec(tmp_path), ["demo"])
 
 
-def test_registry_entry():
+def test_registry_entries():
     assert family("qwen2-audio").model_class == "Qwen2AudioForConditionalGeneration"
+    assert family("audio-flamingo-3").feature_mask == "input_features_mask"
+    assert family("audio-flamingo-3").window_s == 600.0
+
+
+def test_long_audio_within_the_window_reaches_the_model(backend):
+    """Qwen2-Audio sees only its first 30 s; AF3 windows longer audio itself."""
+    if backend.family.window_s <= 30:
+        pytest.skip("the runner truncates audio to this family's 30 s window before it gets here")
+    head = audio(6, seconds=31.0)
+    tail_changed = head.copy()
+    tail_changed[16000 * 30 :] = 0.0
+    a = backend.score(head, PREFIX, SUFFIXES[:1], LABELS)
+    b = backend.score(tail_changed, PREFIX, SUFFIXES[:1], LABELS)
+    assert np.abs(a - b).max() > 1e-6
+
+
+def test_a_peft_adapter_is_loaded_on_top(tiny_qwen2_audio, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    base = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio)
+    # init_lora_weights=False: a random (non-zero) update, so the adapter visibly changes outputs
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    plain = load_backend(spec(tiny_qwen2_audio))
+    adapted = load_backend(spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter")))
+    a = plain.score(audio(7), PREFIX, SUFFIXES, LABELS)
+    b = adapted.score(audio(7), PREFIX, SUFFIXES, LABELS)
+    assert np.abs(a - b).max() > 1e-4
+    # and the adapted model's cached path still equals its full recompute
+    np.testing.assert_allclose(b[1], adapted.score_full(audio(7), PREFIX, SUFFIXES[1], LABELS), atol=1e-5)
