@@ -1,0 +1,149 @@
+"""From predictions to the study's tables: UAR per condition with speaker-clustered CIs, paired
+comparisons with exact McNemar and Holm, the corruption curve with Spearman, confusion shifts."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+
+from cuealign.stats import Bootstrap, holm, mcnemar_exact, percentile_ci, spearman, uar
+
+log = logging.getLogger(__name__)
+
+_CORRUPT = re.compile(r"^corrupt_p(?P<p>[0-9.]+)_s(?P<seed>\d+)$")
+_SHUFFLE = re.compile(r"^shuffle_s(?P<seed>\d+)$")
+NEUTRAL = "neutral"
+
+
+def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) -> None:
+    """Every utterance under every expected condition, exactly once; else an error naming the gap."""
+    present = set(predictions["condition"])
+    if missing := [c for c in expected_conditions if c not in present]:
+        raise ValueError(f"conditions missing from the predictions: {missing}; rerun run_inference for them")
+    doubled = predictions.duplicated(["utt_id", "condition"])
+    if doubled.any():
+        raise ValueError(f"{int(doubled.sum())} utterance x condition rows appear twice, e.g. {predictions.loc[doubled, ['utt_id', 'condition']].head(3).values.tolist()}")
+    counts = predictions.groupby("condition")["utt_id"].nunique()
+    utterances = predictions["utt_id"].nunique()
+    if short := {c: int(n) for c, n in counts.items() if n != utterances}:
+        raise ValueError(f"conditions without a prediction for every one of the {utterances} utterances: {short}")
+
+
+def family_of(condition: str) -> tuple[str, float | None, int | None]:
+    """(family, p, seed) of a condition name."""
+    if match := _CORRUPT.match(condition):
+        return "corrupt", float(match["p"]), int(match["seed"])
+    if match := _SHUFFLE.match(condition):
+        return "shuffle", None, int(match["seed"])
+    return condition, None, None
+
+
+def analyse(
+    predictions: pd.DataFrame,
+    *,
+    labels: list[str],
+    expected_conditions: list[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, pd.DataFrame | dict]:
+    """All tables of one corpus x model x split."""
+    check_complete(predictions, expected_conditions)
+    wide_pred = predictions.pivot(index="utt_id", columns="condition", values="pred")
+    truth_of = predictions.drop_duplicates("utt_id").set_index("utt_id")
+    truth = truth_of.loc[wide_pred.index, "label"].to_numpy()
+    speakers = truth_of.loc[wide_pred.index, "speaker"].to_numpy()
+    boot = Bootstrap.draw(speakers, resamples=resamples, seed=seed)
+    conditions = [c for c in expected_conditions]
+    resampled = {c: boot.uar(truth, wide_pred[c].to_numpy(), labels) for c in conditions}
+
+    rows = []
+    for condition in conditions:
+        pred = wide_pred[condition].to_numpy()
+        family, p, s = family_of(condition)
+        low, high = percentile_ci(resampled[condition], level)
+        rows.append(
+            dict(condition=condition, family=family, p=p, seed=s, n=len(pred),
+                 uar=uar(truth, pred, labels), ci_low=low, ci_high=high,
+                 accuracy=float(np.mean(pred == truth)), unparsed_rate=float(np.mean(pred == "unparsed")))
+        )
+    uar_table = pd.DataFrame(rows)
+    # Seed families as their mean (the per-seed rows stay above); CIs from the mean of the resamples.
+    for family, grouper in (("shuffle", None), ("corrupt", "p")):
+        members = uar_table[uar_table["family"] == family]
+        for key, group in (members.groupby(grouper) if grouper else [(None, members)]):
+            if group.empty:
+                continue
+            mean_resampled = np.mean([resampled[c] for c in group["condition"]], axis=0)
+            low, high = percentile_ci(mean_resampled, level)
+            name = f"{family}_mean" if key is None else f"corrupt_p{key:g}_mean"
+            resampled[name] = mean_resampled
+            uar_table.loc[len(uar_table)] = dict(
+                condition=name, family=family, p=key, seed=None, n=int(group["n"].iloc[0]), uar=float(group["uar"].mean()),
+                ci_low=low, ci_high=high, accuracy=float(group["accuracy"].mean()),
+                unparsed_rate=float(group["unparsed_rate"].mean()),
+            )
+
+    correct = {c: wide_pred[c].to_numpy() == truth for c in conditions}
+    comparisons = []
+    perturbations = [c for c in conditions if c not in ("none", "aligned")]
+    pairs = [("aligned", "none")] + [("aligned", c) for c in perturbations] + [(c, "none") for c in perturbations]
+    for a, b in pairs:
+        if a not in correct or b not in correct:
+            continue
+        a_only, b_only, pvalue = mcnemar_exact(correct[a], correct[b])
+        low, high = percentile_ci(resampled[a] - resampled[b], level)
+        comparisons.append(
+            dict(comparison=f"{a} - {b}", a=a, b=b, delta_uar=uar(truth, wide_pred[a].to_numpy(), labels) - uar(truth, wide_pred[b].to_numpy(), labels),
+                 ci_low=low, ci_high=high, a_right_b_wrong=a_only, a_wrong_b_right=b_only, p_mcnemar=pvalue)
+        )
+    comparisons = pd.DataFrame(comparisons)
+    if len(comparisons):
+        comparisons["p_holm"] = holm(comparisons["p_mcnemar"].tolist())
+
+    curve_points = uar_table[(uar_table["family"] == "corrupt") & uar_table["seed"].notna()]
+    curve = uar_table[uar_table["condition"].str.match(r"^corrupt_p[0-9.]+_mean$")].sort_values("p")
+    if len(curve_points) >= 3 and curve_points["p"].nunique() > 1:
+        rho, rho_p = spearman(curve_points["p"].to_numpy(), curve_points["uar"].to_numpy())
+    else:
+        rho, rho_p = float("nan"), float("nan")
+    spearman_result = {"rho": rho, "p_value": rho_p, "points": int(len(curve_points)),
+                       "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0])}
+
+    confusion = (
+        predictions.groupby(["condition", "label", "pred"]).size().rename("count").reset_index()
+    )
+    confusion["share"] = confusion["count"] / confusion.groupby(["condition", "label"])["count"].transform("sum")
+    aligned_pred = wide_pred["aligned"].to_numpy()
+    shifts = pd.DataFrame(
+        [
+            dict(condition=c, predicted_neutral=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL)),
+                 neutral_shift=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL) - np.mean(aligned_pred == NEUTRAL)),
+                 flip_rate_vs_aligned=float(np.mean(wide_pred[c].to_numpy() != aligned_pred)))
+            for c in conditions
+        ]
+    )
+    if predictions.filter(like="logprob_").notna().all().all() and predictions.filter(like="logprob_").shape[1]:
+        shifts["mean_js_vs_aligned"] = [_mean_js(predictions, c, labels) for c in conditions]
+    return {"uar": uar_table, "comparisons": comparisons, "curve": curve, "spearman": spearman_result,
+            "confusion": confusion, "shifts": shifts}
+
+
+def _distributions(predictions: pd.DataFrame, condition: str, labels: list[str]) -> np.ndarray:
+    rows = predictions[predictions["condition"] == condition].sort_values("utt_id")
+    logp = rows[[f"logprob_{label}" for label in labels]].to_numpy()
+    logp = logp - logp.max(axis=1, keepdims=True)
+    probs = np.exp(logp)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _mean_js(predictions: pd.DataFrame, condition: str, labels: list[str]) -> float:
+    """Mean Jensen-Shannon divergence (bits) of the label distributions against aligned."""
+    p, q = _distributions(predictions, condition, labels), _distributions(predictions, "aligned", labels)
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lambda a, b: np.nansum(np.where(a > 0, a * np.log2(a / b), 0.0), axis=1)  # noqa: E731
+    return float(np.mean((kl(p, m) + kl(q, m)) / 2))

@@ -1,0 +1,104 @@
+"""The analysis tables on simulated predictions with known structure."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cuealign.analysis import analyse, check_complete, family_of
+from cuealign.stats import mcnemar_exact, uar
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+CONDITIONS = ["none", "aligned", "conflict", "shuffle_s0", "shuffle_s1",
+              "corrupt_p0_s0", "corrupt_p0_s1", "corrupt_p0.5_s0", "corrupt_p0.5_s1", "corrupt_p1_s0", "corrupt_p1_s1"]
+ACCURACY = {"none": 0.4, "aligned": 0.8, "conflict": 0.45, "shuffle_s0": 0.5, "shuffle_s1": 0.5,
+            "corrupt_p0_s0": 0.8, "corrupt_p0_s1": 0.8, "corrupt_p0.5_s0": 0.6, "corrupt_p0.5_s1": 0.6,
+            "corrupt_p1_s0": 0.45, "corrupt_p1_s1": 0.45}
+
+
+def simulate(seed=0, speakers=8, per_speaker=40):
+    rng = np.random.default_rng(seed)
+    n = speakers * per_speaker
+    truth = rng.choice(LABELS, n)
+    base = rng.random(n)  # a shared difficulty per utterance: conditions are paired, as in real runs
+    rows = []
+    for condition in CONDITIONS:
+        correct = base < ACCURACY[condition]
+        # errors lean toward neutral under conflict (the paper's finding), not otherwise
+        wrong = np.where(rng.random(n) < (0.9 if condition == "conflict" else 0.3), "neutral", "sad")
+        wrong = np.where(wrong == truth, "angry", wrong)
+        pred = np.where(correct, truth, wrong)
+        if condition.startswith("corrupt_p0_"):
+            pred = aligned  # p = 0 asks exactly what aligned asks
+        if condition == "aligned":
+            aligned = pred
+        for i in range(n):
+            rows.append(dict(utt_id=f"u{i:04d}", condition=condition, label=truth[i], speaker=f"s{i % speakers}",
+                             pred=pred[i], **{f"logprob_{l}": (-0.1 if l == pred[i] else -3.0) for l in LABELS}))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return analyse(simulate(), labels=LABELS, expected_conditions=CONDITIONS, resamples=500, seed=0)
+
+
+def test_uar_per_condition_and_seed_means(result):
+    table = result["uar"].set_index("condition")
+    predictions = simulate()
+    for condition in CONDITIONS:
+        rows = predictions[predictions["condition"] == condition]
+        assert table.loc[condition, "uar"] == pytest.approx(uar(rows["label"].to_numpy(), rows["pred"].to_numpy(), LABELS))
+        assert table.loc[condition, "ci_low"] <= table.loc[condition, "uar"] <= table.loc[condition, "ci_high"]
+    assert table.loc["aligned", "uar"] > table.loc["none", "uar"] + 0.3
+    assert table.loc["shuffle_mean", "uar"] == pytest.approx(table.loc[["shuffle_s0", "shuffle_s1"], "uar"].mean())
+    assert table.loc["corrupt_p0.5_mean", "uar"] == pytest.approx(table.loc[["corrupt_p0.5_s0", "corrupt_p0.5_s1"], "uar"].mean())
+
+
+def test_comparisons_mcnemar_and_holm(result):
+    comparisons = result["comparisons"].set_index("comparison")
+    assert "aligned - none" in comparisons.index and "conflict - none" in comparisons.index
+    assert len(comparisons) == 1 + 2 * (len(CONDITIONS) - 2)
+    predictions = simulate()
+    wide = predictions.pivot(index="utt_id", columns="condition", values="pred")
+    truth = predictions.drop_duplicates("utt_id").set_index("utt_id").loc[wide.index, "label"]
+    expected = mcnemar_exact((wide["aligned"] == truth).to_numpy(), (wide["conflict"] == truth).to_numpy())
+    row = comparisons.loc["aligned - conflict"]
+    assert (row["a_right_b_wrong"], row["a_wrong_b_right"], row["p_mcnemar"]) == expected
+    assert row["p_holm"] >= row["p_mcnemar"] and row["p_holm"] < 1e-6 and row["ci_low"] > 0
+    # aligned - corrupt_p0: identical predictions, no discordant pairs, a CI of exactly 0
+    same = comparisons.loc["aligned - corrupt_p0_s0"]
+    assert same["p_mcnemar"] == 1.0 and same["ci_low"] == same["ci_high"] == 0.0
+
+
+def test_corruption_curve_falls_and_spearman_says_so(result):
+    curve = result["curve"]
+    assert curve["p"].tolist() == [0.0, 0.5, 1.0]
+    assert curve["uar"].is_monotonic_decreasing
+    assert result["spearman"]["rho"] < -0.8 and result["spearman"]["points"] == 6
+    assert result["spearman"]["audio_only_uar"] == pytest.approx(result["uar"].set_index("condition").loc["none", "uar"])
+
+
+def test_confusion_and_shift_toward_neutral(result):
+    confusion = result["confusion"]
+    assert confusion.groupby(["condition", "label"])["share"].sum().round(9).eq(1).all()
+    shifts = result["shifts"].set_index("condition")
+    assert shifts.loc["aligned", "neutral_shift"] == 0 and shifts.loc["conflict", "neutral_shift"] > 0.05
+    assert shifts.loc["corrupt_p0_s0", "flip_rate_vs_aligned"] == 0
+    assert shifts.loc["corrupt_p0_s0", "mean_js_vs_aligned"] == pytest.approx(0)
+    assert shifts.loc["conflict", "mean_js_vs_aligned"] > 0.1
+
+
+def test_a_missing_condition_or_utterance_is_an_error():
+    predictions = simulate(per_speaker=5)
+    with pytest.raises(ValueError, match=r"conditions missing from the predictions: \['swap_ENERGY'\]"):
+        check_complete(predictions, CONDITIONS + ["swap_ENERGY"])
+    with pytest.raises(ValueError, match="appear twice"):
+        check_complete(pd.concat([predictions, predictions.iloc[:1]]), CONDITIONS)
+    with pytest.raises(ValueError, match="without a prediction for every one"):
+        check_complete(predictions.iloc[1:], CONDITIONS)
+
+
+def test_family_names():
+    assert family_of("corrupt_p0.4_s2") == ("corrupt", 0.4, 2)
+    assert family_of("shuffle_s3") == ("shuffle", None, 3)
+    assert family_of("swap_PITCH") == ("swap_PITCH", None, None)

@@ -1,0 +1,93 @@
+"""Statistics against independent computations and published or hand-worked values."""
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from cuealign.stats import Bootstrap, holm, mcnemar_exact, percentile_ci, spearman, uar
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+
+
+def test_uar_by_hand():
+    truth = np.array(["a", "a", "a", "a", "b", "b"])
+    pred = np.array(["a", "a", "a", "b", "b", "unparsed"])
+    assert uar(truth, pred, ["a", "b", "c"]) == pytest.approx((3 / 4 + 1 / 2) / 2)  # c absent: not averaged
+
+
+@pytest.mark.parametrize("a_only, b_only", [(10, 3), (0, 5), (7, 7), (1, 0), (25, 12)])
+def test_mcnemar_exact_is_the_two_sided_binomial_test(a_only, b_only):
+    correct_a = np.array([True] * a_only + [False] * b_only + [True] * 20 + [False] * 9)
+    correct_b = np.array([False] * a_only + [True] * b_only + [True] * 20 + [False] * 9)
+    counted_a, counted_b, p = mcnemar_exact(correct_a, correct_b)
+    assert (counted_a, counted_b) == (a_only, b_only)
+    expected = scipy_stats.binomtest(min(a_only, b_only), a_only + b_only, 0.5).pvalue
+    assert p == pytest.approx(min(1.0, expected))
+
+
+def test_mcnemar_without_discordant_pairs_is_one():
+    same = np.array([True, False, True])
+    assert mcnemar_exact(same, same) == (0, 0, 1.0)
+
+
+def test_holm_by_hand():
+    # sorted: .005 x4 = .02; .01 x3 = .03; .03 x2 = .06; .04 x1 = .04 -> .06 (monotone)
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # .5 x2 = 1; .9 x1 = .9 -> 1 (monotone)
+
+
+def test_spearman_against_ranks_by_hand():
+    p = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    curve = np.array([0.80, 0.70, 0.70, 0.50, 0.40, 0.30])
+    ranks_p = np.arange(1, 7)
+    ranks_curve = np.array([6, 4.5, 4.5, 3, 2, 1])  # the tie shares its ranks
+    rho, pvalue = spearman(p, curve)
+    assert rho == pytest.approx(np.corrcoef(ranks_p, ranks_curve)[0, 1])
+    assert rho < -0.9 and pvalue < 0.05
+
+
+def simulate(rng, *, speakers=20, per_speaker=30, spread=0.0, mean=0.6):
+    """Predictions whose correctness depends on the speaker (random effect), not on the class."""
+    accuracy = np.clip(rng.normal(mean, spread, speakers), 0.02, 0.98) if spread else np.full(speakers, mean)
+    speaker = np.repeat(np.arange(speakers), per_speaker)
+    truth = rng.choice(LABELS, speaker.size)
+    correct = rng.random(speaker.size) < accuracy[speaker]
+    wrong = np.array([LABELS[(LABELS.index(t) + 1) % 4] for t in truth])
+    return speaker.astype(str), truth, np.where(correct, truth, wrong), float(accuracy.mean())
+
+
+def test_resample_uar_equals_uar_of_the_resampled_data():
+    rng = np.random.default_rng(0)
+    speaker, truth, pred, _ = simulate(rng, speakers=6, per_speaker=10, spread=0.2)
+    boot = Bootstrap.draw(speaker, resamples=5, seed=1)
+    vectorised = boot.uar(truth, pred, LABELS)
+    for b in range(5):
+        index = np.repeat(np.arange(speaker.size), boot.weights[b].astype(int))  # utterances, repeated
+        assert vectorised[b] == pytest.approx(uar(truth[index], pred[index], LABELS), abs=1e-6)
+
+
+def test_bootstrap_ci_covers_the_true_uar_at_about_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    covered, runs = 0, 300
+    for run in range(runs):
+        speaker, truth, pred, true_uar = simulate(rng, speakers=20, per_speaker=20, spread=0.15)
+        low, high = percentile_ci(Bootstrap.draw(speaker, resamples=400, seed=run).uar(truth, pred, LABELS))
+        covered += low <= 0.6 <= high  # 0.6: the population mean accuracy = its UAR
+    assert 0.88 <= covered / runs <= 0.99
+
+
+def test_clustered_ci_is_wider_than_iid_when_speakers_differ():
+    rng = np.random.default_rng(2)
+    speaker, truth, pred, _ = simulate(rng, speakers=10, per_speaker=60, spread=0.25)
+    clustered = percentile_ci(Bootstrap.draw(speaker, resamples=2000, seed=0).uar(truth, pred, LABELS))
+    iid = percentile_ci(Bootstrap.draw(np.arange(speaker.size).astype(str), resamples=2000, seed=0).uar(truth, pred, LABELS))
+    assert clustered[1] - clustered[0] > 1.5 * (iid[1] - iid[0])
+
+
+def test_paired_resamples_make_a_constant_shift_exact():
+    """The same resamples for two conditions: identical predictions differ by exactly 0 everywhere."""
+    rng = np.random.default_rng(3)
+    speaker, truth, pred, _ = simulate(rng, spread=0.2)
+    boot = Bootstrap.draw(speaker, resamples=200, seed=0)
+    assert np.all(boot.uar(truth, pred, LABELS) - boot.uar(truth, pred.copy(), LABELS) == 0)
+    assert Bootstrap.draw(speaker, resamples=200, seed=0).weights.tolist() == boot.weights.tolist()
