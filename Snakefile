@@ -17,6 +17,8 @@ include: "rules/features.smk"
 include: "rules/tokens.smk"
 include: "rules/prompts.smk"
 include: "rules/inference.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
 
 
 rule all:

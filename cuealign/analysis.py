@@ -106,11 +106,13 @@ def analyse(
 
     curve_points = uar_table[(uar_table["family"] == "corrupt") & uar_table["seed"].notna()]
     curve = uar_table[uar_table["condition"].str.match(r"^corrupt_p[0-9.]+_mean$")].sort_values("p")
-    if len(curve_points) >= 3 and curve_points["p"].nunique() > 1:
+    if len(curve_points) >= 3 and curve_points["p"].nunique() > 1 and curve_points["uar"].nunique() > 1:
         rho, rho_p = spearman(curve_points["p"].to_numpy(), curve_points["uar"].to_numpy())
     else:
         rho, rho_p = float("nan"), float("nan")
-    spearman_result = {"rho": rho, "p_value": rho_p, "points": int(len(curve_points)),
+    # None (JSON null) where rho is undefined: fewer than 3 points, or a flat curve
+    spearman_result = {"rho": None if np.isnan(rho) else rho, "p_value": None if np.isnan(rho_p) else rho_p,
+                       "points": int(len(curve_points)),
                        "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0])}
 
     confusion = (
@@ -147,3 +149,60 @@ def _mean_js(predictions: pd.DataFrame, condition: str, labels: list[str]) -> fl
     with np.errstate(divide="ignore", invalid="ignore"):
         kl = lambda a, b: np.nansum(np.where(a > 0, a * np.log2(a / b), 0.0), axis=1)  # noqa: E731
     return float(np.mean((kl(p, m) + kl(q, m)) / 2))
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return "" if value is None or np.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
+
+
+def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
+    """The paper's Table II/III row: UAR without and with tokens, the gain, its CI and p-values."""
+    table = result["uar"].set_index("condition")
+    gain = result["comparisons"].set_index("comparison").loc["aligned - none"]
+    return pd.DataFrame([{
+        "corpus": corpus, "model": model,
+        "UAR without tokens": _fmt(table.loc["none", "uar"]),
+        "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
+        "delta": _fmt(gain["delta_uar"]),
+        "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
+        "p (McNemar)": _p(gain["p_mcnemar"]), "p (Holm)": _p(gain["p_holm"]),
+    }])
+
+
+def intervention_table(result: dict) -> pd.DataFrame:
+    """Each condition: UAR [CI], its difference from aligned [CI] with p-values, and the shifts."""
+    uar_rows = result["uar"].set_index("condition")
+    versus = result["comparisons"].set_index("comparison")
+    shifts = result["shifts"].set_index("condition")
+    rows = []
+    for condition, row in uar_rows.iterrows():
+        entry = {"condition": condition, "UAR": _fmt(row["uar"]), "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"}
+        key = f"aligned - {condition}"
+        if key in versus.index:
+            v = versus.loc[key]
+            entry |= {"aligned - condition": _fmt(v["delta_uar"]), "CI": f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]",
+                      "p (McNemar)": _p(v["p_mcnemar"]), "p (Holm)": _p(v["p_holm"])}
+        if condition in shifts.index:
+            entry |= {"neutral shift": _fmt(shifts.loc[condition, "neutral_shift"]),
+                      "flip rate": _fmt(shifts.loc[condition, "flip_rate_vs_aligned"])}
+        rows.append(entry)
+    return pd.DataFrame(rows).fillna("")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    escape = lambda text: str(text).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+    lines = [r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
+             " & ".join(map(escape, table.columns)) + r" \\", r"\midrule"]
+    lines += [" & ".join(map(escape, row)) + r" \\" for row in table.itertuples(index=False)]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"

@@ -38,12 +38,12 @@ def get_synthesize_corpus_options(wildcards):
 
 
 def get_all_targets():
-    predictions = [
-        f"results/{corpus}/{model}/predictions/{shard}.parquet"
+    results = [
+        f"results/{corpus}/{model}/{target}"
         for corpus, model in model_runs()
-        for shard in shard_ids()
+        for target in ("analysis/table_main.md", "figures/confusion.png")
     ]
-    return predictions + expand(
+    return results + expand(
         [
             "results/{corpus}/manifest.parquet",
             "results/{corpus}/tokens.parquet",
@@ -95,3 +95,12 @@ def model_runs():
 
 def get_run_inference_resources_gpu(wildcards):
     return 0 if config["models"][wildcards.model]["device"] == "cpu" else 1
+
+
+def get_shards(pattern):
+    """An input function: ``pattern`` for every shard of the job's corpus (and model)."""
+
+    def inputs(wildcards):
+        return expand(pattern, shard=shard_ids(), **wildcards)
+
+    return inputs

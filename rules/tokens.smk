@@ -1,7 +1,7 @@
 rule bin_tokens:
     input:
         manifest="results/{corpus}/manifest.parquet",
-        lld=get_bin_tokens_lld,
+        lld=get_shards("results/{corpus}/lld/{shard}.parquet"),
     output:
         tokens="results/{corpus}/tokens.parquet",
         meta="results/{corpus}/tokens_meta.json",

@@ -102,3 +102,28 @@ def test_family_names():
     assert family_of("corrupt_p0.4_s2") == ("corrupt", 0.4, 2)
     assert family_of("shuffle_s3") == ("shuffle", None, 3)
     assert family_of("swap_PITCH") == ("swap_PITCH", None, None)
+
+
+def test_tables_in_markdown_and_latex(result):
+    from cuealign.analysis import intervention_table, main_table, to_latex, to_markdown
+
+    main = main_table(result, model="af3", corpus="iemocap")
+    row = main.iloc[0]
+    table = result["uar"].set_index("condition")
+    assert row["UAR without tokens"] == f"{table.loc['none', 'uar']:.3f}" and row["UAR with tokens"] == f"{table.loc['aligned', 'uar']:.3f}"
+    markdown = to_markdown(main)
+    assert markdown.splitlines()[0].startswith("| corpus | model | UAR without tokens") and "| iemocap | af3 |" in markdown
+    latex = to_latex(intervention_table(result))
+    assert latex.startswith(r"\begin{tabular}") and r"corrupt\_p0.5\_mean" in latex and latex.count(r"\\") > len(CONDITIONS)
+
+
+def test_figures_are_drawn(result, tmp_path):
+    from cuealign.plots import confusion_grid, corruption_curve
+
+    grid = confusion_grid(result["confusion"], ["aligned", "conflict", "none"], LABELS)
+    assert len(grid.axes) == 3 and grid.axes[1].get_title() == "conflict"
+    curve = corruption_curve(result["uar"], chance=0.25)
+    line = curve.axes[0].lines[0]
+    assert list(line.get_xdata()) == [0.0, 0.5, 1.0]
+    grid.savefig(tmp_path / "c.svg")
+    assert "<svg" in (tmp_path / "c.svg").read_text()[:400]

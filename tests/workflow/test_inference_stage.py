@@ -26,6 +26,16 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
     assert "56 predictions (56 computed, 0 from the cache), 0 unparsed" in log
 
+    # the analysis accounts for every utterance x condition and writes its tables and figures
+    uar = pd.read_csv(workflow / "results/demo/tiny/analysis/uar.csv").set_index("condition")
+    assert (uar.loc[["none", "aligned", "conflict", "tokens_only"], "n"] == 16).all()
+    assert uar["uar"].between(0, 1).all() and "shuffle_mean" in uar.index
+    comparisons = pd.read_csv(workflow / "results/demo/tiny/analysis/comparisons.csv")
+    assert len(comparisons) == 1 + 2 * 5 and comparisons["p_holm"].between(0, 1).all()
+    assert "| demo | tiny |" in (workflow / "results/demo/tiny/analysis/table_main.md").read_text()
+    for figure in ("confusion", "corruption_curve"):
+        assert (workflow / f"results/demo/tiny/figures/{figure}.png").stat().st_size > 5_000
+
     # a new corruption level: the prompts are rebuilt, and only the new rows are computed
     config = yaml.safe_load((workflow / "config.yaml").read_text())
     config["conditions"]["corrupt_p"] = [0.5, 1.0]

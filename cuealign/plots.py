@@ -1,0 +1,53 @@
+"""The study's figures: confusion matrices per condition and the corruption curve."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def confusion_grid(confusion: pd.DataFrame, conditions: list[str], labels: list[str], *, title: str = "") -> plt.Figure:
+    """Row-normalised confusion matrices side by side (the paper's Figure 2)."""
+    columns = labels + sorted(set(confusion["pred"]) - set(labels))  # 'unparsed' shown if present
+    fig, axes = plt.subplots(1, len(conditions), figsize=(3.3 * len(conditions), 3.9), squeeze=False, layout="constrained")
+    for ax, condition in zip(axes[0], conditions):
+        rows = confusion[confusion["condition"] == condition]
+        matrix = rows.pivot_table(index="label", columns="pred", values="share", fill_value=0.0)
+        matrix = matrix.reindex(index=labels, columns=columns, fill_value=0.0)
+        ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix.to_numpy()):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value > 0.55 else "black")
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_title(condition, fontsize=10)
+        ax.set_xlabel("predicted", fontsize=8)
+    axes[0][0].set_ylabel("true", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "") -> plt.Figure:
+    """UAR against corruption probability: per-seed points, the seed mean with its CI band, and
+    the aligned, audio-only and chance levels (the paper's Figure 3)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
+    points = uar[(uar["family"] == "corrupt") & uar["seed"].notna()]
+    means = uar[uar["condition"].str.match(r"^corrupt_p[0-9.]+_mean$")].sort_values("p")
+    ax.fill_between(means["p"], means["ci_low"], means["ci_high"], alpha=0.25, label="95% CI (speaker bootstrap)")
+    ax.plot(means["p"], means["uar"], marker="o", label="corrupted tokens (mean over seeds)")
+    ax.scatter(points["p"], points["uar"], s=12, color="black", alpha=0.5, label="single seeds")
+    levels = uar.set_index("condition")["uar"]
+    ax.axhline(levels["none"], color="tab:red", linestyle="--", label="audio only (none)")
+    ax.axhline(levels["aligned"], color="tab:green", linestyle=":", label="aligned")
+    ax.axhline(chance, color="grey", linestyle="-.", linewidth=0.8, label="chance")
+    ax.set_xlabel("corruption probability p")
+    ax.set_ylabel("UAR")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

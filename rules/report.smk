@@ -1,0 +1,31 @@
+rule plot_results:
+    input:
+        manifest="results/{corpus}/manifest.parquet",
+        uar="results/{corpus}/{model}/analysis/uar.csv",
+        confusion="results/{corpus}/{model}/analysis/confusion.csv",
+    output:
+        confusion_png=report(
+            "results/{corpus}/{model}/figures/confusion.png",
+            caption="../report/confusion.rst",
+            category="Figures",
+            subcategory="{corpus} / {model}",
+        ),
+        confusion_svg="results/{corpus}/{model}/figures/confusion.svg",
+        curve_png=report(
+            "results/{corpus}/{model}/figures/corruption_curve.png",
+            caption="../report/corruption_curve.rst",
+            category="Figures",
+            subcategory="{corpus} / {model}",
+        ),
+        curve_svg="results/{corpus}/{model}/figures/corruption_curve.svg",
+    log:
+        "logs/{corpus}/{model}/plot_results.log",
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        title=lambda wildcards: f"{wildcards.model} on {wildcards.corpus}",
+    script:
+        "../workflow_scripts/plot_results.py"
