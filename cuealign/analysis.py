@@ -170,6 +170,7 @@ def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
         "delta": _fmt(gain["delta_uar"]),
         "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
         "p (McNemar)": _p(gain["p_mcnemar"]), "p (Holm)": _p(gain["p_holm"]),
+        "unparsed (none / aligned)": f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}",
     }])
 
 
@@ -206,3 +207,64 @@ def to_latex(table: pd.DataFrame) -> str:
              " & ".join(map(escape, table.columns)) + r" \\", r"\midrule"]
     lines += [" & ".join(map(escape, row)) + r" \\" for row in table.itertuples(index=False)]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def parse_token_string(text: str, *, template: str, separator: str) -> dict[str, str]:
+    """Invert cuealign.tokens.serialise: 'ENERGY=HIGH; PITCH=LOW' -> {'ENERGY': 'HIGH', ...}."""
+    pattern = re.compile(
+        "^" + re.escape(template).replace(r"\{concept\}", "(?P<concept>[A-Z_]+)").replace(r"\{token\}", "(?P<token>[A-Z_]+)") + "$"
+    )
+    parsed = {}
+    for part in filter(None, text.split(separator)):
+        match = pattern.match(part.strip(" ."))
+        if match is None:
+            raise ValueError(f"token string part {part!r} does not match the template {template!r}")
+        parsed[match["concept"]] = match["token"]
+    return parsed
+
+
+def class_given_token(tokens: pd.DataFrame, labels_of: pd.Series, concepts: list[str], labels: list[str]) -> dict:
+    """log P(class | concept = value) on the fitted utterances, add-one smoothed."""
+    table = {}
+    for concept in concepts:
+        counts = pd.crosstab(tokens[concept], labels_of).reindex(columns=labels, fill_value=0) + 1
+        table[concept] = np.log(counts.div(counts.sum(axis=1), axis=0))
+    return table
+
+
+def cue_following(
+    predictions: pd.DataFrame, prompts: pd.DataFrame, association: dict, *, labels: list[str], template: str, separator: str
+) -> pd.DataFrame:
+    """Per conflict/swap condition: does the model's probability move toward the classes the
+    changed tokens point to? ``cue_alignment`` is the mean cosine (over utterances whose tokens
+    changed) between the per-class change of log-probability against aligned and the per-class
+    pull of the changed tokens (both centred over classes); ``toward_pointed_class`` the share of
+    those utterances where the class the change points to most gains relative to the others."""
+    logp_columns = [f"logprob_{label}" for label in labels]
+    if predictions[logp_columns].isna().any().any():
+        return pd.DataFrame(columns=["condition", "utterances", "cue_alignment", "toward_pointed_class"])
+    strings = prompts.set_index(["condition", "utt_id"])["token_string"]
+    logp = predictions.set_index(["condition", "utt_id"])[logp_columns]
+    rows = []
+    for condition in sorted(c for c in predictions["condition"].unique() if c == "conflict" or c.startswith("swap_")):
+        cosines, toward = [], []
+        for utt_id in logp.loc[condition].index:
+            old = parse_token_string(strings.loc[("aligned", utt_id)], template=template, separator=separator)
+            new = parse_token_string(strings.loc[(condition, utt_id)], template=template, separator=separator)
+            pull = np.zeros(len(labels))
+            for concept, value in new.items():
+                if concept in association and value != old.get(concept):
+                    table = association[concept]
+                    if value in table.index and old.get(concept) in table.index:
+                        pull += (table.loc[value] - table.loc[old[concept]]).to_numpy()
+            if not np.any(pull):
+                continue
+            change = logp.loc[(condition, utt_id)].to_numpy() - logp.loc[("aligned", utt_id)].to_numpy()
+            pull, change = pull - pull.mean(), change - change.mean()
+            norm = np.linalg.norm(pull) * np.linalg.norm(change)
+            cosines.append(float(pull @ change / norm) if norm > 0 else 0.0)
+            toward.append(bool(change[np.argmax(pull)] > 0))
+        rows.append(dict(condition=condition, utterances=len(cosines),
+                         cue_alignment=float(np.mean(cosines)) if cosines else float("nan"),
+                         toward_pointed_class=float(np.mean(toward)) if toward else float("nan")))
+    return pd.DataFrame(rows)

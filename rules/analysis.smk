@@ -1,6 +1,8 @@
 rule analyse_predictions:
     input:
         manifest="results/{corpus}/manifest.parquet",
+        tokens="results/{corpus}/tokens.parquet",
+        meta="results/{corpus}/tokens_meta.json",
         prompts=get_shards("results/{corpus}/prompts/{shard}.parquet"),
         predictions=get_shards("results/{corpus}/{model}/predictions/{shard}.parquet"),
     output:
@@ -20,6 +22,8 @@ rule analyse_predictions:
         spearman="results/{corpus}/{model}/analysis/spearman.json",
         confusion="results/{corpus}/{model}/analysis/confusion.csv",
         shifts="results/{corpus}/{model}/analysis/shifts.csv",
+        cue_following="results/{corpus}/{model}/analysis/cue_following.csv",
+        main_csv="results/{corpus}/{model}/analysis/table_main.csv",
         main_md="results/{corpus}/{model}/analysis/table_main.md",
         main_tex="results/{corpus}/{model}/analysis/table_main.tex",
         interventions_md="results/{corpus}/{model}/analysis/table_interventions.md",
@@ -37,3 +41,25 @@ rule analyse_predictions:
         options=config["analysis"],
     script:
         "../workflow_scripts/analyse_predictions.py"
+
+
+rule collect_main_tables:
+    input:
+        tables=get_collect_main_tables_input,
+    output:
+        csv="results/models_table.csv",
+        md=report(
+            "results/models_table.md",
+            caption="../report/models_table.rst",
+            category="Results",
+        ),
+        tex="results/models_table.tex",
+    log:
+        "logs/collect_main_tables.log",
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow_scripts/collect_main_tables.py"

@@ -43,6 +43,8 @@ def get_all_targets():
         for corpus, model in model_runs()
         for target in ("analysis/table_main.md", "figures/confusion.png")
     ]
+    if results:
+        results.append("results/models_table.md")
     return results + expand(
         [
             "results/{corpus}/manifest.parquet",
@@ -104,3 +106,10 @@ def get_shards(pattern):
         return expand(pattern, shard=shard_ids(), **wildcards)
 
     return inputs
+
+
+def get_collect_main_tables_input(wildcards):
+    return [
+        f"results/{corpus}/{model}/analysis/table_main.csv"
+        for corpus, model in model_runs()
+    ]

@@ -2,7 +2,15 @@ import json
 
 import pandas as pd
 
-from cuealign.analysis import analyse, intervention_table, main_table, to_latex, to_markdown
+from cuealign.analysis import (
+    analyse,
+    class_given_token,
+    cue_following,
+    intervention_table,
+    main_table,
+    to_latex,
+    to_markdown,
+)
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]) as log:
@@ -10,9 +18,19 @@ with log_to(snakemake.log[0]) as log:
     prompts = pd.concat([pd.read_parquet(path) for path in snakemake.input.prompts])
     predictions = pd.concat([pd.read_parquet(path) for path in snakemake.input.predictions])
     options = snakemake.params.options
+    labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
+    with open(snakemake.input.meta) as stream:
+        meta = json.load(stream)
+    tokens = pd.read_parquet(snakemake.input.tokens).merge(manifest[["utt_id", "label", "split"]], on="utt_id")
+    fitted = tokens if meta["fit_split"] == "all" else tokens[tokens["split"] == meta["fit_split"]]
+    concepts = list(meta["concepts"]) + ["VOICE_QUALITY"]
+    association = class_given_token(fitted, fitted["label"], concepts, labels)
+    cue_following(predictions, prompts, association, labels=labels, **meta["format"]).to_csv(
+        snakemake.output.cue_following, index=False
+    )
     result = analyse(
         predictions,
-        labels=sorted(manifest.loc[manifest["status"] == "ok", "label"].unique()),
+        labels=labels,
         expected_conditions=list(dict.fromkeys(prompts["condition"])),
         resamples=options["resamples"],
         seed=options["seed"],
@@ -30,6 +48,7 @@ with log_to(snakemake.log[0]) as log:
         "main": main_table(result, model=snakemake.wildcards.model, corpus=snakemake.wildcards.corpus),
         "interventions": intervention_table(result),
     }
+    tables["main"].to_csv(snakemake.output.main_csv, index=False)
     for name, table in tables.items():
         with open(snakemake.output[f"{name}_md"], "w") as stream:
             stream.write(to_markdown(table))

@@ -127,3 +127,42 @@ def test_figures_are_drawn(result, tmp_path):
     assert list(line.get_xdata()) == [0.0, 0.5, 1.0]
     grid.savefig(tmp_path / "c.svg")
     assert "<svg" in (tmp_path / "c.svg").read_text()[:400]
+
+
+def test_parse_token_string_inverts_serialise():
+    from cuealign.analysis import parse_token_string
+    from cuealign.tokens import serialise
+
+    tokens = pd.DataFrame({"ENERGY": ["VERY_HIGH"], "VOICE_QUALITY": ["BREATHY"]})
+    for template, separator in (("{concept}={token}", "; "), ("<{concept}:{token}>", " ")):
+        (text,) = serialise(tokens, ["ENERGY", "VOICE_QUALITY"], template=template, separator=separator)
+        assert parse_token_string(text, template=template, separator=separator) == {"ENERGY": "VERY_HIGH", "VOICE_QUALITY": "BREATHY"}
+
+
+def _cue_data(follow: bool):
+    """ENERGY=HIGH marks angry, ENERGY=LOW marks sad; conflict swaps them. A cue-following model
+    moves probability from angry to sad when HIGH becomes LOW; an audio-only model does not move."""
+    from cuealign.analysis import class_given_token
+
+    train = pd.DataFrame({"ENERGY": ["HIGH"] * 10 + ["LOW"] * 10})
+    train_labels = pd.Series(["angry"] * 9 + ["sad"] + ["sad"] * 9 + ["angry"])
+    association = class_given_token(train, train_labels, ["ENERGY"], ["angry", "sad"])
+    prompts, predictions = [], []
+    for i in range(6):
+        high = i % 2 == 0
+        aligned, conflict = ("HIGH", "LOW") if high else ("LOW", "HIGH")
+        for condition, value in (("aligned", aligned), ("conflict", conflict)):
+            prompts.append(dict(utt_id=f"u{i}", condition=condition, token_string=f"ENERGY={value}"))
+            angry = (-0.2 if value == "HIGH" else -2.0) if follow else -1.0
+            predictions.append(dict(utt_id=f"u{i}", condition=condition, logprob_angry=angry, logprob_sad=-1.0))
+    return pd.DataFrame(predictions), pd.DataFrame(prompts), association
+
+
+def test_cue_following_detects_a_model_that_follows_the_tokens():
+    from cuealign.analysis import cue_following
+
+    follows = cue_following(*_cue_data(True), labels=["angry", "sad"], template="{concept}={token}", separator="; ")
+    row = follows.set_index("condition").loc["conflict"]
+    assert row["utterances"] == 6 and row["cue_alignment"] == pytest.approx(1.0) and row["toward_pointed_class"] == 1.0
+    ignores = cue_following(*_cue_data(False), labels=["angry", "sad"], template="{concept}={token}", separator="; ")
+    assert ignores.set_index("condition").loc["conflict", "cue_alignment"] == pytest.approx(0.0)

@@ -33,6 +33,13 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     comparisons = pd.read_csv(workflow / "results/demo/tiny/analysis/comparisons.csv")
     assert len(comparisons) == 1 + 2 * 5 and comparisons["p_holm"].between(0, 1).all()
     assert "| demo | tiny |" in (workflow / "results/demo/tiny/analysis/table_main.md").read_text()
+    cues = pd.read_csv(workflow / "results/demo/tiny/analysis/cue_following.csv").set_index("condition")
+    assert set(cues.index) == {"conflict", "swap_ENERGY"} and cues["cue_alignment"].between(-1, 1).all()
+    assert cues.loc["conflict", "utterances"] > 0
+    models = pd.read_csv(workflow / "results/models_table.csv")
+    assert models[["corpus", "model"]].values.tolist() == [["demo", "tiny"]]
+    assert models["UAR with tokens"].iloc[0] == round(uar.loc["aligned", "uar"], 3)
+    assert models["unparsed (none / aligned)"].iloc[0] == "0.000 / 0.000"
     for figure in ("confusion", "corruption_curve"):
         assert (workflow / f"results/demo/tiny/figures/{figure}.png").stat().st_size > 5_000
 
