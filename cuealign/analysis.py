@@ -57,7 +57,7 @@ def analyse(
     truth = truth_of.loc[wide_pred.index, "label"].to_numpy()
     speakers = truth_of.loc[wide_pred.index, "speaker"].to_numpy()
     boot = Bootstrap.draw(speakers, resamples=resamples, seed=seed)
-    conditions = [c for c in expected_conditions]
+    conditions = list(expected_conditions)
     resampled = {c: boot.uar(truth, wide_pred[c].to_numpy(), labels) for c in conditions}
 
     rows = []
