@@ -76,3 +76,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return validate_config(config)
+
+
+FINETUNED_MODEL_DIR = "results/{corpus}/{model}/finetune/model"
+
+
+def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every model to probe: config: models, and one entry per config: finetune model, which
+    points at what the finetune rule saves (the whole model, or base + the adapter for LoRA) and
+    is probed on its own corpus only. Entries get the models schema's defaults."""
+    clash = sorted(set(config["models"]) & set(config["finetune"]))
+    if clash:
+        raise ConfigError(f"config: finetune names {clash} are also in models; a model name must be unique")
+    entries = dict(config["models"])
+    for name, spec in config["finetune"].items():
+        folder = FINETUNED_MODEL_DIR.format(corpus=spec["corpus"], model=name)
+        entry = {"family": spec["family"], "device": spec["device"], "dtype": spec["dtype"], **spec["probe"]}
+        entry |= {"path": spec["base"], "adapter": folder} if spec["method"] == "lora" else {"path": folder}
+        entry["corpora"] = [spec["corpus"]]
+        _Validator(config_schema()["properties"]["models"]["additionalProperties"]).validate(entry)
+        entries[name] = entry
+    return entries

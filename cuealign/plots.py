@@ -51,3 +51,22 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "") -> pl
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def loss_curve(history: pd.DataFrame, *, title: str = "") -> plt.Figure:
+    """Training loss per step and per epoch, with the batch accuracy score mode would give."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    ax.plot(history["step"], history["loss"], color="tab:blue", alpha=0.35, linewidth=0.8, label="loss (step)")
+    epochs = history.groupby("epoch").agg(step=("step", "max"), loss=("loss", "mean"), accuracy=("accuracy", "mean"))
+    ax.plot(epochs["step"], epochs["loss"], color="tab:blue", marker="o", markersize=3, label="loss (epoch mean)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("cross-entropy of the label (nats/token)")
+    ax.set_ylim(bottom=0)
+    right = ax.twinx()
+    right.plot(epochs["step"], epochs["accuracy"], color="tab:orange", marker="s", markersize=3, label="batch accuracy (epoch mean)")
+    right.set_ylim(0, 1)
+    right.set_ylabel("train batch accuracy")
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="center right", fontsize=8)
+    ax.set_title(title)
+    return fig

@@ -1,13 +1,19 @@
 import re
 
-from cuealign.backends.registry import check_model_spec
+from cuealign.backends.registry import check_finetune_spec, check_model_spec
+from cuealign.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files
+
+for _name, _spec in config["finetune"].items():
+    check_finetune_spec(_name, _spec, list(config["corpora"]))
+# Every model to probe: config models plus the ones the finetune rule trains.
+MODELS = model_entries(config)
 
 
 wildcard_constraints:
     corpus="|".join(re.escape(name) for name in config["corpora"]),
     shard=r"\d+",
-    model="|".join(re.escape(name) for name in config["models"]) or "(?!)",
+    model="|".join(re.escape(name) for name in MODELS) or "(?!)",
 
 
 SYNTHETIC_ROOT = "resources/synthetic/{corpus}"
@@ -45,14 +51,18 @@ def get_all_targets():
     ]
     if results:
         results.append("results/models_table.md")
-    return results + expand(
-        [
-            "results/{corpus}/manifest.parquet",
-            "results/{corpus}/tokens.parquet",
-            "results/{corpus}/tokens/token_distributions.png",
-            "results/{corpus}/prompts/0.parquet",
-        ],
-        corpus=list(config["corpora"]),
+    return (
+        results
+        + get_finetune_targets()
+        + expand(
+            [
+                "results/{corpus}/manifest.parquet",
+                "results/{corpus}/tokens.parquet",
+                "results/{corpus}/tokens/token_distributions.png",
+                "results/{corpus}/prompts/0.parquet",
+            ],
+            corpus=list(config["corpora"]),
+        )
     )
 
 
@@ -82,21 +92,41 @@ def get_build_prompts_outputs():
     return expand("results/{{corpus}}/prompts/{shard}.parquet", shard=shard_ids())
 
 
-for _name, _spec in config["models"].items():
-    check_model_spec(_name, _spec, list(config["corpora"]))
+for _name, _spec in MODELS.items():
+    check_model_spec(
+        _name, _spec, list(config["corpora"]), finetuned=_name in config["finetune"]
+    )
 
 
 def model_runs():
     """(corpus, model) pairs to run."""
     return [
         (corpus, model)
-        for model, spec in config["models"].items()
+        for model, spec in MODELS.items()
         for corpus in (spec.get("corpora") or config["corpora"])
     ]
 
 
 def get_run_inference_resources_gpu(wildcards):
-    return 0 if config["models"][wildcards.model]["device"] == "cpu" else 1
+    return 0 if MODELS[wildcards.model]["device"] == "cpu" else 1
+
+
+def get_run_inference_model(wildcards):
+    """A fine-tuned model's folder (so that inference waits for, and reruns after, training)."""
+    if wildcards.model in config["finetune"]:
+        return FINETUNED_MODEL_DIR.format(**wildcards)
+    return []
+
+
+def get_finetune_resources_gpu(wildcards):
+    return 0 if config["finetune"][wildcards.model]["device"] == "cpu" else 1
+
+
+def get_finetune_targets():
+    return [
+        f"results/{spec['corpus']}/{name}/finetune/loss_curve.png"
+        for name, spec in config["finetune"].items()
+    ]
 
 
 def get_shards(pattern):

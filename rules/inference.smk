@@ -2,6 +2,7 @@ rule run_inference:
     input:
         prompts="results/{corpus}/prompts/{shard}.parquet",
         manifest="results/{corpus}/manifest.parquet",
+        model=get_run_inference_model,
     output:
         predictions="results/{corpus}/{model}/predictions/{shard}.parquet",
     log:
@@ -15,7 +16,7 @@ rule run_inference:
         mem_mb=8000,
         gpu=get_run_inference_resources_gpu,
     params:
-        spec=lambda wildcards: config["models"][wildcards.model],
+        spec=lambda wildcards: MODELS[wildcards.model],
         cache_dir=config["cache_dir"],
     script:
         "../workflow_scripts/run_inference.py"

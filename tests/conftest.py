@@ -42,3 +42,30 @@ def tiny_qwen2_audio(tmp_path_factory) -> Path:
 def tiny_alm(request, tmp_path_factory) -> tuple[str, Path]:
     """(family, path) of a tiny random-weight model of each registered audio-language family."""
     return request.param, _tiny(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> dict:
+    """A small synthetic corpus taken through the real workflow up to its tokens: the inputs of
+    the prompts and finetune stages (manifest, tokens, tokens_meta) and the default prompt."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from cuealign.config import validate_config
+    from tests.workflow.conftest import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("study"))
+    corpus = {"type": "synthetic", "seed": 3, "female_speakers": 2, "male_speakers": 2, "utterances_per_class": 3,
+              "test_speakers_per_gender": 1, "tokens": {"normalise": "speaker", "per_gender": []}}
+    config = {"corpora": {"demo": corpus}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--cores", "2", "results/demo/tokens.parquet")
+    results = workdir / "results/demo"
+    return {
+        "manifest": pd.read_parquet(results / "manifest.parquet"),
+        "tokens": pd.read_parquet(results / "tokens.parquet"),
+        "meta": json.loads((results / "tokens_meta.json").read_text()),
+        "prompt": validate_config(config)["prompt"],
+    }

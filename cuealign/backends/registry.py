@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -35,26 +36,48 @@ def family(name: str) -> Family:
         ) from None
 
 
-def check_model_spec(name: str, spec: dict, corpora: list[str]) -> None:
-    """Fail before any model work: unknown family, missing local model, unknown corpus."""
-    from pathlib import Path
-
-    family(spec["family"])
-    where = f"config: models.{name}"
-    path = spec["path"]
+def _check_path(where: str, path: str, revision: str | None = None) -> None:
+    """A local model folder with a config.json, or a hub id whose config is in the local cache."""
     if Path(path).is_dir():
         if not (Path(path) / "config.json").is_file():
-            raise ValueError(f"{where}.path {path!r} holds no config.json: not a saved transformers model")
+            raise ValueError(f"{where} {path!r} holds no config.json: not a saved transformers model")
     elif path.startswith((".", "/", "~")) or Path(path).exists():
-        raise ValueError(f"{where}.path {path!r} does not exist")
+        raise ValueError(f"{where} {path!r} does not exist")
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(path, "config.json", revision=spec.get("revision"))
+        found = try_to_load_from_cache(path, "config.json", revision=revision)
         if not isinstance(found, str):
             raise ValueError(
-                f"{where}.path {path!r} is neither a local folder nor in the local Hugging Face cache; "
+                f"{where} {path!r} is neither a local folder nor in the local Hugging Face cache; "
                 f"nothing is downloaded at run time: fetch it once with `hf download {path}`"
             )
+
+
+def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bool = False) -> None:
+    """Fail before any model work: unknown family, missing local model, unknown corpus.
+
+    A fine-tuned model's folder (or adapter) is made by the workflow, so only its base is checked.
+    """
+    family(spec["family"])
+    where = f"config: models.{name}"
+    if not finetuned or spec.get("adapter"):
+        _check_path(f"{where}.path", spec["path"], spec.get("revision"))
+    if not finetuned and spec.get("adapter") and not (Path(spec["adapter"]) / "adapter_config.json").is_file():
+        raise ValueError(f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)")
     if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
         raise ValueError(f"{where}.corpora names {stray}, which are not in corpora ({sorted(corpora)})")
+
+
+def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
+    """config: finetune.<name>: a known family and corpus, a base for LoRA, some condition to train on."""
+    where = f"config: finetune.{name}"
+    family(spec["family"])
+    if spec["corpus"] not in corpora:
+        raise ValueError(f"{where}.corpus {spec['corpus']!r} is not in corpora ({sorted(corpora)})")
+    if spec["method"] == "lora" and not spec["base"]:
+        raise ValueError(f"{where}: method lora trains an adapter on a pretrained model; set base to its folder or hub id")
+    if spec["base"]:
+        _check_path(f"{where}.base", spec["base"])
+    if not any(weight > 0 for weight in spec["mix"].values()):
+        raise ValueError(f"{where}.mix gives every condition weight 0; give one of none, aligned, tokens_only a weight > 0")

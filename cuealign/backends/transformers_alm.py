@@ -90,16 +90,24 @@ class TransformersALM:
 
     # --- audio prefix --------------------------------------------------------------------------
 
+    def prefix_inputs(self, audio: np.ndarray, prefix_text: str) -> tuple[dict, str]:
+        """The processor's inputs for system + audio + instruction, and the template's tail.
+
+        The one place where audio becomes model inputs: scoring, generation and fine-tuning all
+        start here, so a model is trained on exactly the inputs it is later probed with.
+        """
+        head, tail = self.split_template(prefix_text)
+        inputs = self.processor(text=head, audio=audio, sampling_rate=self.family.sampling_rate, return_tensors="pt")
+        return dict(inputs), tail
+
     def encode_prefix(self, audio: np.ndarray, prefix_text: str) -> Prefix:
         """Run system + audio + instruction once; keep the KV cache."""
-        head, tail = self.split_template(prefix_text)
-        inputs = self.processor(
-            text=head, audio=audio, sampling_rate=self.family.sampling_rate, return_tensors="pt"
-        ).to(self.device)
+        inputs, tail = self.prefix_inputs(audio, prefix_text)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs, use_cache=True)
         layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        return Prefix(ids=inputs["input_ids"], layers=layers, tail=tail, inputs=dict(inputs))
+        return Prefix(ids=inputs["input_ids"], layers=layers, tail=tail, inputs=inputs)
 
     def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:
         # Views of the prefix tensors: appending a suffix concatenates into new tensors, so the

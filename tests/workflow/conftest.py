@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "envs", "config.yaml", "profiles"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "envs", "config.yaml", "profiles", "report"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -28,16 +28,21 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600)
     return result
 
 
-@pytest.fixture
-def workflow(tmp_path: Path) -> Path:
-    """A copy of the workflow (not the package, which is installed) in a temp folder."""
+def copy_workflow(target: Path) -> Path:
+    """The workflow's files (not the package, which is installed) copied into ``target``."""
     for part in WORKFLOW_PARTS:
         source = REPO / part
         if source.is_dir():
-            shutil.copytree(source, tmp_path / part)
+            shutil.copytree(source, target / part)
         else:
-            shutil.copy(source, tmp_path / part)
-    return tmp_path
+            shutil.copy(source, target / part)
+    return target
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Path:
+    """A copy of the workflow in a temp folder."""
+    return copy_workflow(tmp_path)
 
 
 def write_config(workflow: Path, config: dict) -> Path:

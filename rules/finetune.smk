@@ -1,0 +1,31 @@
+rule finetune:
+    input:
+        manifest="results/{corpus}/manifest.parquet",
+        tokens="results/{corpus}/tokens.parquet",
+        meta="results/{corpus}/tokens_meta.json",
+    output:
+        model=directory(FINETUNED_MODEL_DIR),
+        history="results/{corpus}/{model}/finetune/training_log.csv",
+        curve=report(
+            "results/{corpus}/{model}/finetune/loss_curve.png",
+            caption="../report/loss_curve.rst",
+            category="Fine-tuning",
+            subcategory="{corpus} / {model}",
+        ),
+    log:
+        "logs/{corpus}/{model}/finetune.log",
+    benchmark:
+        "results/{corpus}/benchmarks/{model}/finetune.tsv"
+    wildcard_constraints:
+        model="|".join(re.escape(name) for name in config["finetune"]) or "(?!)",
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=get_finetune_resources_gpu,
+    params:
+        spec=lambda wildcards: config["finetune"][wildcards.model],
+        prompt=config["prompt"],
+    script:
+        "../workflow_scripts/finetune.py"

@@ -1,0 +1,59 @@
+"""The default config: its whole DAG, and a scaled-down run of it end to end with the report."""
+
+import json
+import re
+
+import pandas as pd
+import yaml
+
+from tests.workflow.conftest import snakemake, write_config
+
+
+def test_default_config_dry_runs_the_whole_study(workflow):
+    result = snakemake(workflow, "--dry-run", "--cores", "2")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE))
+    for rule in ("synthesize_corpus", "bin_tokens", "build_prompts", "finetune", "run_inference",
+                 "analyse_predictions", "plot_results", "collect_main_tables"):
+        assert int(jobs.get(rule, 0)) >= 1, f"{rule} is not in the default run:\n{result.stdout}"
+
+
+def scaled_down(config: dict) -> dict:
+    """The default study with fewer speakers, utterances and training steps."""
+    config["corpora"]["demo"] |= {"female_speakers": 3, "male_speakers": 3, "utterances_per_class": 2,
+                                  "test_speakers_per_gender": 1}
+    config["finetune"]["demo-alm"] |= {"epochs": 2, "batch_size": 8}
+    config["analysis"] = {"resamples": 200}
+    return config
+
+
+def test_scaled_down_default_study_runs_end_to_end_with_its_report(workflow):
+    default = yaml.safe_load((workflow / "config.yaml").read_text())
+    write_config(workflow, scaled_down(default))
+    snakemake(workflow, "--cores", "2", "--report-after-run", "--report", "report.html")  # the README's command
+
+    results = workflow / "results/demo"
+    manifest = pd.read_parquet(results / "manifest.parquet")
+    test = manifest[manifest["split"] == "test"]
+    assert len(test) == 2 * 4 * 2  # 2 test speakers x 4 classes x 2 utterances
+
+    history = pd.read_csv(results / "demo-alm/finetune/training_log.csv")
+    assert history["epoch"].max() == 2 and history["loss"].notna().all()
+    assert (results / "demo-alm/finetune/model/model.safetensors").is_file()
+
+    predictions = pd.concat(pd.read_parquet(p) for p in sorted((results / "demo-alm/predictions").glob("*.parquet")))
+    conditions = set(predictions["condition"])
+    assert len(conditions) == 33 and {"none", "aligned", "conflict", "tokens_only", "swap_PITCH"} <= conditions
+    assert len(predictions) == len(test) * 33 and not predictions.duplicated(["utt_id", "condition"]).any()
+    assert (predictions["model"] == "results/demo/demo-alm/finetune/model").all()  # the trained model was probed
+    uar = pd.read_csv(results / "demo-alm/analysis/uar.csv").set_index("condition")
+    assert uar["uar"].between(0, 1).all() and (uar.loc[["none", "aligned"], "n"] == len(test)).all()
+    assert json.loads((results / "demo-alm/analysis/spearman.json").read_text())["points"] == 6 * 3
+
+    report = (workflow / "report.html").read_text()
+    for name in ("token_distributions.png", "loss_curve.png", "confusion.png", "corruption_curve.png", "uar.csv",
+                 "comparisons.csv", "models_table.csv"):
+        assert name in report, f"{name} is not in the report"
+
+    # nothing changed: a rerun does nothing
+    rerun = snakemake(workflow, "--cores", "2")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr

@@ -1,0 +1,25 @@
+import json
+
+import pandas as pd
+import torch
+
+from cuealign.finetune import finetune
+from cuealign.plots import loss_curve
+from cuealign.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    with open(snakemake.input.meta) as stream:
+        meta = json.load(stream)
+    history, _ = finetune(
+        snakemake.params.spec,
+        tokens=pd.read_parquet(snakemake.input.tokens),
+        manifest=pd.read_parquet(snakemake.input.manifest),
+        meta=meta,
+        prompt=snakemake.params.prompt,
+        out_dir=snakemake.output.model,
+    )
+    history.to_csv(snakemake.output.history, index=False)
+    loss_curve(history, title=f"{snakemake.wildcards.model} on {snakemake.wildcards.corpus}").savefig(
+        snakemake.output.curve, dpi=150
+    )
