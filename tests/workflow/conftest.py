@@ -30,6 +30,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600)
 
 def copy_workflow(target: Path) -> Path:
     """The workflow's files (not the package, which is installed) copied into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
     for part in WORKFLOW_PARTS:
         source = REPO / part
         if source.is_dir():

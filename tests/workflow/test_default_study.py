@@ -9,12 +9,17 @@ import yaml
 from tests.workflow.conftest import snakemake, write_config
 
 
-def test_default_config_dry_runs_the_whole_study(workflow):
+def planned_jobs(workflow) -> dict[str, int]:
+    """The jobs a dry run would run, by rule."""
     result = snakemake(workflow, "--dry-run", "--cores", "2")
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE))
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE) if rule != "total"}
+
+
+def test_default_config_dry_runs_the_whole_study(workflow):
+    jobs = planned_jobs(workflow)
     for rule in ("synthesize_corpus", "bin_tokens", "build_prompts", "finetune", "run_inference",
                  "analyse_predictions", "plot_results", "collect_main_tables"):
-        assert int(jobs.get(rule, 0)) >= 1, f"{rule} is not in the default run:\n{result.stdout}"
+        assert jobs.get(rule, 0) >= 1, f"{rule} is not in the default run: {jobs}"
 
 
 def scaled_down(config: dict) -> dict:
@@ -57,3 +62,20 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(workflow):
     # nothing changed: a rerun does nothing
     rerun = snakemake(workflow, "--cores", "2")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+    # what reruns when one setting changes (the README's table)
+    def after(change) -> set[str]:
+        config = yaml.safe_load((workflow / "config.yaml").read_text())
+        change(config)
+        write_config(workflow, config)
+        jobs = set(planned_jobs(workflow)) - {"all"}
+        write_config(workflow, yaml.safe_load(yaml.safe_dump(original)))
+        return jobs
+
+    original = yaml.safe_load((workflow / "config.yaml").read_text())
+    analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables"}
+    assert after(lambda c: c["analysis"].update(resamples=300)) == analysis_only
+    assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
+    assert after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5])) == {"build_prompts", "run_inference"} | analysis_only
+    assert after(lambda c: c["corpora"]["demo"]["tokens"].update(normalise="dataset")) == {
+        "bin_tokens", "plot_token_diagnostics", "build_prompts", "finetune", "run_inference"} | analysis_only
