@@ -65,7 +65,20 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
                 message += f"; allowed keys here: {', '.join(allowed)}"
             lines.append(message)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
+    for key, value in config.items():
+        config[key] = _sorted_keys(value)
     return config
+
+
+def _sorted_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order (lists keep theirs). Snakemake reruns a
+    job when the repr of its params changes, and a dict's repr follows its key order: without this,
+    moving a key in config.yaml would rerun every stage that reads the block."""
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

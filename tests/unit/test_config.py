@@ -43,6 +43,24 @@ def test_invalid_config_names_the_key(config, message):
         validate_config(copy.deepcopy(config))
 
 
+def test_key_order_in_the_file_does_not_change_the_config(tmp_path):
+    # Snakemake reruns a job when the repr of its params changes; moving a key must not do that.
+    text = yaml.safe_load(open("config.yaml").read())
+    reordered = tmp_path / "config.yaml"
+    reordered.write_text(yaml.safe_dump(reverse_keys(text), sort_keys=False))
+    assert list(yaml.safe_load(reordered.read_text())["corpora"]["demo"]) != list(text["corpora"]["demo"])
+    original, moved = load_config("config.yaml"), load_config(reordered)
+    for key in original:
+        assert repr(moved[key]) == repr(original[key]), key
+    assert moved["conditions"]["swap"] == original["conditions"]["swap"]  # lists keep their order
+
+
+def reverse_keys(value):
+    if isinstance(value, dict):
+        return {key: reverse_keys(value[key]) for key in reversed(value)}
+    return value
+
+
 def test_unreadable_yaml_names_the_file(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("corpora: [unclosed\n")
