@@ -108,7 +108,8 @@ def model_runs():
 
 
 def get_run_inference_resources_gpu(wildcards):
-    return 0 if MODELS[wildcards.model]["device"] == "cpu" else 1
+    spec = MODELS[wildcards.model]
+    return 0 if spec["device"] == "cpu" else spec["gpus"]
 
 
 def get_run_inference_model(wildcards):

@@ -65,6 +65,8 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         _check_path(f"{where}.path", spec["path"], spec.get("revision"))
     if not finetuned and spec.get("adapter") and not (Path(spec["adapter"]) / "adapter_config.json").is_file():
         raise ValueError(f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)")
+    if spec.get("gpus", 1) > 1 and spec["device"] != "auto":
+        raise ValueError(f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; set device: auto")
     if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
         raise ValueError(f"{where}.corpora names {stray}, which are not in corpora ({sorted(corpora)})")
 

@@ -23,6 +23,7 @@ import transformers
 from transformers import AutoProcessor, DynamicCache
 
 from cuealign.backends.registry import Family, family as family_of
+from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ class TransformersALM:
         trust_remote_code: bool = False,
     ):
         self.family = family
-        self.device = torch.device(device)
+        torch_device, device_map = resolve_device(device)
         options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
         try:
             self.processor = AutoProcessor.from_pretrained(path, **options)
             model_class = getattr(transformers, family.model_class)
-            model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options)
+            placement = {"device_map": device_map} if device_map else {}
+            model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement)
         except OSError as exc:
             raise FileNotFoundError(
                 f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
@@ -70,7 +72,13 @@ class TransformersALM:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter)
-        self.model = model.to(self.device).eval()
+        if device_map:  # accelerate placed the layers (over every visible GPU); inputs go where the embeddings are
+            self.model = model.eval()
+            self.device = self.model.device
+        else:
+            self.device = torch.device(torch_device)
+            self.model = model.to(self.device).eval()
+        log.info("model on %s%s", self.device, f" (device_map={device_map})" if device_map else "")
         self.tokenizer = self.processor.tokenizer
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 

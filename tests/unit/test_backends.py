@@ -73,6 +73,7 @@ def test_prefix_and_suffix_are_tokenised_separately(backend):
     ({"path": "/nowhere/model"}, "does not exist"),
     ({"path": "someone/not-cached-model"}, "neither a local folder nor in the local Hugging Face cache"),
     ({"corpora": ["iemocap"]}, r"corpora names \['iemocap'\]"),
+    ({"device": "cuda", "gpus": 2}, "gpus 2 with device 'cuda' would leave all but one idle; set device: auto"),
 ])
 def test_model_config_errors_come_before_any_model_work(tiny_qwen2_audio, change, message):
     with pytest.raises(ValueError, match=message):
@@ -117,3 +118,22 @@ def test_a_peft_adapter_is_loaded_on_top(tiny_qwen2_audio, tmp_path):
     assert np.abs(a - b).max() > 1e-4
     # and the adapted model's cached path still equals its full recompute
     np.testing.assert_allclose(b[1], adapted.score_full(audio(7), PREFIX, SUFFIXES[1], LABELS), atol=1e-5)
+
+
+def test_device_auto_places_the_model_with_accelerate_and_scores_the_same(tiny_alm, backend, monkeypatch):
+    # device: auto spreads one job over every visible GPU (accelerate's device_map); with none
+    # visible, accelerate keeps it on the CPU. The scores must not depend on the placement.
+    import transformers.modeling_utils as modeling_utils
+
+    placements = []
+    compute = modeling_utils._get_device_map
+    monkeypatch.setattr(modeling_utils, "_get_device_map", lambda *a, **k: placements.append(compute(*a, **k)) or placements[-1])
+    name, path = tiny_alm
+    placed = load_backend(spec(path, family=name, device="auto"))
+    assert len(placements) == 1 and set(placements[0].values()) == {"cpu"}  # accelerate placed every module
+    assert placed.device.type == "cpu"
+    np.testing.assert_allclose(
+        placed.score(audio(5), PREFIX, SUFFIXES, LABELS), backend.score(audio(5), PREFIX, SUFFIXES, LABELS), atol=1e-5
+    )
+    assert placed.generate(audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3) == backend.generate(
+        audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3)

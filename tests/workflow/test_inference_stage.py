@@ -1,5 +1,7 @@
 """The inference stage through Snakemake, with a tiny Qwen2-Audio model built offline."""
 
+import re
+
 import pandas as pd
 import yaml
 
@@ -57,3 +59,19 @@ def test_unknown_model_family_fails_before_any_job(workflow, tiny_qwen2_audio):
                             "models": {"m": {"family": "qwen3-audio", "path": str(tiny_qwen2_audio)}}})
     out = snakemake(workflow, "-n", check=False)
     assert out.returncode != 0 and "'qwen3-audio' is not in the registry" in out.stdout + out.stderr
+
+
+def test_inference_jobs_declare_the_gpus_their_device_uses(workflow, tiny_qwen2_audio):
+    # Snakemake (--resources gpu=N) and SLURM (--gpus) schedule on the declared count
+    path = str(tiny_qwen2_audio)
+    models = {"on-cpu": {"family": "qwen2-audio", "path": path},
+              "one-gpu": {"family": "qwen2-audio", "path": path, "device": "cuda"},
+              "spread": {"family": "qwen2-audio", "path": path, "device": "auto", "gpus": 2}}
+    write_config(workflow, {"corpora": {"demo": DEMO}, "models": models})
+    out = snakemake(workflow, "-n", "--cores", "2", "--forceall").stdout
+    declared = {}
+    for job in out.split("\nrule ")[1:]:
+        if job.startswith("run_inference:"):
+            model = re.search(r"model=([\w.-]+)", job).group(1)
+            declared.setdefault(model, set()).add(int(re.search(r"\bgpu=(\d+)", job).group(1)))
+    assert declared == {"on-cpu": {0}, "one-gpu": {1}, "spread": {2}}
