@@ -209,7 +209,8 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
                 hidden=arch["hidden_size"], layers=arch["layers"], vocab_size=arch["vocab_size"], seed=spec["seed"],
             )
         )
-    alm = TransformersALM(path, family=family, device=spec["device"], dtype=spec["dtype"])
+    alm = TransformersALM(path, family=family, device=spec["device"], dtype=spec["dtype"],
+                          allow_pickle=spec.get("allow_pickle", False))
     if spec["method"] == "lora":
         from peft import LoraConfig, get_peft_model
 

@@ -114,6 +114,16 @@ def prompt_table(
             f"evaluate_split is {split!r} but the corpus has no usable utterance in it; "
             f"its splits: {sorted(usable['split'].unique())}"
         )
+    absent = sorted(set(usable["label"]) - set(evaluated["label"]))
+    if absent:
+        elsewhere = usable[usable["label"].isin(absent)].groupby("label")["split"].unique()
+        raise ValueError(
+            f"class(es) {absent} have no usable utterance in the evaluated split {split!r} "
+            f"(they are in: {', '.join(f'{label}: {sorted(where)}' for label, where in elsewhere.items())}); "
+            "UAR averages recall over every class, so it would be undefined. Choose a split that holds every "
+            "class (the corpus' test_sessions / test_speakers / evaluate_split), or drop the class on purpose "
+            "(label_map: <raw label>: null); bad_files.csv lists utterances lost to the audio checks"
+        )
     vocabularies = {name: spec["labels"] for name, spec in meta["concepts"].items()}
     vocabularies[VOICE_QUALITY] = [v for v in meta["voice_quality"]["labels"] if v != UNVOICED]
     names = list(vocabularies)

@@ -36,11 +36,30 @@ def family(name: str) -> Family:
         ) from None
 
 
-def _check_path(where: str, path: str, revision: str | None = None) -> None:
-    """A local model folder with a config.json, or a hub id whose config is in the local cache."""
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_weights(where: str, path: str, names: list[str], allow_pickle: bool) -> None:
+    """Safetensors weights, or pickle ones (which can run code when unpickled) only on opt-in."""
+    if any(name.endswith(".safetensors") or name.endswith(".safetensors.index.json") for name in names):
+        return
+    pickled = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES) or name.endswith(".bin.index.json"))
+    if pickled and not allow_pickle:
+        key = where.rsplit(".", 1)[0] + ".allow_pickle"
+        raise ValueError(
+            f"{where} {path!r} holds pickle weights only ({', '.join(pickled)}): unpickling can run "
+            f"arbitrary code. Convert them to safetensors (save_pretrained(..., safe_serialization=True)), "
+            f"or set {key}: true if you trust where they came from"
+        )
+
+
+def _check_path(where: str, path: str, revision: str | None = None, *, allow_pickle: bool = False) -> None:
+    """A local model folder with a config.json, or a hub id whose config is in the local cache;
+    its weights in safetensors unless pickle is allowed."""
     if Path(path).is_dir():
         if not (Path(path) / "config.json").is_file():
             raise ValueError(f"{where} {path!r} holds no config.json: not a saved transformers model")
+        _check_weights(where, path, [p.name for p in Path(path).iterdir()], allow_pickle)
     elif path.startswith((".", "/", "~")) or Path(path).exists():
         raise ValueError(f"{where} {path!r} does not exist")
     else:
@@ -52,6 +71,7 @@ def _check_path(where: str, path: str, revision: str | None = None) -> None:
                 f"{where} {path!r} is neither a local folder nor in the local Hugging Face cache; "
                 f"nothing is downloaded at run time: fetch it once with `hf download {path}`"
             )
+        _check_weights(where, path, [p.name for p in Path(found).parent.iterdir()], allow_pickle)
 
 
 def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bool = False) -> None:
@@ -61,10 +81,14 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
     """
     family(spec["family"])
     where = f"config: models.{name}"
+    allow_pickle = spec.get("allow_pickle", False)
     if not finetuned or spec.get("adapter"):
-        _check_path(f"{where}.path", spec["path"], spec.get("revision"))
-    if not finetuned and spec.get("adapter") and not (Path(spec["adapter"]) / "adapter_config.json").is_file():
-        raise ValueError(f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)")
+        _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle)
+    if not finetuned and spec.get("adapter"):
+        adapter = Path(spec["adapter"])
+        if not (adapter / "adapter_config.json").is_file():
+            raise ValueError(f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)")
+        _check_weights(f"{where}.adapter", spec["adapter"], [p.name for p in adapter.iterdir()], allow_pickle)
     if spec.get("gpus", 1) > 1 and spec["device"] != "auto":
         raise ValueError(f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; set device: auto")
     if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
@@ -80,6 +104,6 @@ def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
     if spec["method"] == "lora" and not spec["base"]:
         raise ValueError(f"{where}: method lora trains an adapter on a pretrained model; set base to its folder or hub id")
     if spec["base"]:
-        _check_path(f"{where}.base", spec["base"])
+        _check_path(f"{where}.base", spec["base"], allow_pickle=spec.get("allow_pickle", False))
     if not any(weight > 0 for weight in spec["mix"].values()):
         raise ValueError(f"{where}.mix gives every condition weight 0; give one of none, aligned, tokens_only a weight > 0")

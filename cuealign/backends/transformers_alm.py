@@ -54,6 +54,7 @@ class TransformersALM:
         revision: str | None = None,
         adapter: str | None = None,
         trust_remote_code: bool = False,
+        allow_pickle: bool = False,
     ):
         self.family = family
         torch_device, device_map = resolve_device(device)
@@ -62,7 +63,9 @@ class TransformersALM:
             self.processor = AutoProcessor.from_pretrained(path, **options)
             model_class = getattr(transformers, family.model_class)
             placement = {"device_map": device_map} if device_map else {}
-            model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement)
+            # safetensors only, unless the user opted in to pickle weights (which can run code)
+            safe = {} if allow_pickle else {"use_safetensors": True}
+            model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement, **safe)
         except OSError as exc:
             raise FileNotFoundError(
                 f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
@@ -71,6 +74,8 @@ class TransformersALM:
         if adapter:
             from peft import PeftModel
 
+            if not allow_pickle and not (Path(adapter) / "adapter_model.safetensors").is_file():
+                raise ValueError(f"adapter {adapter!r} has no adapter_model.safetensors; set allow_pickle: true to load pickle weights")
             model = PeftModel.from_pretrained(model, adapter)
         if device_map:  # accelerate placed the layers (over every visible GPU); inputs go where the embeddings are
             self.model = model.eval()
@@ -222,4 +227,5 @@ def load_backend(spec: dict) -> TransformersALM:
         revision=spec.get("revision"),
         adapter=spec.get("adapter"),
         trust_remote_code=spec["trust_remote_code"],
+        allow_pickle=spec.get("allow_pickle", False),
     )

@@ -137,3 +137,37 @@ def test_device_auto_places_the_model_with_accelerate_and_scores_the_same(tiny_a
     )
     assert placed.generate(audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3) == backend.generate(
         audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3)
+
+
+def test_pickle_only_weights_are_refused_unless_the_user_opts_in(tiny_qwen2_audio, tmp_path):
+    import shutil
+
+    import torch
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    # transformers 5 saves safetensors only; older checkpoints on the hub are still pickle files
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_qwen2_audio, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio).state_dict(), pickled / "pytorch_model.bin")
+    assert (pickled / "pytorch_model.bin").is_file() and not list(pickled.glob("*.safetensors"))
+    with pytest.raises(ValueError, match=r"config: models.m.path .* holds pickle weights only \(pytorch_model.bin\).*"
+                                         r"set config: models.m.allow_pickle: true"):
+        check_model_spec("m", spec(pickled), ["demo"])
+    with pytest.raises(OSError):  # and the loader itself insists on safetensors, whatever called it
+        load_backend(spec(pickled))
+    check_model_spec("m", spec(pickled, allow_pickle=True), ["demo"])
+    opted_in = load_backend(spec(pickled, allow_pickle=True))
+    np.testing.assert_allclose(opted_in.score(audio(8), PREFIX, SUFFIXES, LABELS),
+                               load_backend(spec(tiny_qwen2_audio)).score(audio(8), PREFIX, SUFFIXES, LABELS), atol=1e-6)
+
+
+def test_a_pickle_only_adapter_is_refused_too(tiny_qwen2_audio, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    lora = get_peft_model(Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio),
+                          LoraConfig(r=4, target_modules=["q_proj"]))
+    lora.save_pretrained(tmp_path / "adapter", safe_serialization=False)
+    with pytest.raises(ValueError, match=r"models.m.adapter .* holds pickle weights only \(adapter_model.bin\)"):
+        check_model_spec("m", spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter")), ["demo"])
+    check_model_spec("m", spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter"), allow_pickle=True), ["demo"])

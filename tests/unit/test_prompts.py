@@ -40,3 +40,18 @@ def test_build_prompts_joins_the_manifest():
     assert prompts["path"].tolist() == ["/a.wav", "/a.wav", "/b.wav"]
     with pytest.raises(ValueError, match="not in the manifest"):
         build_prompts(conditions.assign(utt_id="u9"), manifest, PromptTemplate(DEFAULT, CUES, ("a",)))
+
+
+def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_study):
+    from cuealign.prompts import prompt_table
+    from cuealign.config import validate_config
+
+    conditions = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
+    manifest = tiny_study["manifest"].copy()
+    args = dict(conditions=conditions, prompt=tiny_study["prompt"], split="test")
+    assert prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)["label"].nunique() == 4
+    # every test utterance of 'sad' failed its audio checks: a whole class gone from the split
+    manifest.loc[(manifest["split"] == "test") & (manifest["label"] == "sad"), "status"] = "silent"
+    with pytest.raises(ValueError, match=r"class\(es\) \['sad'\] have no usable utterance in the evaluated split "
+                                         r"'test' \(they are in: sad: \['train'\]\).*label_map"):
+        prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)
