@@ -65,8 +65,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
                 message += f"; allowed keys here: {', '.join(allowed)}"
             lines.append(message)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
-    for key, value in config.items():
-        config[key] = _sorted_keys(value)
+    ordered = _sorted_keys(config)
+    config.clear()  # in place: Snakemake's config object is the one the rules read
+    config.update(ordered)
     return config
 
 
@@ -104,7 +105,8 @@ def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entries = dict(config["models"])
     for name, spec in config["finetune"].items():
         folder = FINETUNED_MODEL_DIR.format(corpus=spec["corpus"], model=name)
-        entry = {"family": spec["family"], "device": spec["device"], "dtype": spec["dtype"], **spec["probe"]}
+        entry = {"family": spec["family"], "device": spec["device"], "dtype": spec["dtype"],
+                 "allow_pickle": spec["allow_pickle"], **spec["probe"]}
         entry |= {"path": spec["base"], "adapter": folder} if spec["method"] == "lora" else {"path": folder}
         entry["corpora"] = [spec["corpus"]]
         _Validator(config_schema()["properties"]["models"]["additionalProperties"]).validate(entry)

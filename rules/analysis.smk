@@ -28,6 +28,8 @@ rule analyse_predictions:
         main_tex="results/{corpus}/{model}/analysis/table_main.tex",
         interventions_md="results/{corpus}/{model}/analysis/table_interventions.md",
         interventions_tex="results/{corpus}/{model}/analysis/table_interventions.tex",
+        accounting="results/{corpus}/{model}/analysis/accounting.csv",
+        run="results/{corpus}/{model}/RUN.json",
     log:
         "logs/{corpus}/{model}/analyse_predictions.log",
     benchmark:
@@ -39,6 +41,9 @@ rule analyse_predictions:
         mem_mb=4000,
     params:
         options=config["analysis"],
+        # provenance: the whole config (its hash and seeds go into every table and RUN.json)
+        config=config,
+        spec=lambda wildcards: MODELS[wildcards.model],
     script:
         "../workflow_scripts/analyse_predictions.py"
 

@@ -1,8 +1,12 @@
 import json
+import sys
 
 import pandas as pd
 
+from cuealign import provenance
 from cuealign.analysis import (
+    accounting,
+    accounting_line,
     analyse,
     class_given_token,
     cue_following,
@@ -11,6 +15,7 @@ from cuealign.analysis import (
     to_latex,
     to_markdown,
 )
+from cuealign.inference import model_fingerprint
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]) as log:
@@ -25,9 +30,7 @@ with log_to(snakemake.log[0]) as log:
     fitted = tokens if meta["fit_split"] == "all" else tokens[tokens["split"] == meta["fit_split"]]
     concepts = list(meta["concepts"]) + ["VOICE_QUALITY"]
     association = class_given_token(fitted, fitted["label"], concepts, labels)
-    cue_following(predictions, prompts, association, labels=labels, **meta["format"]).to_csv(
-        snakemake.output.cue_following, index=False
-    )
+    cues = cue_following(predictions, prompts, association, labels=labels, **meta["format"])
     result = analyse(
         predictions,
         labels=labels,
@@ -36,19 +39,30 @@ with log_to(snakemake.log[0]) as log:
         seed=options["seed"],
         level=options["ci_level"],
     )
-    log.info(
-        "%d utterances x %d conditions; %d in the manifest, %d evaluated",
-        predictions["utt_id"].nunique(), predictions["condition"].nunique(), len(manifest), prompts["utt_id"].nunique(),
+    counts = accounting(manifest, prompts, predictions, result["uar"])
+    counts.to_csv(snakemake.output.accounting, index=False)
+    line = f"{snakemake.wildcards.corpus} / {snakemake.wildcards.model}: {accounting_line(counts)}"
+    log.info("%s", line)
+    print(line, file=sys.__stderr__)  # where the user watches the run, not only in the log
+
+    spec = snakemake.params.spec
+    run = provenance.record(
+        snakemake.params.config, corpus=snakemake.wildcards.corpus, model=snakemake.wildcards.model, spec=spec,
+        fingerprint=model_fingerprint(spec["path"]), workflow_dir=".",
     )
+    with open(snakemake.output.run, "w") as stream:
+        json.dump(run, stream, indent=2, default=str)
+    # every table says what it was made from
     for name in ("uar", "comparisons", "curve", "confusion", "shifts"):
-        result[name].to_csv(snakemake.output[name], index=False)
+        provenance.stamp(result[name], run).to_csv(snakemake.output[name], index=False)
+    provenance.stamp(cues, run).to_csv(snakemake.output.cue_following, index=False)
     with open(snakemake.output.spearman, "w") as stream:
         json.dump(result["spearman"], stream, indent=2)
     tables = {
         "main": main_table(result, model=snakemake.wildcards.model, corpus=snakemake.wildcards.corpus),
         "interventions": intervention_table(result),
     }
-    tables["main"].to_csv(snakemake.output.main_csv, index=False)
+    provenance.stamp(tables["main"], run).to_csv(snakemake.output.main_csv, index=False)
     for name, table in tables.items():
         with open(snakemake.output[f"{name}_md"], "w") as stream:
             stream.write(to_markdown(table))

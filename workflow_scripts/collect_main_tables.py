@@ -1,12 +1,14 @@
 import pandas as pd
 
 from cuealign.analysis import to_latex, to_markdown
+from cuealign.provenance import COLUMNS
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]):
     table = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in snakemake.input.tables])
     table = table.sort_values(["corpus", "model"], kind="stable")
-    table.to_csv(snakemake.output.csv, index=False)
+    table.to_csv(snakemake.output.csv, index=False)  # with its provenance columns
+    table = table.drop(columns=COLUMNS)  # the printed tables stay the paper's layout
     with open(snakemake.output.md, "w") as stream:
         stream.write(to_markdown(table))
     with open(snakemake.output.tex, "w") as stream:

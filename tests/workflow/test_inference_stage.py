@@ -1,5 +1,6 @@
 """The inference stage through Snakemake, with a tiny Qwen2-Audio model built offline."""
 
+import json
 import re
 
 import pandas as pd
@@ -15,7 +16,7 @@ CONDITIONS = {"shuffle_seeds": [0], "corrupt_p": [0.5], "corrupt_seeds": [0], "s
 def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_audio):
     model = {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "batch_size": 16}
     write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": {"tiny": model}})
-    snakemake(workflow, "--cores", "2")
+    run = snakemake(workflow, "--cores", "2")
     prompts = pd.concat([pd.read_parquet(workflow / f"results/demo/prompts/{i}.parquet") for i in range(2)])
     predictions = pd.concat([pd.read_parquet(workflow / f"results/demo/tiny/predictions/{i}.parquet") for i in range(2)])
     assert len(predictions) == len(prompts) == 16 * 7  # 16 test utterances x 7 conditions
@@ -44,6 +45,27 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     assert models["unparsed (none / aligned)"].iloc[0] == "0.000 / 0.000"
     for figure in ("confusion", "corruption_curve"):
         assert (workflow / f"results/demo/tiny/figures/{figure}.png").stat().st_size > 5_000
+
+    # every utterance accounted for, and said where the user looks
+    accounting = pd.read_csv(workflow / "results/demo/tiny/analysis/accounting.csv").set_index("step")["count"]
+    manifest = pd.read_parquet(workflow / "results/demo/manifest.parquet")
+    assert accounting["manifest"] == len(manifest) and accounting["usable"] == (manifest["status"] == "ok").sum()
+    assert accounting["evaluated"] == 16 and accounting["prompts"] == accounting["predictions"] == 16 * 7
+    assert (f"demo / tiny: {len(manifest)} in the manifest -> 0 failed audio checks -> {len(manifest)} usable -> "
+            "16 evaluated x 7 conditions = 112 prompts -> 112 predictions -> 16 per condition") in run.stderr
+
+    # provenance: every table names the config, versions, model and seeds; RUN.json reproduces the run
+    record = json.loads((workflow / "results/demo/tiny/RUN.json").read_text())
+    for table in ("uar.csv", "comparisons.csv", "table_main.csv"):
+        stamped = pd.read_csv(workflow / "results/demo/tiny/analysis" / table)
+        assert (stamped["config_hash"] == record["config_hash"]).all(), table
+        assert stamped["model_revision"].str.startswith("local folder ").all()
+        assert stamped["seeds"].iloc[0] == "shuffle 0; corrupt 0; bootstrap 0; corpus 2"
+    assert record["model_source"]["path"] == str(tiny_qwen2_audio) and record["versions"]["cuealign"]
+    assert "config_hash" in models.columns and "config_hash" not in (workflow / "results/models_table.md").read_text()
+    (workflow / "run_config.yaml").write_text(yaml.safe_dump(record["config"]))
+    again = snakemake(workflow, "--cores", "2", "--configfile", "run_config.yaml")  # the config RUN.json holds
+    assert "Nothing to be done" in again.stdout + again.stderr
 
     # a new corruption level: the prompts are rebuilt, and only the new rows are computed
     config = yaml.safe_load((workflow / "config.yaml").read_text())

@@ -1,0 +1,100 @@
+"""What a result was made from: the config's hash, package versions, the model and its revision,
+the seeds; stamped on every result table and written out in full as RUN.json.
+
+The hash is of the whole validated config with sorted keys (cuealign.config sorts them), so two
+runs with the same settings have the same hash whatever order their config.yaml lists them in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+PACKAGES = ("cuealign", "numpy", "pandas", "scipy", "statsmodels", "opensmile", "torch", "transformers", "peft",
+            "accelerate", "snakemake")
+COLUMNS = ["config_hash", "versions", "model_revision", "seeds"]
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def seeds(config: dict, corpus: str, model: str) -> dict[str, object]:
+    """Every seed the result depends on."""
+    conditions, found = config["conditions"], {}
+    found["shuffle"] = list(conditions["shuffle_seeds"])
+    found["corrupt"] = list(conditions["corrupt_seeds"])
+    found["bootstrap"] = config["analysis"]["seed"]
+    if "seed" in config["corpora"][corpus]:
+        found["corpus"] = config["corpora"][corpus]["seed"]
+    if model in config["finetune"]:
+        found["finetune"] = config["finetune"][model]["seed"]
+    return found
+
+
+def hub_commit(path: str, revision: str | None) -> str | None:
+    """The commit of a hub model's snapshot in the local cache (None for a local folder)."""
+    if Path(path).is_dir():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(path, "config.json", revision=revision)
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
+def _commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: str, workflow_dir: str | Path) -> dict:
+    """RUN.json: everything needed to make this corpus x model's results again."""
+    return {
+        "corpus": corpus,
+        "model": model,
+        "config_hash": config_hash(config),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_source": {"path": spec["path"], "revision": spec.get("revision"),
+                         "snapshot": hub_commit(spec["path"], spec.get("revision")), "adapter": spec.get("adapter"),
+                         "fingerprint": fingerprint, "family": spec["family"], "dtype": spec["dtype"],
+                         "mode": spec["mode"]},
+        "seeds": seeds(config, corpus, model),
+        "versions": versions(),
+        "workflow_commit": _commit(Path(workflow_dir)),
+        "reproduce": (
+            "Write the 'config' below to a YAML file, check out workflow_commit, install the versions "
+            f"listed, then: snakemake --cores 4 --configfile <that file> results/{corpus}/{model}/analysis/table_main.md"
+        ),
+        "config": config,
+    }
+
+
+def stamp(table: pd.DataFrame, run: dict) -> pd.DataFrame:
+    """``table`` with the provenance columns (COLUMNS) appended."""
+    source = run["model_source"]
+    return table.assign(
+        config_hash=run["config_hash"],
+        versions="; ".join(f"{name} {version}" for name, version in run["versions"].items()),
+        model_revision=source["snapshot"] or source["revision"] or f"local folder {source['fingerprint']}",
+        seeds="; ".join(f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}" for name, v in run["seeds"].items()),
+    )

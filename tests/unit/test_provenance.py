@@ -1,0 +1,67 @@
+"""Provenance stamps and the manifest-to-table accounting."""
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+
+from cuealign import provenance
+from cuealign.analysis import accounting, accounting_line
+from cuealign.config import load_config
+
+
+def test_config_hash_follows_values_not_key_order():
+    config = load_config("config.yaml")
+    reordered = {key: config[key] for key in reversed(list(config))}
+    assert provenance.config_hash(reordered) == provenance.config_hash(config)
+    changed = copy.deepcopy(config)
+    changed["analysis"]["seed"] = 1
+    assert provenance.config_hash(changed) != provenance.config_hash(config)
+
+
+def test_record_and_stamp_name_the_seeds_versions_and_model(tmp_path):
+    config = load_config("config.yaml")
+    spec = {"path": str(tmp_path), "revision": None, "adapter": None, "family": "qwen2-audio", "dtype": "float32",
+            "mode": "score"}
+    run = provenance.record(config, corpus="demo", model="demo-alm", spec=spec, fingerprint="abc123", workflow_dir=tmp_path)
+    assert run["seeds"] == {"shuffle": config["conditions"]["shuffle_seeds"], "corrupt": config["conditions"]["corrupt_seeds"],
+                            "bootstrap": config["analysis"]["seed"], "corpus": config["corpora"]["demo"]["seed"],
+                            "finetune": config["finetune"]["demo-alm"]["seed"]}
+    assert run["versions"]["torch"] == torch.__version__ and run["config"] == config
+    assert run["workflow_commit"] is None  # tmp_path is not a git checkout
+    table = provenance.stamp(pd.DataFrame({"condition": ["none", "aligned"]}), run)
+    assert list(table.columns) == ["condition"] + provenance.COLUMNS
+    assert (table["config_hash"] == run["config_hash"]).all()
+    assert table["model_revision"].iloc[0] == "local folder abc123"
+    assert f"torch {torch.__version__}" in table["versions"].iloc[0]
+    assert table["seeds"].iloc[0].startswith("shuffle " + ",".join(map(str, config["conditions"]["shuffle_seeds"])))
+
+
+def manifest_prompts_predictions():
+    manifest = pd.DataFrame({"utt_id": ["a", "b", "c", "d", "e"], "status": ["ok", "ok", "ok", "silent", "ok"],
+                             "split": ["test", "test", "test", "test", "train"]})
+    prompts = pd.DataFrame([(u, c, "test") for u in "abc" for c in ("none", "aligned")], columns=["utt_id", "condition", "split"])
+    predictions = prompts.assign(pred=["sad", "unparsed", "sad", "sad", "happy", "sad"])
+    uar = pd.DataFrame({"condition": ["none", "aligned"], "n": [3, 3]})
+    return manifest, prompts, predictions, uar
+
+
+def test_accounting_reconciles_every_utterance():
+    table = accounting(*manifest_prompts_predictions())
+    counts = dict(zip(table["step"], table["count"]))
+    assert counts == {"manifest": 5, "failed audio check: silent": 1, "usable": 4, "evaluated": 3, "conditions": 2,
+                      "prompts": 6, "predictions": 6, "per condition in uar.csv": 3}
+    assert "1 unparsed" in table.set_index("step").loc["predictions", "note"]
+    assert accounting_line(table) == ("5 in the manifest -> 1 failed audio checks -> 4 usable -> 3 evaluated x 2 "
+                                      "conditions = 6 prompts -> 6 predictions -> 3 per condition in uar.csv")
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda m, p, r, u: (m, p, r.iloc[1:], u), "predictions 5 != prompts 6"),
+    (lambda m, p, r, u: (m, p.iloc[1:], r.iloc[1:], u), r"prompts 5 != 3 x 2"),
+    (lambda m, p, r, u: (m, p, r, u.assign(n=[3, 2])), r"uar.csv n \[2, 3\] != 3"),
+])
+def test_accounting_refuses_a_lost_row(break_it, message):
+    with pytest.raises(ValueError, match="do not reconcile.*" + message):
+        accounting(*break_it(*manifest_prompts_predictions()))
