@@ -166,3 +166,16 @@ def test_cue_following_detects_a_model_that_follows_the_tokens():
     assert row["utterances"] == 6 and row["cue_alignment"] == pytest.approx(1.0) and row["toward_pointed_class"] == 1.0
     ignores = cue_following(*_cue_data(False), labels=["angry", "sad"], template="{concept}={token}", separator="; ")
     assert ignores.set_index("condition").loc["conflict", "cue_alignment"] == pytest.approx(0.0)
+
+
+def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():
+    predictions = simulate(speakers=4, per_speaker=10).assign(pred="unparsed")
+    for label in LABELS:
+        predictions[f"logprob_{label}"] = np.nan  # generate mode keeps no label scores
+    result = analyse(predictions, labels=LABELS, expected_conditions=CONDITIONS, resamples=50, seed=0, level=0.95)
+    table = result["uar"].set_index("condition")
+    assert (table.loc[CONDITIONS, "uar"] == 0).all() and (table.loc[CONDITIONS, "unparsed_rate"] == 1).all()
+    assert (table.loc[CONDITIONS, "n"] == 40).all()  # every utterance kept, none dropped or filled
+    comparisons = result["comparisons"]  # all wrong alike: no discordant pair, no difference
+    assert (comparisons["delta_uar"] == 0).all() and (comparisons["a_right_b_wrong"] + comparisons["a_wrong_b_right"] == 0).all()
+    assert (comparisons["p_mcnemar"] == 1).all()

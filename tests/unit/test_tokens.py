@@ -93,6 +93,15 @@ def test_meta_alone_tokenises_new_audio_the_same_way():
     new = lld.iloc[[0]].assign(utt_id="new", **{LOUD: 50.0})
     info = manifest.iloc[[0]].assign(utt_id="new", speaker="stranger", split="test")
     assert apply_tokens(new, info, json.loads(json.dumps(meta)))["ENERGY"].item() == "VERY_HIGH"
+    # speaker normalisation: a speaker the fit never saw is standardised on its own utterances,
+    # exactly as a fitted speaker was (so renaming a speaker changes none of its tokens)
+    tokens, meta = fit_tokens(lld, manifest, default_options(normalise="speaker", per_gender=[]))
+    speaker = manifest["speaker"].iloc[0]
+    rows = manifest["speaker"] == speaker
+    renamed = manifest[rows].assign(speaker="stranger")
+    moved = apply_tokens(lld[lld["utt_id"].isin(renamed["utt_id"])], renamed, json.loads(json.dumps(meta)))
+    pd.testing.assert_frame_equal(moved.reset_index(drop=True),
+                                  tokens[tokens["utt_id"].isin(renamed["utt_id"])].reset_index(drop=True))
     # a gender that was not fitted is an error, not a silent guess
     _, per_gender = fit_tokens(lld, manifest, default_options(per_gender=["PITCH"]))
     with pytest.raises(ValueError, match="fitted per gender"):
