@@ -65,20 +65,27 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
                 message += f"; allowed keys here: {', '.join(allowed)}"
             lines.append(message)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
-    ordered = _sorted_keys(config)
+    ordered = _sorted_keys(config, ())
     config.clear()  # in place: Snakemake's config object is the one the rules read
     config.update(ordered)
     return config
 
 
-def _sorted_keys(value: Any) -> Any:
-    """``value`` with every mapping's keys in sorted order (lists keep theirs). Snakemake reruns a
-    job when the repr of its params changes, and a dict's repr follows its key order: without this,
-    moving a key in config.yaml would rerun every stage that reads the block."""
+# Mappings whose order means something, kept as written: the concepts' order is their order in
+# the prompt's cue block.
+ORDERED = {("tokens", "concepts")}
+
+
+def _sorted_keys(value: Any, path: tuple[str, ...]) -> Any:
+    """``value`` with every mapping's keys in sorted order, except under ORDERED (lists keep
+    theirs). Snakemake reruns a job when the repr of its params changes, and a dict's repr follows
+    its key order: without this, moving a key in config.yaml would rerun every stage reading it."""
+    if path[-2:] in ORDERED:
+        return value
     if isinstance(value, dict):
-        return {key: _sorted_keys(value[key]) for key in sorted(value, key=str)}
+        return {key: _sorted_keys(value[key], path + (str(key),)) for key in sorted(value, key=str)}
     if isinstance(value, list):
-        return [_sorted_keys(item) for item in value]
+        return [_sorted_keys(item, path) for item in value]
     return value
 
 

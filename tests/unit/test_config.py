@@ -51,6 +51,13 @@ def test_key_order_in_the_file_does_not_change_the_config(tmp_path):
     assert list(yaml.safe_load(reordered.read_text())["corpora"]["demo"]) != list(text["corpora"]["demo"])
     original, moved = load_config("config.yaml"), load_config(reordered)
     assert repr(moved) == repr(original)
+    # except where order is meaning: concepts appear in the prompt in the order written
+    labels = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
+    concepts = {"PITCH": {"descriptors": {"F0semitoneFrom27.5Hz_sma3nz": 1}, "labels": labels},
+                "ENERGY": {"descriptors": {"Loudness_sma3": 1}, "labels": labels}}
+    config = validate_config({"corpora": {"d": {"type": "synthetic"}}, "tokens": {"concepts": concepts}})
+    assert list(config["tokens"]["concepts"]) == ["PITCH", "ENERGY"]
+    assert list(load_config("config.yaml")["tokens"]["concepts"]) == ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS"]
     assert moved["conditions"]["swap"] == original["conditions"]["swap"]  # lists keep their order
 
 

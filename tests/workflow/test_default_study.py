@@ -41,6 +41,10 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(workflow):
     test = manifest[manifest["split"] == "test"]
     assert len(test) == 2 * 4 * 2  # 2 test speakers x 4 classes x 2 utterances
 
+    # the cue block lists the concepts in config order (tokens.concepts), voice quality last
+    aligned = pd.read_parquet(results / "prompts/0.parquet").query("condition == 'aligned'")["suffix_text"].iloc[0]
+    assert re.findall(r"([A-Z_]+)=", aligned) == ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"]
+
     history = pd.read_csv(results / "demo-alm/finetune/training_log.csv")
     assert history["epoch"].max() == 2 and history["loss"].notna().all()
     assert (results / "demo-alm/finetune/model/model.safetensors").is_file()
