@@ -67,6 +67,9 @@ class TransformersALM:
             safe = {} if allow_pickle else {"use_safetensors": True}
             model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement, **safe)
         except OSError as exc:
+            if Path(path).is_dir():
+                hint = "" if allow_pickle else " (weights are loaded from safetensors only unless allow_pickle: true)"
+                raise FileNotFoundError(f"model folder {path!r} holds no weights this model can load{hint}: {exc}") from exc
             raise FileNotFoundError(
                 f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
                 f"(nothing is downloaded at run time; fetch it once with `hf download {path}`): {exc}"

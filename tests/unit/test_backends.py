@@ -153,7 +153,7 @@ def test_pickle_only_weights_are_refused_unless_the_user_opts_in(tiny_qwen2_audi
     with pytest.raises(ValueError, match=r"config: models.m.path .* holds pickle weights only \(pytorch_model.bin\).*"
                                          r"set config: models.m.allow_pickle: true"):
         check_model_spec("m", spec(pickled), ["demo"])
-    with pytest.raises(OSError):  # and the loader itself insists on safetensors, whatever called it
+    with pytest.raises(OSError, match="safetensors only unless allow_pickle"):  # the loader insists too
         load_backend(spec(pickled))
     check_model_spec("m", spec(pickled, allow_pickle=True), ["demo"])
     opted_in = load_backend(spec(pickled, allow_pickle=True))

@@ -22,20 +22,8 @@ def test_default_config_dry_runs_the_whole_study(workflow):
         assert jobs.get(rule, 0) >= 1, f"{rule} is not in the default run: {jobs}"
 
 
-def scaled_down(config: dict) -> dict:
-    """The default study with fewer speakers, utterances and training steps."""
-    config["corpora"]["demo"] |= {"female_speakers": 3, "male_speakers": 3, "utterances_per_class": 2,
-                                  "test_speakers_per_gender": 1}
-    config["finetune"]["demo-alm"] |= {"epochs": 2, "batch_size": 8}
-    config["analysis"] = {"resamples": 200}
-    return config
-
-
-def test_scaled_down_default_study_runs_end_to_end_with_its_report(workflow):
-    default = yaml.safe_load((workflow / "config.yaml").read_text())
-    write_config(workflow, scaled_down(default))
-    snakemake(workflow, "--cores", "2", "--report-after-run", "--report", "report.html")  # the README's command
-
+def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_default_study):
+    workflow = scaled_default_study
     results = workflow / "results/demo"
     manifest = pd.read_parquet(results / "manifest.parquet")
     test = manifest[manifest["split"] == "test"]

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.conftest import copy_workflow, snakemake, write_config
-from tests.workflow.test_default_study import scaled_down
+from tests.workflow.conftest import copy_workflow, write_config
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "slurm"
 RUN_DIR = "/tmp/cuealign-slurm"
@@ -45,11 +44,9 @@ def read_predictions(workdir: Path) -> pd.DataFrame:
     return table.sort_values(["utt_id", "condition"]).reset_index(drop=True)
 
 
-def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster):
-    config = scaled_down(yaml.safe_load((copy_workflow(tmp_path / "local") / "config.yaml").read_text()))
-    write_config(tmp_path / "local", config)
-    snakemake(tmp_path / "local", "--cores", "2")
-
+def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster, scaled_default_study):
+    local = scaled_default_study  # the same study, run locally with --cores 2
+    config = yaml.safe_load((local / "config.yaml").read_text())
     cluster = copy_workflow(tmp_path / "cluster")
     write_config(cluster, config)
     command = [
@@ -82,11 +79,10 @@ def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster):
     (training,) = slurm_jobs("finetune")
     assert "gres/gpu" not in training[1] and "cpu=2" in training[1] and training[2] == "COMPLETED"
 
-    local, remote = read_predictions(tmp_path / "local"), read_predictions(cluster)
-    pd.testing.assert_frame_equal(local, remote)
+    pd.testing.assert_frame_equal(read_predictions(local), read_predictions(cluster))
     # model_revision names the trained folder by its files' times: each run trained its own copy
     for table in ("uar.csv", "comparisons.csv", "table_main.csv"):
         pd.testing.assert_frame_equal(
-            pd.read_csv(tmp_path / "local/results/demo/demo-alm/analysis" / table).drop(columns="model_revision"),
+            pd.read_csv(local / "results/demo/demo-alm/analysis" / table).drop(columns="model_revision"),
             pd.read_csv(cluster / "results/demo/demo-alm/analysis" / table).drop(columns="model_revision"),
         )
