@@ -38,7 +38,13 @@ def tiny_qwen2_audio(tmp_path_factory) -> Path:
     return _tiny("qwen2-audio", tmp_path_factory)
 
 
-@pytest.fixture(scope="session", params=["qwen2-audio", "audio-flamingo-3"])
+@pytest.fixture(scope="session")
+def tiny_omni(tmp_path_factory) -> Path:
+    """A random-weight Qwen2.5-Omni thinker whose folder names Omni's own processor, as released."""
+    return _tiny("qwen2.5-omni", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=["qwen2-audio", "qwen2.5-omni", "audio-flamingo-3"])
 def tiny_alm(request, tmp_path_factory) -> tuple[str, Path]:
     """(family, path) of a tiny random-weight model of each registered audio-language family."""
     return request.param, _tiny(request.param, tmp_path_factory)

@@ -15,11 +15,24 @@ class Family:
     sampling_rate: int = 16000
     window_s: float = 30.0  # the audio encoder's window; longer audio is truncated (with a warning)
     feature_mask: str = "feature_attention_mask"  # the processor's mask of the audio features
+    # "auto": the processor the model folder names (AutoProcessor). "qwen2-audio": a
+    # Qwen2AudioProcessor assembled from the folder's feature extractor, tokenizer and chat
+    # template, for models whose own processor also handles video and so needs torchvision.
+    processor: str = "auto"
+    # Multimodal rotary positions (3 x batch x length): a forward continuing from a cached prefix
+    # is given its position ids explicitly, counted on from the prefix's largest one.
+    mrope: bool = False
 
 
 FAMILIES: dict[str, Family] = {
     # Qwen2-Audio encodes exactly 3000 mel frames (30 s) and silently drops the rest.
     "qwen2-audio": Family("qwen2-audio", "Qwen2AudioForConditionalGeneration"),
+    # The Qwen2.5-Omni thinker (text out, no talker). Its own processor loads a video processor
+    # that needs torchvision; the audio inputs it makes are those of a Qwen2AudioProcessor with
+    # the Omni tokenizer (same Whisper features, same count of <|AUDIO|> tokens), checked in tests.
+    "qwen2.5-omni": Family(
+        "qwen2.5-omni", "Qwen2_5OmniThinkerForConditionalGeneration", processor="qwen2-audio", mrope=True
+    ),
     # Audio Flamingo 3 windows long audio itself, up to 600 s (its processor's max_audio_len).
     "audio-flamingo-3": Family(
         "audio-flamingo-3", "AudioFlamingo3ForConditionalGeneration", window_s=600.0, feature_mask="input_features_mask"

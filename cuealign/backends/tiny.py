@@ -7,6 +7,7 @@ special tokens, a Whisper feature extractor with 128 mel bins, and a model of th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -16,6 +17,8 @@ from transformers import (
     AudioFlamingo3ForConditionalGeneration,
     AudioFlamingo3Processor,
     PreTrainedTokenizerFast,
+    Qwen2_5OmniThinkerConfig,
+    Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioConfig,
     Qwen2AudioForConditionalGeneration,
     Qwen2AudioProcessor,
@@ -32,22 +35,30 @@ QWEN2_AUDIO_CHAT = (
 )
 # Audio Flamingo 3 puts one <sound> placeholder where the audio goes.
 AF3_CHAT = QWEN2_AUDIO_CHAT.replace("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n", "<sound>")
+# Qwen2.5-Omni writes the audio without a caption, and its tokenizer names its vision tokens too.
+OMNI_CHAT = QWEN2_AUDIO_CHAT.replace("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n", "<|audio_bos|><|AUDIO|><|audio_eos|>")
+OMNI_SPECIAL = {
+    "image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>"
+}
 
 
-def train_tokenizer(texts: list[str], *, vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (any text encodes) whose merges come from ``texts``."""
+def train_tokenizer(texts: list[str], *, vocab_size: int = 400, named: dict | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (any text encodes) whose merges come from ``texts``, with the
+    Qwen special tokens and the further ``named`` ones (attribute name -> token)."""
+    named = named or {}
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=QWEN_SPECIAL + list(named.values()), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"},
+        extra_special_tokens={"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
+        | named,
     )
 
 
@@ -75,7 +86,7 @@ def build_tiny_alm(
     vocab_size: int = 400,
 ) -> Path:
     """Save a random-weight model of ``family``'s real class and its processor to ``out_dir``."""
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, named=OMNI_SPECIAL if family == "qwen2.5-omni" else None)
     features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000)
     text = _text_config(hidden, layers, len(tokenizer))
     if family == "qwen2-audio":
@@ -98,6 +109,33 @@ def build_tiny_alm(
             audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
         )
         model_class = AudioFlamingo3ForConditionalGeneration
+    elif family == "qwen2.5-omni":
+        # The thinker with a one-block vision tower (its class always has one); rotary sections
+        # (time, height, width) that add up to half a head, in the released model's 2:3:3 ratio.
+        half_head = hidden // 2 // 2
+        sections = [half_head - 2 * (3 * half_head // 8), 3 * half_head // 8, 3 * half_head // 8]
+        processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=OMNI_CHAT)
+        token = tokenizer.convert_tokens_to_ids
+        config = Qwen2_5OmniThinkerConfig(
+            audio_config=dict(
+                d_model=hidden, encoder_attention_heads=2, encoder_ffn_dim=2 * hidden, encoder_layers=layers,
+                # at the default 0.02 this random encoder maps different clips to nearly the
+                # same embeddings (log-probs move by 5e-5); wider weights let the audio through
+                num_mel_bins=128, output_dim=hidden, initializer_range=0.1,
+            ),
+            vision_config=dict(
+                depth=1, hidden_size=16, num_heads=2, intermediate_size=32, out_hidden_size=hidden, fullatt_block_indexes=[0]
+            ),
+            text_config=text | dict(
+                model_type="qwen2_5_omni_text",
+                rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=sections),
+            ),
+            audio_token_index=token("<|AUDIO|>"), audio_start_token_id=token("<|audio_bos|>"),
+            audio_end_token_id=token("<|audio_eos|>"), user_token_id=token("<|im_start|>"),
+            image_token_index=token("<|IMAGE|>"), video_token_index=token("<|VIDEO|>"),
+            vision_start_token_id=token("<|vision_bos|>"),
+        )
+        model_class = Qwen2_5OmniThinkerForConditionalGeneration
     else:
         raise ValueError(f"no tiny builder for family {family!r}")
     torch.manual_seed(seed)
@@ -105,4 +143,10 @@ def build_tiny_alm(
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+    if family == "qwen2.5-omni":
+        # As in the released checkpoints, the folder names Omni's own processor, which loads a
+        # video processor (torchvision); the backend assembles its audio processor instead.
+        config_file = out_dir / "processor_config.json"
+        saved = json.loads(config_file.read_text())
+        config_file.write_text(json.dumps(saved | {"processor_class": "Qwen2_5OmniProcessor"}, indent=2))
     return out_dir

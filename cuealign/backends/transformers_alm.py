@@ -6,9 +6,10 @@ condition's suffix (cue block, end of turn, assistant header, answer). Prefix an
 tokenised separately and their ids concatenated on every path, because BPE can merge across the
 boundary (FINDINGS.md).
 
-Label scoring: log P(label tokens | prompt), summed over the label's tokens, one forward per
-batch of (condition, label) rows; the prediction is the argmax. score_full recomputes the same
-numbers without the cache, as the reference the tests compare against.
+Label scoring: log P(label tokens | prompt), summed over the label's tokens; one forward per
+batch of conditions gives every label's first token, and the tails of multi-token labels branch
+off each condition's own cache. The prediction is the argmax. score_full recomputes the same
+numbers without any cache, as the reference the tests compare against.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import AutoProcessor, DynamicCache
+from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.backends.registry import Family, family as family_of
 from cuealign.devices import resolve_device
@@ -39,6 +40,20 @@ class Prefix:
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     tail: str  # the chat template after the user text (end of turn, assistant header)
     inputs: dict  # the processor's output (audio features), kept for the full-recompute path
+    next_position: int  # the rotary position of the first token after the prefix
+
+
+def load_processor(path: str, family: Family, **options):
+    """The processor the family's registry entry names (see Family.processor)."""
+    if family.processor == "auto":
+        return AutoProcessor.from_pretrained(path, **options)
+    if family.processor == "qwen2-audio":
+        tokenizer = AutoTokenizer.from_pretrained(path, **options)
+        if tokenizer.chat_template is None:
+            raise ValueError(f"model {path!r} has no chat template (chat_template.jinja or chat_template.json)")
+        features = AutoFeatureExtractor.from_pretrained(path, **options)
+        return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+    raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
 
 
 class TransformersALM:
@@ -60,7 +75,7 @@ class TransformersALM:
         torch_device, device_map = resolve_device(device)
         options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
         try:
-            self.processor = AutoProcessor.from_pretrained(path, **options)
+            self.processor = load_processor(path, family, **options)
             model_class = getattr(transformers, family.model_class)
             placement = {"device_map": device_map} if device_map else {}
             # safetensors only, unless the user opted in to pickle weights (which can run code)
@@ -123,12 +138,41 @@ class TransformersALM:
         with torch.inference_mode():
             out = self.model(**inputs, use_cache=True)
         layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        return Prefix(ids=inputs["input_ids"], layers=layers, tail=tail, inputs=inputs)
+        next_position = inputs["input_ids"].shape[1]
+        if self.family.mrope:  # audio tokens advance the rotary positions by time, not by count
+            positions, _ = self.model.get_rope_index(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                audio_seqlens=inputs[self.family.feature_mask].sum(-1),
+            )
+            next_position = int(positions.max()) + 1
+        return Prefix(ids=inputs["input_ids"], layers=layers, tail=tail, inputs=inputs, next_position=next_position)
 
     def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:
         # Views of the prefix tensors: appending a suffix concatenates into new tensors, so the
         # prefix itself is never written and needs no copy or crop between batches.
         return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers])
+
+    def _positions(self, prefix: Prefix, offsets: list[int], width: int, *, always: bool = False) -> dict:
+        """Position ids of a batch continuing the prefix, each row ``offsets[row]`` tokens after its
+        end. Given where the model cannot infer them from the cache: multimodal rotary positions,
+        or rows that continue after padding (``always``); nothing otherwise."""
+        if not (self.family.mrope or always):
+            return {}
+        start = prefix.next_position if self.family.mrope else prefix.ids.shape[1]
+        positions = start + torch.tensor(offsets).view(-1, 1) + torch.arange(width)
+        if self.family.mrope:  # the same position on the time, height and width axes for text
+            positions = positions.unsqueeze(0).expand(3, -1, -1)
+        return {"position_ids": positions.to(self.device)}
+
+    @staticmethod
+    def _padded(sequences: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and their mask: padding is masked, and causally after every real token."""
+        ids = torch.full((len(sequences), max(map(len, sequences))), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+            mask[row, : len(sequence)] = 1
+        return ids, mask
 
     # --- scoring -------------------------------------------------------------------------------
 
@@ -137,45 +181,61 @@ class TransformersALM:
     ) -> np.ndarray:
         """log P(label | prompt with suffix) for every suffix x label, the prefix encoded once.
 
-        One row per suffix gives every label's first token (all from the suffix's last logits);
-        a label of several tokens adds one row, suffix + label minus its last token, for the rest.
-        With single-token labels that is one short forward per condition: the unique-token floor.
+        One row per suffix, on the prefix's cache, gives every label's first token (all from the
+        suffix's last logits). A label of several tokens then branches off that row's own cache:
+        only its tokens but the last are run, so no suffix is run twice and the cost stays at the
+        unique-token floor (one prefix per utterance, one suffix per condition) whatever the
+        tokenizer does to the labels.
         """
         prefix = self.encode_prefix(audio, prefix_text)
         suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
         label_ids = [self.ids(label) for label in labels]
         first_tokens = torch.tensor([ids[0] for ids in label_ids])
-        rows = [(i, None) for i in range(len(suffixes))]
-        rows += [(i, j) for i in range(len(suffixes)) for j, ids in enumerate(label_ids) if len(ids) > 1]
+        several = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
         scores = np.zeros((len(suffixes), len(labels)))
         length = prefix.ids.shape[1]
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            sequences = [suffix_ids[i] + (label_ids[j][:-1] if j is not None else []) for i, j in batch]
-            width = max(map(len, sequences))
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), length + width), dtype=torch.long)
-            mask[:, :length] = 1
-            for row, sequence in enumerate(sequences):
-                ids[row, : len(sequence)] = torch.tensor(sequence)
-                mask[row, length : length + len(sequence)] = 1  # right padding: masked, and causally after
+        for start in range(0, len(suffixes), batch_size):
+            rows = list(range(start, min(start + batch_size, len(suffixes))))
+            ids, suffix_mask = self._padded([suffix_ids[i] for i in rows], self.pad_id)
+            mask = torch.cat([torch.ones((len(rows), length), dtype=torch.long), suffix_mask], dim=1)
+            with torch.inference_mode():
+                out = self.model(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    past_key_values=self._cache(prefix, len(rows)),
+                    use_cache=True,
+                    **self._positions(prefix, [0] * len(rows), ids.shape[1]),
+                )
+            logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+            for row, i in enumerate(rows):  # the logits that predict the answer's first token
+                scores[i] += logprobs[row, len(suffix_ids[i]) - 1, first_tokens].numpy()
+            if several:
+                self._score_label_tails(prefix, out.past_key_values, mask, rows, suffix_ids, label_ids, several, scores,
+                                        batch_size=batch_size)
+        return scores
+
+    def _score_label_tails(self, prefix, cache, mask, rows, suffix_ids, label_ids, several, scores, *, batch_size):
+        """Add log P(label tokens after the first) for the labels of several tokens, each branch
+        continuing its suffix row's cache (prefix + suffix, with that row's padding masked)."""
+        pairs = [(row, i, j) for row, i in enumerate(rows) for j in several]
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            pick = torch.tensor([row for row, _, _ in batch])
+            branch = DynamicCache(ddp_cache_data=[(k[pick.to(k.device)], v[pick.to(v.device)]) for k, v in layers])
+            ids, label_mask = self._padded([label_ids[j][:-1] for _, _, j in batch], self.pad_id)
             with torch.inference_mode():
                 logits = self.model(
                     input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    past_key_values=self._cache(prefix, len(batch)),
+                    attention_mask=torch.cat([mask[pick], label_mask], dim=1).to(self.device),
+                    past_key_values=branch,
                     use_cache=True,
+                    **self._positions(prefix, [len(suffix_ids[i]) for _, i, _ in batch], ids.shape[1], always=True),
                 ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for row, (i, j) in enumerate(batch):
-                last = len(suffix_ids[i]) - 1  # the logits that predict the answer's first token
-                if j is None:
-                    scores[i] += logprobs[row, last, first_tokens].numpy()
-                else:
-                    rest = torch.tensor(label_ids[j][1:])
-                    positions = torch.arange(last + 1, last + len(label_ids[j]))
-                    scores[i, j] += float(logprobs[row, positions, rest].sum())
-        return scores
+            for row, (_, i, j) in enumerate(batch):
+                rest = torch.tensor(label_ids[j][1:])
+                scores[i, j] += float(logprobs[row, torch.arange(len(rest)), rest].sum())
 
     def score_full(self, audio: np.ndarray, prefix_text: str, suffix: str, labels: list[str]) -> np.ndarray:
         """The same scores recomputed from scratch for one suffix: no cache, audio re-encoded."""

@@ -37,6 +37,17 @@ def test_cached_prefix_gives_the_full_recompute_log_probs(backend):
         np.testing.assert_allclose(cached[i], backend.score_full(audio(0), PREFIX, suffix, LABELS), atol=1e-5)
 
 
+def test_labels_of_many_tokens_branch_off_the_suffix_cache_exactly(backend):
+    # Labels the tokenizer never saw split into up to 7 tokens; their tails run on each suffix's
+    # own cache (after its padding), in batches that cut across suffixes.
+    labels = ["angry", "frustrated", "surprised", "sad"]
+    assert sorted(len(backend.ids(label)) for label in labels)[-1] >= 5
+    for batch_size in (1, 3, 64):
+        cached = backend.score(audio(11), PREFIX, SUFFIXES, labels, batch_size=batch_size)
+        for i, suffix in enumerate(SUFFIXES):
+            np.testing.assert_allclose(cached[i], backend.score_full(audio(11), PREFIX, suffix, labels), atol=1e-5)
+
+
 def test_batch_size_does_not_change_scores(backend):
     np.testing.assert_allclose(
         backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=1),
@@ -60,6 +71,49 @@ def test_the_token_block_reaches_the_model(backend):
 def test_generation_continues_from_the_prefix(backend):
     answers = backend.generate(audio(5), PREFIX, SUFFIXES[:2], max_new_tokens=4)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_generation_from_the_prefix_cache_equals_generation_from_scratch(backend):
+    # Greedy continuations and every step's logits, against generate() given the whole prompt
+    # and the audio features (no cache): for Omni this checks the rotary positions after a cache.
+    import torch
+
+    prefix = backend.encode_prefix(audio(9), PREFIX)
+    ids = torch.cat([prefix.ids, torch.tensor([backend.ids(SUFFIXES[1] + prefix.tail)])], dim=1)
+    features = {k: v for k, v in prefix.inputs.items() if k not in ("input_ids", "attention_mask")}
+    settings = dict(max_new_tokens=6, do_sample=False, pad_token_id=backend.pad_id,
+                    output_logits=True, return_dict_in_generate=True)
+    with torch.inference_mode():
+        full = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **features, **settings)
+        prefix = backend.encode_prefix(audio(9), PREFIX)
+        cached = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                        past_key_values=backend._cache(prefix, 1), **settings)
+    assert torch.equal(full.sequences, cached.sequences)
+    for a, b in zip(full.logits, cached.logits):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    text = backend.tokenizer.decode(full.sequences[0, ids.shape[1]:], skip_special_tokens=True)
+    assert backend.generate(audio(9), PREFIX, SUFFIXES[1:2], max_new_tokens=6) == [text]
+
+
+def test_omni_audio_inputs_are_those_of_omnis_own_processor(tiny_omni, monkeypatch):
+    """The qwen2.5-omni entry assembles a Qwen2AudioProcessor because Qwen2_5OmniProcessor loads a
+    video processor (torchvision). Its audio path, run here with its processor class check
+    bypassed and no image or video processor, must produce exactly the same inputs."""
+    from transformers import ProcessorMixin, Qwen2_5OmniProcessor
+
+    backend = load_backend(spec(tiny_omni, family="qwen2.5-omni"))
+    assert type(backend.processor).__name__ == "Qwen2AudioProcessor"
+    monkeypatch.setattr(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: None)
+    omni = Qwen2_5OmniProcessor(image_processor=None, video_processor=None, feature_extractor=backend.processor.feature_extractor,
+                                tokenizer=backend.tokenizer, chat_template=backend.processor.chat_template)
+    head, _ = backend.split_template(PREFIX)
+    for seconds in (0.7, 1.5, 12.3, 31.0):
+        clip = audio(10, seconds=seconds)
+        ours, theirs = backend.processor(text=head, audio=clip, sampling_rate=16000, return_tensors="pt"), omni(
+            text=head, audio=clip, sampling_rate=16000, return_tensors="pt")
+        assert sorted(ours) == sorted(theirs)
+        for key in ours:
+            assert ours[key].equal(theirs[key]), key
 
 
 def test_prefix_and_suffix_are_tokenised_separately(backend):
@@ -89,6 +143,7 @@ def test_registry_entries():
     assert family("qwen2-audio").model_class == "Qwen2AudioForConditionalGeneration"
     assert family("audio-flamingo-3").feature_mask == "input_features_mask"
     assert family("audio-flamingo-3").window_s == 600.0
+    assert family("qwen2.5-omni").model_class == "Qwen2_5OmniThinkerForConditionalGeneration" and family("qwen2.5-omni").mrope
 
 
 def test_long_audio_within_the_window_reaches_the_model(backend):

@@ -65,8 +65,10 @@ def test_training_is_deterministic(tiny_study, tmp_path):
     assert not np.allclose(first["loss"], third["loss"])
 
 
-def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, tiny_qwen2_audio, tmp_path):
-    spec = finetune_spec(method="lora", base=str(tiny_qwen2_audio), epochs=2, learning_rate=1e-2, batch_size=8,
+@pytest.mark.parametrize("family, fixture", [("qwen2-audio", "tiny_qwen2_audio"), ("qwen2.5-omni", "tiny_omni")])
+def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, family, fixture, request, tmp_path):
+    base_path = request.getfixturevalue(fixture)
+    spec = finetune_spec(family=family, method="lora", base=str(base_path), epochs=2, learning_rate=1e-2, batch_size=8,
                          lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
     check_finetune_spec("ft", spec, ["demo"])
     history, alm = finetune(spec, out_dir=tmp_path / "adapter", **tiny_study)
@@ -77,7 +79,7 @@ def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, tiny_qwen2_au
     assert 0 < trainable < 0.2 * sum(p.numel() for p in alm.model.parameters())
 
     entry = model_entries(validate_config({"corpora": {"demo": {"type": "synthetic"}}, "finetune": {"ft": spec}}))["ft"]
-    assert entry["path"] == str(tiny_qwen2_audio) and entry["adapter"].endswith("demo/ft/finetune/model")
+    assert entry["path"] == str(base_path) and entry["adapter"].endswith("demo/ft/finetune/model")
     labels = labels_of(tiny_study)
     adapted = load_backend(entry | {"adapter": str(tmp_path / "adapter")})
     base = load_backend(entry | {"adapter": None})

@@ -76,6 +76,22 @@ def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_q
     assert table[[f"logprob_{label}" for label in LABELS]].isna().all().all()
 
 
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
+    name, path = tiny_alm
+    backend = load_backend({"family": name, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False})
+    table = predict_shard(prompts, backend, labels=LABELS, spec=spec(path, family=name, mode=mode),
+                          cache=KeyedJsonCache(tmp_path, "p"), progress=False)
+    assert table[["utt_id", "condition"]].equals(prompts[["utt_id", "condition"]])
+    assert set(table["backend"]) == {f"transformers:{name}"} and table["pred"].isin(LABELS + [UNPARSED]).all()
+    if mode == "score":  # and the answers are the backend's own scores for each row
+        first = prompts[prompts["utt_id"] == "u0"]
+        audio, _ = load_audio(first["path"].iloc[0], rate=16000, window_s=30, silence=False)
+        expected = backend.score(audio, PREFIX, list(first["suffix_text"]), LABELS)
+        got = table[table["utt_id"] == "u0"][[f"logprob_{label}" for label in LABELS]].to_numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, tiny_qwen2_audio):
     cache = KeyedJsonCache(tmp_path / "resume", "p")
     dying = Counting(backend, die_after=2)
