@@ -101,6 +101,8 @@ def predict_shard(
         "labels": labels,
         "max_new_tokens": spec["max_new_tokens"] if mode == "generate" else None,
     }
+    if backend.family.backend == "clap":  # what CLAP compares the audio with
+        asked["label_prompt"] = spec["label_prompt"]
     records: list[dict] = []
     computed = 0
     groups = prompts.groupby(["utt_id", "audio"], sort=False)

@@ -44,6 +44,12 @@ def tiny_omni(tmp_path_factory) -> Path:
     return _tiny("qwen2.5-omni", tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory) -> Path:
+    """A ~1.5 MB random-weight CLAP (ClapModel, RoBERTa tokenizer, 48 kHz feature extractor)."""
+    return _tiny("clap", tmp_path_factory)
+
+
 @pytest.fixture(scope="session", params=["qwen2-audio", "qwen2.5-omni", "audio-flamingo-3"])
 def tiny_alm(request, tmp_path_factory) -> tuple[str, Path]:
     """(family, path) of a tiny random-weight model of each registered audio-language family."""

@@ -22,6 +22,9 @@ class Family:
     # Multimodal rotary positions (3 x batch x length): a forward continuing from a cached prefix
     # is given its position ids explicitly, counted on from the prefix's largest one.
     mrope: bool = False
+    # "alm": a chat audio-language model (cuealign/backends/transformers_alm.py); "clap": a
+    # contrastive audio-text model scoring label prompts, with no token channel (backends/clap.py).
+    backend: str = "alm"
 
 
 FAMILIES: dict[str, Family] = {
@@ -33,6 +36,9 @@ FAMILIES: dict[str, Family] = {
     "qwen2.5-omni": Family(
         "qwen2.5-omni", "Qwen2_5OmniThinkerForConditionalGeneration", processor="qwen2-audio", mrope=True
     ),
+    # CLAP (the paper's contrastive baseline): 48 kHz, a 10 s window (its feature extractor would
+    # crop longer clips at random; the runner truncates them first), score mode only.
+    "clap": Family("clap", "ClapModel", sampling_rate=48000, window_s=10.0, backend="clap"),
     # Audio Flamingo 3 windows long audio itself, up to 600 s (its processor's max_audio_len).
     "audio-flamingo-3": Family(
         "audio-flamingo-3", "AudioFlamingo3ForConditionalGeneration", window_s=600.0, feature_mask="input_features_mask"
@@ -48,6 +54,9 @@ def family(name: str) -> Family:
             f"config: model family {name!r} is not in the registry; known families: {sorted(FAMILIES)}"
         ) from None
 
+
+# The text CLAP compares each utterance's audio with, once per label (config: models.<name>.label_prompt).
+DEFAULT_LABEL_PROMPT = "the speaker sounds {label}"
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -92,8 +101,17 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
 
     A fine-tuned model's folder (or adapter) is made by the workflow, so only its base is checked.
     """
-    family(spec["family"])
+    entry = family(spec["family"])
     where = f"config: models.{name}"
+    if entry.backend == "clap":
+        if spec.get("mode", "score") != "score":
+            raise ValueError(f"{where}.mode: {spec['mode']!r}, but clap only scores label prompts; set mode: score")
+        if spec.get("adapter"):
+            raise ValueError(f"{where}.adapter: clap takes no PEFT adapter here; remove the key")
+    elif spec.get("label_prompt") not in (None, DEFAULT_LABEL_PROMPT):
+        raise ValueError(f"{where}.label_prompt is for clap models only; {spec['family']} reads the labels from the prompt")
+    if "{label}" not in spec.get("label_prompt", "{label}"):
+        raise ValueError(f"{where}.label_prompt {spec['label_prompt']!r} has no {{label}} slot for the class name")
     allow_pickle = spec.get("allow_pickle", False)
     if not finetuned or spec.get("adapter"):
         _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle)
@@ -111,7 +129,9 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
 def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
     """config: finetune.<name>: a known family and corpus, a base for LoRA, some condition to train on."""
     where = f"config: finetune.{name}"
-    family(spec["family"])
+    if family(spec["family"]).backend != "alm":
+        raise ValueError(f"{where}.family {spec['family']!r}: finetune trains audio-language models; "
+                         f"choose one of {sorted(k for k, v in FAMILIES.items() if v.backend == 'alm')}")
     if spec["corpus"] not in corpora:
         raise ValueError(f"{where}.corpus {spec['corpus']!r} is not in corpora ({sorted(corpora)})")
     if spec["method"] == "lora" and not spec["base"]:

@@ -16,12 +16,17 @@ from transformers import (
     AudioFlamingo3Config,
     AudioFlamingo3ForConditionalGeneration,
     AudioFlamingo3Processor,
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapProcessor,
     PreTrainedTokenizerFast,
     Qwen2_5OmniThinkerConfig,
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioConfig,
     Qwen2AudioForConditionalGeneration,
     Qwen2AudioProcessor,
+    RobertaTokenizer,
     WhisperFeatureExtractor,
 )
 
@@ -86,6 +91,8 @@ def build_tiny_alm(
     vocab_size: int = 400,
 ) -> Path:
     """Save a random-weight model of ``family``'s real class and its processor to ``out_dir``."""
+    if family == "clap":
+        return _build_tiny_clap(out_dir, texts, hidden=hidden, layers=layers, seed=seed, vocab_size=vocab_size)
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size, named=OMNI_SPECIAL if family == "qwen2.5-omni" else None)
     features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000)
     text = _text_config(hidden, layers, len(tokenizer))
@@ -149,4 +156,32 @@ def build_tiny_alm(
         config_file = out_dir / "processor_config.json"
         saved = json.loads(config_file.read_text())
         config_file.write_text(json.dumps(saved | {"processor_class": "Qwen2_5OmniProcessor"}, indent=2))
+    return out_dir
+
+
+def _build_tiny_clap(out_dir: str | Path, texts: list[str], *, hidden: int, layers: int, seed: int, vocab_size: int) -> Path:
+    """A random-weight CLAP (RoBERTa text tower, HTS-AT audio tower on 64 mel bins at 48 kHz), its
+    RoBERTa byte-level BPE trained on ``texts``. The feature extractor crops by rand_trunc, as in
+    the unfused released checkpoints."""
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer)
+    model_json = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_json["merges"]]
+    tokenizer = RobertaTokenizer(vocab=model_json["vocab"], merges=merges)
+    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tokenizer)
+    # the audio tower's width doubles at each of its 4 stages: 16 -> 128
+    config = ClapConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                         intermediate_size=2 * hidden, max_position_embeddings=128),
+        audio_config=dict(hidden_size=128, patch_embeds_hidden_size=16, depths=[1, 1, 1, 1], num_attention_heads=[2, 2, 2, 2],
+                          window_size=8, spec_size=256, num_mel_bins=64),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    ClapModel(config).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
     return out_dir

@@ -23,7 +23,7 @@ import torch
 import transformers
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
 
-from cuealign.backends.registry import Family, family as family_of
+from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, Family, family as family_of
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,17 @@ def load_processor(path: str, family: Family, **options):
     raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
 
 
+def _load_error(path: str, allow_pickle: bool, exc: OSError) -> FileNotFoundError:
+    """What from_pretrained's OSError means for a user, and the fix."""
+    if Path(path).is_dir():
+        hint = "" if allow_pickle else " (weights are loaded from safetensors only unless allow_pickle: true)"
+        return FileNotFoundError(f"model folder {path!r} holds no weights this model can load{hint}: {exc}")
+    return FileNotFoundError(
+        f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
+        f"(nothing is downloaded at run time; fetch it once with `hf download {path}`): {exc}"
+    )
+
+
 class TransformersALM:
     """A chat audio-language model loaded from a local path or the local Hugging Face cache."""
 
@@ -82,13 +93,7 @@ class TransformersALM:
             safe = {} if allow_pickle else {"use_safetensors": True}
             model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement, **safe)
         except OSError as exc:
-            if Path(path).is_dir():
-                hint = "" if allow_pickle else " (weights are loaded from safetensors only unless allow_pickle: true)"
-                raise FileNotFoundError(f"model folder {path!r} holds no weights this model can load{hint}: {exc}") from exc
-            raise FileNotFoundError(
-                f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
-                f"(nothing is downloaded at run time; fetch it once with `hf download {path}`): {exc}"
-            ) from exc
+            raise _load_error(path, allow_pickle, exc) from exc
         if adapter:
             from peft import PeftModel
 
@@ -277,14 +282,23 @@ class TransformersALM:
         return answers
 
 
-def load_backend(spec: dict) -> TransformersALM:
+def load_backend(spec: dict):
     """The backend a validated config entry (config: models.<name>) describes."""
     path = spec["path"]
     if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
         raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
+    family = family_of(spec["family"])
+    if family.backend == "clap":
+        from cuealign.backends.clap import ClapZeroShot
+
+        return ClapZeroShot(
+            path, family=family, label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT, device=spec["device"], dtype=spec["dtype"],
+            revision=spec.get("revision"), trust_remote_code=spec["trust_remote_code"],
+            allow_pickle=spec.get("allow_pickle", False),
+        )
     return TransformersALM(
         path,
-        family=family_of(spec["family"]),
+        family=family,
         device=spec["device"],
         dtype=spec["dtype"],
         revision=spec.get("revision"),

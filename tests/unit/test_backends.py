@@ -116,6 +116,29 @@ def test_omni_audio_inputs_are_those_of_omnis_own_processor(tiny_omni, monkeypat
             assert ours[key].equal(theirs[key]), key
 
 
+def test_a_released_omni_checkpoint_loads_its_thinker_only(tiny_omni, tmp_path):
+    """Qwen/Qwen2.5-Omni-7B's layout: one config with a thinker_config, weights prefixed thinker.
+    and talker.; the thinker class takes its own weights and leaves the talker on disk."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    released = tmp_path / "released"
+    shutil.copytree(tiny_omni, released)
+    weights = load_file(released / "model.safetensors")
+    weights = {f"thinker.{k}": v for k, v in weights.items()} | {"talker.codec_head.weight": torch.zeros(4, 4)}
+    save_file(weights, released / "model.safetensors", metadata={"format": "pt"})
+    thinker = json.loads((tiny_omni / "config.json").read_text())
+    (released / "config.json").write_text(json.dumps(
+        {"model_type": "qwen2_5_omni", "architectures": ["Qwen2_5OmniModel"], "thinker_config": thinker, "enable_audio_output": True}))
+    check_model_spec("omni", spec(released, family="qwen2.5-omni"), ["demo"])
+    np.testing.assert_allclose(
+        load_backend(spec(released, family="qwen2.5-omni")).score(audio(12), PREFIX, SUFFIXES, LABELS),
+        load_backend(spec(tiny_omni, family="qwen2.5-omni")).score(audio(12), PREFIX, SUFFIXES, LABELS), rtol=0, atol=0)
+
+
 def test_prefix_and_suffix_are_tokenised_separately(backend):
     head, tail = backend.split_template(PREFIX)
     assert ("<|AUDIO|>" in head or "<sound>" in head) and head.rstrip().endswith(PREFIX.rstrip()[-20:])

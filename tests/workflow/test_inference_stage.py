@@ -76,6 +76,26 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     assert "64 predictions (8 computed, 56 from the cache)" in log
 
 
+def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap):
+    # no token channel: every condition but tokens_only (silence) gets the audio-only answer, and
+    # the analysis says so (no token effect) rather than failing on a flat curve
+    model = {"family": "clap", "path": str(tiny_clap), "label_prompt": "a {label} voice"}
+    write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": {"clap": model}})
+    snakemake(workflow, "--cores", "2")
+    predictions = pd.concat([pd.read_parquet(workflow / f"results/demo/clap/predictions/{i}.parquet") for i in range(2)])
+    assert len(predictions) == 16 * 7 and set(predictions["backend"]) == {"transformers:clap"}
+    columns = [f"logprob_{label}" for label in ("angry", "happy", "neutral", "sad")]
+    with_audio = predictions[predictions["condition"] != "tokens_only"]
+    assert (with_audio.groupby("utt_id")[columns].nunique() == 1).all().all()
+    assert set(predictions["audio_policy"]) == {"full"}  # the synthetic clips are under CLAP's 10 s
+    uar = pd.read_csv(workflow / "results/demo/clap/analysis/uar.csv").set_index("condition")
+    assert uar.loc["aligned", "uar"] == uar.loc["none", "uar"] == uar.loc["conflict", "uar"]
+    comparisons = pd.read_csv(workflow / "results/demo/clap/analysis/comparisons.csv").set_index(["a", "b"])
+    gain = comparisons.loc[("aligned", "none")]
+    assert gain["delta_uar"] == 0 and gain["a_right_b_wrong"] == gain["a_wrong_b_right"] == 0 and gain["p_mcnemar"] == 1.0
+    assert (workflow / "results/demo/clap/figures/corruption_curve.png").stat().st_size > 5_000
+
+
 def test_unknown_model_family_fails_before_any_job(workflow, tiny_qwen2_audio):
     write_config(workflow, {"corpora": {"demo": DEMO},
                             "models": {"m": {"family": "qwen3-audio", "path": str(tiny_qwen2_audio)}}})
