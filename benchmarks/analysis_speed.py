@@ -26,11 +26,18 @@ def simulated_predictions(n: int = 1241, speakers: int = 10, seed: int = 0) -> t
     frames = []
     for condition in conditions:
         logits = rng.normal(size=(n, 4)) + 1.5 * (np.array(LABELS) == truth[:, None])
-        frames.append(pd.DataFrame({
-            "utt_id": [f"u{i:05d}" for i in range(n)], "condition": condition, "label": truth,
-            "speaker": [f"s{i % speakers}" for i in range(n)], "pred": np.array(LABELS)[logits.argmax(1)],
-            **{f"logprob_{label}": logits[:, j] for j, label in enumerate(LABELS)},
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "utt_id": [f"u{i:05d}" for i in range(n)],
+                    "condition": condition,
+                    "label": truth,
+                    "speaker": [f"s{i % speakers}" for i in range(n)],
+                    "pred": np.array(LABELS)[logits.argmax(1)],
+                    **{f"logprob_{label}": logits[:, j] for j, label in enumerate(LABELS)},
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True), conditions
 
 
@@ -45,8 +52,10 @@ def main() -> None:
         start = time.perf_counter()
         analyse(predictions, labels=LABELS, expected_conditions=conditions, resamples=args.resamples, seed=0)
         times.append(time.perf_counter() - start)
-    print(f"1,241 utterances x {len(conditions)} conditions, B = {args.resamples}: "
-          f"best {min(times):.2f} s, median {np.median(times):.2f} s over {args.repeats} runs")
+    print(
+        f"1,241 utterances x {len(conditions)} conditions, B = {args.resamples}: "
+        f"best {min(times):.2f} s, median {np.median(times):.2f} s over {args.repeats} runs"
+    )
 
 
 if __name__ == "__main__":

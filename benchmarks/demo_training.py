@@ -50,8 +50,13 @@ def main() -> None:
             "corpora": {"demo": {"type": "synthetic"}},
             "finetune": {
                 "demo-alm": {
-                    "corpus": "demo", "family": "qwen2-audio", "mix": mix, "epochs": args.epochs, "batch_size": 16,
-                    "learning_rate": args.learning_rate, "architecture": {"hidden_size": args.hidden},
+                    "corpus": "demo",
+                    "family": "qwen2-audio",
+                    "mix": mix,
+                    "epochs": args.epochs,
+                    "batch_size": 16,
+                    "learning_rate": args.learning_rate,
+                    "architecture": {"hidden_size": args.hidden},
                 }
             },
         }
@@ -62,14 +67,16 @@ def main() -> None:
         start = time.perf_counter()
         finetune(spec, tokens=tokens, manifest=manifest, meta=meta, prompt=config["prompt"], out_dir=folder)
         seconds = time.perf_counter() - start
-        alm = load_backend({"family": "qwen2-audio", "path": folder, "device": "cpu", "dtype": "float32",
-                            "trust_remote_code": False})
+        alm = load_backend(
+            {"family": "qwen2-audio", "path": folder, "device": "cpu", "dtype": "float32", "trust_remote_code": False}
+        )
         prompts = prompt_table(tokens, manifest, meta, conditions=CONDITIONS, prompt=config["prompt"], split="test")
         rows = []
         for (_, kind), group in prompts.groupby(["utt_id", "audio"]):
             audio, _ = load_audio(group["path"].iloc[0], rate=16000, window_s=30, silence=kind == "silence")
             scores = alm.score(audio, group["prefix_text"].iloc[0], list(group["suffix_text"]), labels)
-            rows += [(c, y, labels[int(np.argmax(s))]) for c, y, s in zip(group["condition"], group["label"], scores)]
+            triples = zip(group["condition"], group["label"], scores, strict=True)
+            rows += [(c, y, labels[int(np.argmax(s))]) for c, y, s in triples]
     table = pd.DataFrame(rows, columns=["condition", "label", "pred"])
     uar = table.groupby("condition").apply(
         lambda d: np.mean([np.mean(d["pred"][d["label"] == label] == label) for label in labels]), include_groups=False

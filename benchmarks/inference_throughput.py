@@ -34,7 +34,9 @@ LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
 def suffixes(rng) -> list[str]:
     out = [""]
     for _ in range(25):
-        tokens = "; ".join(f"{c}={rng.choice(LEVELS)}" for c in ("ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS"))
+        tokens = "; ".join(
+            f"{c}={rng.choice(LEVELS)}" for c in ("ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS")
+        )
         out.append(f"\nAcoustic cues measured from the audio: {tokens}; VOICE_QUALITY=MODAL.")
     return out
 
@@ -53,9 +55,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         texts = [PREFIX, *suffixes(rng), " ".join(LABELS)] * 3
         path = build_tiny_alm(args.family, tmp, texts, hidden=args.hidden, layers=args.layers)
-        backend = load_backend({"family": args.family, "path": str(path), "device": "cpu", "dtype": "float32",
-                                "trust_remote_code": False})
-        audios = [(0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32) for _ in range(args.utterances)]
+        backend = load_backend(
+            {"family": args.family, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False}
+        )
+        audios = [
+            (0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32) for _ in range(args.utterances)
+        ]
         conditions = suffixes(rng)
         rows = args.utterances * len(conditions)
 
@@ -72,29 +77,38 @@ def main() -> None:
         ours = best(lambda: [backend.score(a, PREFIX, conditions, LABELS, batch_size=128) for a in audios])
         # The floor: the prefix once plus each condition's suffix once, timed with one-character
         # labels, which are single tokens (so nothing is run after the suffix).
-        floor_seconds = best(lambda: [backend.score(a, PREFIX, conditions, ["a", "b", "c", "d"], batch_size=128) for a in audios])
+        floor_seconds = best(
+            lambda: [backend.score(a, PREFIX, conditions, ["a", "b", "c", "d"], batch_size=128) for a in audios]
+        )
 
         prefix = backend.encode_prefix(audios[0], PREFIX)
         p = prefix.ids.shape[1]
         suffix_lengths = [len(backend.ids(c + prefix.tail)) for c in conditions]
         label_lengths = [len(backend.ids(x)) for x in LABELS]
-        s, l = np.mean(suffix_lengths), np.mean(label_lengths)
+        s, label_mean = np.mean(suffix_lengths), np.mean(label_lengths)
         floor = p + sum(suffix_lengths)
         ours_tokens = floor + sum(m - 1 for _ in suffix_lengths for m in label_lengths if m > 1)  # label tails
         full = sum(p + n + m for n in suffix_lengths for m in label_lengths)
 
-    print(f"{args.family}: {args.utterances} utterances of {args.seconds:g} s x {len(conditions)} conditions x {len(LABELS)} labels; "
-          f"prefix {p} tokens, suffix {s:.0f}, label {l:.1f}; hidden {args.hidden}, {args.layers} layers\n")
+    print(
+        f"{args.family}: {args.utterances} utterances of {args.seconds:g} s x {len(conditions)} conditions"
+        f" x {len(LABELS)} labels; "
+        f"prefix {p} tokens, suffix {s:.0f}, label {label_mean:.1f}; hidden {args.hidden}, {args.layers} layers\n"
+    )
     print("| way | seconds | utterance x condition / s | speed-up over naive |")
     print("|---|---|---|---|")
-    for name, seconds in [("naive (full prompt per condition, generate 4 tokens)", naive),
-                          ("naive scoring (full prompt per condition and label)", naive_score),
-                          ("cuealign (prefix cache + batched scoring)", ours),
-                          ("floor: prefix once + each suffix once", floor_seconds)]:
+    for name, seconds in [
+        ("naive (full prompt per condition, generate 4 tokens)", naive),
+        ("naive scoring (full prompt per condition and label)", naive_score),
+        ("cuealign (prefix cache + batched scoring)", ours),
+        ("floor: prefix once + each suffix once", floor_seconds),
+    ]:
         print(f"| {name} | {seconds:.2f} | {rows / seconds:.1f} | {naive / seconds:.1f}x |")
     print(f"\ncuealign / floor: {ours / floor_seconds:.2f}x in time")
-    print(f"tokens per utterance: naive scoring {full}, cuealign {ours_tokens}, floor {floor} "
-          f"(labels of {label_lengths} tokens, their tails branched off each suffix's cache)")
+    print(
+        f"tokens per utterance: naive scoring {full}, cuealign {ours_tokens}, floor {floor} "
+        f"(labels of {label_lengths} tokens, their tails branched off each suffix's cache)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main() -> None:
         for threads in (1, 2):
             # no cache: this measures extraction, not cache hits
             results[f"cuealign extract_lld_means ({threads} thread{'s' * (threads > 1)})"] = best_of(
-                args.repeats, lambda: extract_lld_means(manifest, threads=threads, progress=False)
+                args.repeats, lambda threads=threads: extract_lld_means(manifest, threads=threads, progress=False)
             )
     bare = results["bare opensmile loop (1 thread)"]
     one = results["cuealign extract_lld_means (1 thread)"]

@@ -25,7 +25,10 @@ def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) ->
         raise ValueError(f"conditions missing from the predictions: {missing}; rerun run_inference for them")
     doubled = predictions.duplicated(["utt_id", "condition"])
     if doubled.any():
-        raise ValueError(f"{int(doubled.sum())} utterance x condition rows appear twice, e.g. {predictions.loc[doubled, ['utt_id', 'condition']].head(3).values.tolist()}")
+        raise ValueError(
+            f"{int(doubled.sum())} utterance x condition rows appear twice, "
+            f"e.g. {predictions.loc[doubled, ['utt_id', 'condition']].head(3).values.tolist()}"
+        )
     counts = predictions.groupby("condition")["utt_id"].nunique()
     utterances = predictions["utt_id"].nunique()
     if short := {c: int(n) for c, n in counts.items() if n != utterances}:
@@ -66,15 +69,24 @@ def analyse(
         family, p, s = family_of(condition)
         low, high = percentile_ci(resampled[condition], level)
         rows.append(
-            dict(condition=condition, family=family, p=p, seed=s, n=len(pred),
-                 uar=uar(truth, pred, labels), ci_low=low, ci_high=high,
-                 accuracy=float(np.mean(pred == truth)), unparsed_rate=float(np.mean(pred == "unparsed")))
+            dict(
+                condition=condition,
+                family=family,
+                p=p,
+                seed=s,
+                n=len(pred),
+                uar=uar(truth, pred, labels),
+                ci_low=low,
+                ci_high=high,
+                accuracy=float(np.mean(pred == truth)),
+                unparsed_rate=float(np.mean(pred == "unparsed")),
+            )
         )
     uar_table = pd.DataFrame(rows)
     # Seed families as their mean (the per-seed rows stay above); CIs from the mean of the resamples.
     for family, grouper in (("shuffle", None), ("corrupt", "p")):
         members = uar_table[uar_table["family"] == family]
-        for key, group in (members.groupby(grouper) if grouper else [(None, members)]):
+        for key, group in members.groupby(grouper) if grouper else [(None, members)]:
             if group.empty:
                 continue
             mean_resampled = np.mean([resampled[c] for c in group["condition"]], axis=0)
@@ -82,8 +94,15 @@ def analyse(
             name = f"{family}_mean" if key is None else f"corrupt_p{key:g}_mean"
             resampled[name] = mean_resampled
             uar_table.loc[len(uar_table)] = dict(
-                condition=name, family=family, p=key, seed=None, n=int(group["n"].iloc[0]), uar=float(group["uar"].mean()),
-                ci_low=low, ci_high=high, accuracy=float(group["accuracy"].mean()),
+                condition=name,
+                family=family,
+                p=key,
+                seed=None,
+                n=int(group["n"].iloc[0]),
+                uar=float(group["uar"].mean()),
+                ci_low=low,
+                ci_high=high,
+                accuracy=float(group["accuracy"].mean()),
                 unparsed_rate=float(group["unparsed_rate"].mean()),
             )
 
@@ -97,8 +116,17 @@ def analyse(
         a_only, b_only, pvalue = mcnemar_exact(correct[a], correct[b])
         low, high = percentile_ci(resampled[a] - resampled[b], level)
         comparisons.append(
-            dict(comparison=f"{a} - {b}", a=a, b=b, delta_uar=uar(truth, wide_pred[a].to_numpy(), labels) - uar(truth, wide_pred[b].to_numpy(), labels),
-                 ci_low=low, ci_high=high, a_right_b_wrong=a_only, a_wrong_b_right=b_only, p_mcnemar=pvalue)
+            dict(
+                comparison=f"{a} - {b}",
+                a=a,
+                b=b,
+                delta_uar=uar(truth, wide_pred[a].to_numpy(), labels) - uar(truth, wide_pred[b].to_numpy(), labels),
+                ci_low=low,
+                ci_high=high,
+                a_right_b_wrong=a_only,
+                a_wrong_b_right=b_only,
+                p_mcnemar=pvalue,
+            )
         )
     comparisons = pd.DataFrame(comparisons)
     if len(comparisons):
@@ -111,27 +139,37 @@ def analyse(
     else:
         rho, rho_p = float("nan"), float("nan")
     # None (JSON null) where rho is undefined: fewer than 3 points, or a flat curve
-    spearman_result = {"rho": None if np.isnan(rho) else rho, "p_value": None if np.isnan(rho_p) else rho_p,
-                       "points": int(len(curve_points)),
-                       "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0])}
+    spearman_result = {
+        "rho": None if np.isnan(rho) else rho,
+        "p_value": None if np.isnan(rho_p) else rho_p,
+        "points": int(len(curve_points)),
+        "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0]),
+    }
 
-    confusion = (
-        predictions.groupby(["condition", "label", "pred"]).size().rename("count").reset_index()
-    )
+    confusion = predictions.groupby(["condition", "label", "pred"]).size().rename("count").reset_index()
     confusion["share"] = confusion["count"] / confusion.groupby(["condition", "label"])["count"].transform("sum")
     aligned_pred = wide_pred["aligned"].to_numpy()
     shifts = pd.DataFrame(
         [
-            dict(condition=c, predicted_neutral=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL)),
-                 neutral_shift=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL) - np.mean(aligned_pred == NEUTRAL)),
-                 flip_rate_vs_aligned=float(np.mean(wide_pred[c].to_numpy() != aligned_pred)))
+            dict(
+                condition=c,
+                predicted_neutral=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL)),
+                neutral_shift=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL) - np.mean(aligned_pred == NEUTRAL)),
+                flip_rate_vs_aligned=float(np.mean(wide_pred[c].to_numpy() != aligned_pred)),
+            )
             for c in conditions
         ]
     )
     if predictions.filter(like="logprob_").notna().all().all() and predictions.filter(like="logprob_").shape[1]:
         shifts["mean_js_vs_aligned"] = [_mean_js(predictions, c, labels) for c in conditions]
-    return {"uar": uar_table, "comparisons": comparisons, "curve": curve, "spearman": spearman_result,
-            "confusion": confusion, "shifts": shifts}
+    return {
+        "uar": uar_table,
+        "comparisons": comparisons,
+        "curve": curve,
+        "spearman": spearman_result,
+        "confusion": confusion,
+        "shifts": shifts,
+    }
 
 
 def _distributions(predictions: pd.DataFrame, condition: str, labels: list[str]) -> np.ndarray:
@@ -163,15 +201,23 @@ def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
     """The paper's Table II/III row: UAR without and with tokens, the gain, its CI and p-values."""
     table = result["uar"].set_index("condition")
     gain = result["comparisons"].set_index("comparison").loc["aligned - none"]
-    return pd.DataFrame([{
-        "corpus": corpus, "model": model,
-        "UAR without tokens": _fmt(table.loc["none", "uar"]),
-        "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
-        "delta": _fmt(gain["delta_uar"]),
-        "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
-        "p (McNemar)": _p(gain["p_mcnemar"]), "p (Holm)": _p(gain["p_holm"]),
-        "unparsed (none / aligned)": f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}",
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "corpus": corpus,
+                "model": model,
+                "UAR without tokens": _fmt(table.loc["none", "uar"]),
+                "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
+                "delta": _fmt(gain["delta_uar"]),
+                "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
+                "p (McNemar)": _p(gain["p_mcnemar"]),
+                "p (Holm)": _p(gain["p_holm"]),
+                "unparsed (none / aligned)": (
+                    f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}"
+                ),
+            }
+        ]
+    )
 
 
 def intervention_table(result: dict) -> pd.DataFrame:
@@ -181,15 +227,25 @@ def intervention_table(result: dict) -> pd.DataFrame:
     shifts = result["shifts"].set_index("condition")
     rows = []
     for condition, row in uar_rows.iterrows():
-        entry = {"condition": condition, "UAR": _fmt(row["uar"]), "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"}
+        entry = {
+            "condition": condition,
+            "UAR": _fmt(row["uar"]),
+            "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
+        }
         key = f"aligned - {condition}"
         if key in versus.index:
             v = versus.loc[key]
-            entry |= {"aligned - condition": _fmt(v["delta_uar"]), "CI": f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]",
-                      "p (McNemar)": _p(v["p_mcnemar"]), "p (Holm)": _p(v["p_holm"])}
+            entry |= {
+                "aligned - condition": _fmt(v["delta_uar"]),
+                "CI": f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]",
+                "p (McNemar)": _p(v["p_mcnemar"]),
+                "p (Holm)": _p(v["p_holm"]),
+            }
         if condition in shifts.index:
-            entry |= {"neutral shift": _fmt(shifts.loc[condition, "neutral_shift"]),
-                      "flip rate": _fmt(shifts.loc[condition, "flip_rate_vs_aligned"])}
+            entry |= {
+                "neutral shift": _fmt(shifts.loc[condition, "neutral_shift"]),
+                "flip rate": _fmt(shifts.loc[condition, "flip_rate_vs_aligned"]),
+            }
         rows.append(entry)
     return pd.DataFrame(rows).fillna("")
 
@@ -203,8 +259,12 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def to_latex(table: pd.DataFrame) -> str:
     escape = lambda text: str(text).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
-    lines = [r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
-             " & ".join(map(escape, table.columns)) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{" + "l" * len(table.columns) + "}",
+        r"\toprule",
+        " & ".join(map(escape, table.columns)) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(map(escape, row)) + r" \\" for row in table.itertuples(index=False)]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
 
@@ -212,7 +272,11 @@ def to_latex(table: pd.DataFrame) -> str:
 def parse_token_string(text: str, *, template: str, separator: str) -> dict[str, str]:
     """Invert cuealign.tokens.serialise: 'ENERGY=HIGH; PITCH=LOW' -> {'ENERGY': 'HIGH', ...}."""
     pattern = re.compile(
-        "^" + re.escape(template).replace(r"\{concept\}", "(?P<concept>[A-Z_]+)").replace(r"\{token\}", "(?P<token>[A-Z_]+)") + "$"
+        "^"
+        + re.escape(template)
+        .replace(r"\{concept\}", "(?P<concept>[A-Z_]+)")
+        .replace(r"\{token\}", "(?P<token>[A-Z_]+)")
+        + "$"
     )
     parsed = {}
     for part in filter(None, text.split(separator)):
@@ -233,7 +297,13 @@ def class_given_token(tokens: pd.DataFrame, labels_of: pd.Series, concepts: list
 
 
 def cue_following(
-    predictions: pd.DataFrame, prompts: pd.DataFrame, association: dict, *, labels: list[str], template: str, separator: str
+    predictions: pd.DataFrame,
+    prompts: pd.DataFrame,
+    association: dict,
+    *,
+    labels: list[str],
+    template: str,
+    separator: str,
 ) -> pd.DataFrame:
     """Per conflict/swap condition: does the model's probability move toward the classes the
     changed tokens point to? ``cue_alignment`` is the mean cosine (over utterances whose tokens
@@ -264,13 +334,20 @@ def cue_following(
             norm = np.linalg.norm(pull) * np.linalg.norm(change)
             cosines.append(float(pull @ change / norm) if norm > 0 else 0.0)
             toward.append(bool(change[np.argmax(pull)] > 0))
-        rows.append(dict(condition=condition, utterances=len(cosines),
-                         cue_alignment=float(np.mean(cosines)) if cosines else float("nan"),
-                         toward_pointed_class=float(np.mean(toward)) if toward else float("nan")))
+        rows.append(
+            dict(
+                condition=condition,
+                utterances=len(cosines),
+                cue_alignment=float(np.mean(cosines)) if cosines else float("nan"),
+                toward_pointed_class=float(np.mean(toward)) if toward else float("nan"),
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def accounting(manifest: pd.DataFrame, prompts: pd.DataFrame, predictions: pd.DataFrame, uar_table: pd.DataFrame) -> pd.DataFrame:
+def accounting(
+    manifest: pd.DataFrame, prompts: pd.DataFrame, predictions: pd.DataFrame, uar_table: pd.DataFrame
+) -> pd.DataFrame:
     """Every utterance from the manifest to the final table, one step per row (step, count, note).
 
     Raises if a step loses or adds rows that the step before does not explain.
@@ -282,15 +359,26 @@ def accounting(manifest: pd.DataFrame, prompts: pd.DataFrame, predictions: pd.Da
     splits = ", ".join(f"{split} {n}" for split, n in usable["split"].value_counts().sort_index().items())
     per_condition = uar_table.loc[uar_table["condition"].isin(conditions), "n"]
     rows = [("manifest", len(manifest), "utterances the corpus lists (after the label map)")]
-    rows += [(f"failed audio check: {status}", int(n), "kept in the manifest and listed in bad_files.csv")
-             for status, n in failed.items()]
-    rows += [("usable", len(usable), f"by split: {splits}"),
-             ("evaluated", evaluated, f"split {', '.join(sorted(prompts['split'].unique()))}"),
-             ("conditions", len(conditions), ""),
-             ("prompts", len(prompts), f"{evaluated} utterances x {len(conditions)} conditions"),
-             ("predictions", len(predictions), f"{int((predictions['pred'] == 'unparsed').sum())} unparsed, kept and scored as wrong"),
-             ("per condition in uar.csv", int(per_condition.min()) if len(per_condition) else 0,
-              "every condition scores every evaluated utterance")]
+    rows += [
+        (f"failed audio check: {status}", int(n), "kept in the manifest and listed in bad_files.csv")
+        for status, n in failed.items()
+    ]
+    rows += [
+        ("usable", len(usable), f"by split: {splits}"),
+        ("evaluated", evaluated, f"split {', '.join(sorted(prompts['split'].unique()))}"),
+        ("conditions", len(conditions), ""),
+        ("prompts", len(prompts), f"{evaluated} utterances x {len(conditions)} conditions"),
+        (
+            "predictions",
+            len(predictions),
+            f"{int((predictions['pred'] == 'unparsed').sum())} unparsed, kept and scored as wrong",
+        ),
+        (
+            "per condition in uar.csv",
+            int(per_condition.min()) if len(per_condition) else 0,
+            "every condition scores every evaluated utterance",
+        ),
+    ]
     problems = []
     if len(usable) + int(failed.sum()) != len(manifest):
         problems.append("usable + failed != manifest")
@@ -309,8 +397,10 @@ def accounting(manifest: pd.DataFrame, prompts: pd.DataFrame, predictions: pd.Da
 
 def accounting_line(table: pd.DataFrame) -> str:
     """The accounting on one line, as printed at the end of the analysis."""
-    count = dict(zip(table["step"], table["count"]))
+    count = dict(zip(table["step"], table["count"], strict=True))
     failed = int(table.loc[table["step"].str.startswith("failed"), "count"].sum())
-    return (f"{count['manifest']} in the manifest -> {failed} failed audio checks -> {count['usable']} usable -> "
-            f"{count['evaluated']} evaluated x {count['conditions']} conditions = {count['prompts']} prompts -> "
-            f"{count['predictions']} predictions -> {count['per condition in uar.csv']} per condition in uar.csv")
+    return (
+        f"{count['manifest']} in the manifest -> {failed} failed audio checks -> {count['usable']} usable -> "
+        f"{count['evaluated']} evaluated x {count['conditions']} conditions = {count['prompts']} prompts -> "
+        f"{count['predictions']} predictions -> {count['per condition in uar.csv']} per condition in uar.csv"
+    )

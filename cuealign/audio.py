@@ -111,9 +111,7 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioI
     finite = np.isfinite(samples)
     if not finite.all():
         bad = int((~finite).sum())
-        return AudioInfo(
-            status=f"non-finite samples: {bad} NaN or infinite values", duration_s=duration, **props
-        )
+        return AudioInfo(status=f"non-finite samples: {bad} NaN or infinite values", duration_s=duration, **props)
     magnitude = np.abs(samples)
     peak = float(magnitude.max())
     clipped = float((magnitude >= checks.clip_level).mean())

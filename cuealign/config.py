@@ -112,8 +112,13 @@ def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entries = dict(config["models"])
     for name, spec in config["finetune"].items():
         folder = FINETUNED_MODEL_DIR.format(corpus=spec["corpus"], model=name)
-        entry = {"family": spec["family"], "device": spec["device"], "dtype": spec["dtype"],
-                 "allow_pickle": spec["allow_pickle"], **spec["probe"]}
+        entry = {
+            "family": spec["family"],
+            "device": spec["device"],
+            "dtype": spec["dtype"],
+            "allow_pickle": spec["allow_pickle"],
+            **spec["probe"],
+        }
         entry |= {"path": spec["base"], "adapter": folder} if spec["method"] == "lora" else {"path": folder}
         entry["corpora"] = [spec["corpus"]]
         _Validator(config_schema()["properties"]["models"]["additionalProperties"]).validate(entry)

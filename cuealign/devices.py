@@ -32,7 +32,8 @@ def claim_device(count: int, *, lock_dir: str | Path | None = None) -> int:
     names = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(count)]
     allocation = f"slurm{os.environ['SLURM_JOB_ID']}-" if os.environ.get("SLURM_JOB_ID") else ""
     for index, name in enumerate(names[:count]):
-        handle = open(lock_dir / f"cuealign-gpu-{allocation}{name}.lock", "w")
+        # kept open on success: the lock lives as long as the handle (released when the process dies)
+        handle = open(lock_dir / f"cuealign-gpu-{allocation}{name}.lock", "w")  # noqa: SIM115
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -54,20 +54,26 @@ def plot_token_distributions(
     rows = int(np.ceil(len(names) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
     classes = sorted(labels.unique())
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=True):
         vocabulary = [v for v in vocabularies[name] if (tokens[name] == v).any()] or vocabularies[name]
-        share = pd.crosstab(labels, tokens[name], normalize="index").reindex(index=classes, columns=vocabulary, fill_value=0)
-        colours = plt.get_cmap("RdYlBu_r" if name != "VOICE_QUALITY" else "tab10")(np.linspace(0.05, 0.95, len(vocabulary)))
+        share = pd.crosstab(labels, tokens[name], normalize="index").reindex(
+            index=classes, columns=vocabulary, fill_value=0
+        )
+        colours = plt.get_cmap("RdYlBu_r" if name != "VOICE_QUALITY" else "tab10")(
+            np.linspace(0.05, 0.95, len(vocabulary))
+        )
         left = np.zeros(len(classes))
-        for value, colour in zip(vocabulary, colours):
-            ax.barh(classes, share[value].to_numpy(), left=left, color=colour, label=value, edgecolor="white", linewidth=0.5)
+        for value, colour in zip(vocabulary, colours, strict=True):
+            ax.barh(
+                classes, share[value].to_numpy(), left=left, color=colour, label=value, edgecolor="white", linewidth=0.5
+            )
             left += share[value].to_numpy()
         ax.set_title(name, fontsize=11, fontweight="bold")
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of the class's utterances")
         ax.invert_yaxis()
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, frameon=False)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=12)

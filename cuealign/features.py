@@ -125,7 +125,9 @@ def extract_lld_means(
 
     with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
         done = pool.map(work, todo)
-        for i, row in tqdm(done, total=len(todo), desc="openSMILE LLDs", unit="file", disable=not progress, mininterval=5):
+        for i, row in tqdm(
+            done, total=len(todo), desc="openSMILE LLDs", unit="file", disable=not progress, mininterval=5
+        ):
             rows[i] = row
     table = pd.DataFrame.from_records(rows, columns=summary_columns())
     table.insert(0, "utt_id", manifest["utt_id"].to_numpy())
@@ -133,4 +135,3 @@ def extract_lld_means(
     if unvoiced:
         log.warning("%d files have no voiced frames (their *_sma3nz means are NaN): %s", len(unvoiced), unvoiced[:10])
     return table
-

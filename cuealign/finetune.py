@@ -52,7 +52,9 @@ class Example:
     label_ids: list[int]
 
 
-def training_prompts(tokens: pd.DataFrame, manifest: pd.DataFrame, meta: dict, *, prompt: dict, split: str) -> pd.DataFrame:
+def training_prompts(
+    tokens: pd.DataFrame, manifest: pd.DataFrame, meta: dict, *, prompt: dict, split: str
+) -> pd.DataFrame:
     """The ``split``'s utterances under the trainable conditions, as the prompts stage writes them."""
     from cuealign.prompts import prompt_table
 
@@ -91,7 +93,7 @@ def collate(examples: list[Example], pad_id: int) -> tuple[dict, list[torch.Tens
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
     positions, targets = [], []
-    for row, (example, sequence) in enumerate(zip(examples, sequences)):
+    for row, (example, sequence) in enumerate(zip(examples, sequences, strict=True)):
         input_ids[row, : len(sequence)] = torch.tensor(sequence)
         attention_mask[row, : len(sequence)] = 1
         start = len(sequence) - len(example.label_ids)
@@ -111,7 +113,7 @@ def epoch_plan(examples: list[Example], mix: dict[str, float], rng: np.random.Ge
     by_key = {(e.utt_id, e.condition): e for e in examples}
     utterances = sorted({e.utt_id for e in examples})
     drawn = rng.choice(len(names), size=len(utterances), p=weights / weights.sum())
-    chosen = [by_key[(utt, names[k])] for utt, k in zip(utterances, drawn)]
+    chosen = [by_key[(utt, names[k])] for utt, k in zip(utterances, drawn, strict=True)]
     return [chosen[i] for i in rng.permutation(len(chosen))]
 
 
@@ -154,7 +156,10 @@ def train(
                 logits = model(**inputs).logits
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
                 token_logprobs = torch.cat(
-                    [logprobs[row, pos.to(alm.device), tgt.to(alm.device)] for row, (pos, tgt) in enumerate(zip(positions, targets))]
+                    [
+                        logprobs[row, pos.to(alm.device), tgt.to(alm.device)]
+                        for row, (pos, tgt) in enumerate(zip(positions, targets, strict=True))
+                    ]
                 )
                 loss = -token_logprobs.mean()
                 optimiser.zero_grad()
@@ -189,7 +194,12 @@ def _progress(row: dict, total: int) -> None:
     if row["step"] == 1 or row["step"] % 10 == 0 or row["step"] == total:
         log.info(
             "step %d/%d (epoch %d): loss %.3f, batch accuracy %.2f, %.0f s",
-            row["step"], total, row["epoch"], row["loss"], row["accuracy"], row["seconds"],
+            row["step"],
+            total,
+            row["epoch"],
+            row["loss"],
+            row["accuracy"],
+            row["seconds"],
         )
 
 
@@ -205,12 +215,18 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
         arch = spec["architecture"]
         path = str(
             build_tiny_alm(
-                spec["family"], workdir / "init", texts,
-                hidden=arch["hidden_size"], layers=arch["layers"], vocab_size=arch["vocab_size"], seed=spec["seed"],
+                spec["family"],
+                workdir / "init",
+                texts,
+                hidden=arch["hidden_size"],
+                layers=arch["layers"],
+                vocab_size=arch["vocab_size"],
+                seed=spec["seed"],
             )
         )
-    alm = TransformersALM(path, family=family, device=spec["device"], dtype=spec["dtype"],
-                          allow_pickle=spec.get("allow_pickle", False))
+    alm = TransformersALM(
+        path, family=family, device=spec["device"], dtype=spec["dtype"], allow_pickle=spec.get("allow_pickle", False)
+    )
     if spec["method"] == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -245,7 +261,9 @@ def finetune(
         examples = build_examples(alm, prompts, labels)
         log.info(
             "%d train utterances of %d speakers, conditions %s, %d trainable parameters",
-            prompts["utt_id"].nunique(), prompts["speaker"].nunique(), spec["mix"],
+            prompts["utt_id"].nunique(),
+            prompts["speaker"].nunique(),
+            spec["mix"],
             sum(p.numel() for p in alm.model.parameters() if p.requires_grad),
         )
         history = train(
@@ -266,4 +284,3 @@ def finetune(
         if spec["method"] == "full":
             alm.processor.save_pretrained(out_dir)
     return history, alm
-

@@ -29,12 +29,29 @@ UNPARSED = "unparsed"
 # Words an answer may use for a class (lower case). The first word of the answer that is a label,
 # or a synonym of one, decides; an answer with none is 'unparsed'.
 SYNONYMS = {
-    "anger": "angry", "angrily": "angry", "mad": "angry", "furious": "angry", "annoyed": "angry", "irritated": "angry",
-    "happiness": "happy", "joy": "happy", "joyful": "happy", "glad": "happy", "excited": "happy", "excitement": "happy",
+    "anger": "angry",
+    "angrily": "angry",
+    "mad": "angry",
+    "furious": "angry",
+    "annoyed": "angry",
+    "irritated": "angry",
+    "happiness": "happy",
+    "joy": "happy",
+    "joyful": "happy",
+    "glad": "happy",
+    "excited": "happy",
+    "excitement": "happy",
     "cheerful": "happy",
-    "sadness": "sad", "unhappy": "sad", "sorrow": "sad", "sorrowful": "sad", "depressed": "sad", "melancholy": "sad",
-    "neutrality": "neutral", "calm": "neutral",
-    "emphasis": "emphatic", "positivity": "positive",
+    "sadness": "sad",
+    "unhappy": "sad",
+    "sorrow": "sad",
+    "sorrowful": "sad",
+    "depressed": "sad",
+    "melancholy": "sad",
+    "neutrality": "neutral",
+    "calm": "neutral",
+    "emphasis": "emphatic",
+    "positivity": "positive",
 }
 
 
@@ -106,54 +123,80 @@ def predict_shard(
     records: list[dict] = []
     computed = 0
     groups = prompts.groupby(["utt_id", "audio"], sort=False)
-    for (_, audio_kind), rows in tqdm(groups, total=groups.ngroups, desc="utterances", disable=not progress, mininterval=10):
+    for (_, audio_kind), rows in tqdm(
+        groups, total=groups.ngroups, desc="utterances", disable=not progress, mininterval=10
+    ):
         if rows["prefix_text"].nunique() != 1:
             raise ValueError(f"{rows['utt_id'].iloc[0]}: conditions of one utterance must share the prompt prefix")
         keys = [
-            content_key(asked | {"audio": row.sha256, "audio_kind": audio_kind, "prefix": row.prefix_text, "suffix": row.suffix_text})
+            content_key(
+                asked
+                | {"audio": row.sha256, "audio_kind": audio_kind, "prefix": row.prefix_text, "suffix": row.suffix_text}
+            )
             for row in rows.itertuples()
         ]
         answers = [cache.get(key) for key in keys]
         todo = [i for i, answer in enumerate(answers) if answer is None]
         if todo:
             audio, policy = load_audio(
-                rows["path"].iloc[0], rate=backend.family.sampling_rate, window_s=backend.family.window_s,
+                rows["path"].iloc[0],
+                rate=backend.family.sampling_rate,
+                window_s=backend.family.window_s,
                 silence=audio_kind == "silence",
             )
             suffixes = [rows["suffix_text"].iloc[i] for i in todo]
             start = time.perf_counter()
             if mode == "score":
-                scores = backend.score(audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"])
+                scores = backend.score(
+                    audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"]
+                )
                 fresh = [
                     {"pred": labels[int(np.argmax(s))], "raw_output": labels[int(np.argmax(s))], "logprobs": s.tolist()}
                     for s in scores
                 ]
             else:
-                texts = backend.generate(audio, rows["prefix_text"].iloc[0], suffixes, max_new_tokens=spec["max_new_tokens"])
+                texts = backend.generate(
+                    audio, rows["prefix_text"].iloc[0], suffixes, max_new_tokens=spec["max_new_tokens"]
+                )
                 fresh = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
             seconds = (time.perf_counter() - start) / len(todo)
-            for i, answer in zip(todo, fresh):
+            for i, answer in zip(todo, fresh, strict=True):
                 answer |= {"seconds": seconds, "audio_policy": policy}
                 cache.put(keys[i], answer)  # as soon as the utterance is done: a kill loses at most one
                 answers[i] = answer
             computed += len(todo)
-        for row, answer in zip(rows.itertuples(), answers):
+        for row, answer in zip(rows.itertuples(), answers, strict=True):
             record = {
-                "utt_id": row.utt_id, "condition": row.condition, "label": row.label, "split": row.split,
-                "speaker": row.speaker, "pred": answer["pred"], "raw_output": answer["raw_output"],
-                "seconds": answer["seconds"], "audio_policy": answer["audio_policy"],
+                "utt_id": row.utt_id,
+                "condition": row.condition,
+                "label": row.label,
+                "split": row.split,
+                "speaker": row.speaker,
+                "pred": answer["pred"],
+                "raw_output": answer["raw_output"],
+                "seconds": answer["seconds"],
+                "audio_policy": answer["audio_policy"],
             }
-            for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels)):
+            for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
                 record[f"logprob_{label}"] = value
             records.append(record)
     table = pd.DataFrame.from_records(records)
     table = table.assign(
-        model=spec["path"], revision=spec.get("revision") or "", adapter=spec.get("adapter") or "",
-        backend=f"transformers:{spec['family']}", mode=mode, dtype=spec["dtype"], device=spec["device"],
+        model=spec["path"],
+        revision=spec.get("revision") or "",
+        adapter=spec.get("adapter") or "",
+        backend=f"transformers:{spec['family']}",
+        mode=mode,
+        dtype=spec["dtype"],
+        device=spec["device"],
         batch_size=spec["batch_size"],
     )
     unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
     log.info(
-        "%d predictions (%d computed, %d from the cache), %d unparsed", len(table), computed, len(table) - computed, unparsed
+        "%d predictions (%d computed, %d from the cache), %d unparsed",
+        len(table),
+        computed,
+        len(table) - computed,
+        unparsed,
     )
     return table

@@ -105,9 +105,7 @@ def conflict_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], co
     return out
 
 
-def corrupt_tokens(
-    tokens: pd.DataFrame, vocabularies: dict[str, list[str]], *, p: float, seed: int
-) -> pd.DataFrame:
+def corrupt_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], *, p: float, seed: int) -> pd.DataFrame:
     """Each token replaced with probability ``p`` by another token of its concept's vocabulary."""
     out = tokens.copy()
     rng = np.random.default_rng([seed, int(round(p * 1_000_000))])
@@ -117,7 +115,7 @@ def corrupt_tokens(
         draws = rng.random(len(out))
         current = out[concept].to_numpy()
         replaced = []
-        for token, draw in zip(current, draws):
+        for token, draw in zip(current, draws, strict=True):
             others = vocabulary[vocabulary != token]  # UNVOICED is in no vocabulary: all are others
             replaced.append(others[int(draw * len(others))])
         out[concept] = np.where(change, replaced, current)
@@ -154,7 +152,9 @@ def condition_tokens(
         elif condition.kind == "conflict":
             strings = pd.Series(serialise(conflict_tokens(tokens, vocabularies, concepts)), index=tokens.index)
         elif condition.kind == "swap":
-            strings = pd.Series(serialise(conflict_tokens(tokens, vocabularies, [condition.concept])), index=tokens.index)
+            strings = pd.Series(
+                serialise(conflict_tokens(tokens, vocabularies, [condition.concept])), index=tokens.index
+            )
         elif condition.kind == "shuffle":
             strings = shuffle_strings(aligned, seed=condition.seed)
         elif condition.kind == "corrupt":
@@ -164,7 +164,12 @@ def condition_tokens(
             raise ValueError(condition.kind)
         frames.append(
             pd.DataFrame(
-                {"utt_id": tokens["utt_id"], "condition": condition.name, "audio": condition.audio, "token_string": strings}
+                {
+                    "utt_id": tokens["utt_id"],
+                    "condition": condition.name,
+                    "audio": condition.audio,
+                    "token_string": strings,
+                }
             )
         )
     return pd.concat(frames, ignore_index=True)

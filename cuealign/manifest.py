@@ -57,7 +57,7 @@ def check_files(
 
 def build_manifest(
     corpus: CorpusTable,
-    checks: AudioChecks = AudioChecks(),
+    checks: AudioChecks | None = None,
     *,
     on_bad_audio: Literal["skip", "fail"] = "skip",
     threads: int = 1,
@@ -68,11 +68,17 @@ def build_manifest(
     With on_bad_audio='fail', any failing file raises BadAudioError naming the files and reasons.
     """
     table = corpus.table
-    infos = check_files(table["path"], checks, threads=threads, progress=progress)
+    infos = check_files(table["path"], checks or AudioChecks(), threads=threads, progress=progress)
     audio = pd.DataFrame([info.as_row() for info in infos], index=table.index)
     manifest = pd.concat([table, audio], axis=1)[MANIFEST_COLUMNS]
     manifest = manifest.astype(
-        {"sample_rate": "Int64", "channels": "Int64", "duration_s": "float64", "peak": "float64", "clipped_fraction": "float64"}
+        {
+            "sample_rate": "Int64",
+            "channels": "Int64",
+            "duration_s": "float64",
+            "peak": "float64",
+            "clipped_fraction": "float64",
+        }
     )
     bad = manifest.loc[manifest["status"] != OK, BAD_FILE_COLUMNS].reset_index(drop=True)
     log.info(

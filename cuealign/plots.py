@@ -13,14 +13,18 @@ import pandas as pd  # noqa: E402
 def confusion_grid(confusion: pd.DataFrame, conditions: list[str], labels: list[str], *, title: str = "") -> plt.Figure:
     """Row-normalised confusion matrices side by side (the paper's Figure 2)."""
     columns = labels + sorted(set(confusion["pred"]) - set(labels))  # 'unparsed' shown if present
-    fig, axes = plt.subplots(1, len(conditions), figsize=(3.3 * len(conditions), 3.9), squeeze=False, layout="constrained")
-    for ax, condition in zip(axes[0], conditions):
+    fig, axes = plt.subplots(
+        1, len(conditions), figsize=(3.3 * len(conditions), 3.9), squeeze=False, layout="constrained"
+    )
+    for ax, condition in zip(axes[0], conditions, strict=True):
         rows = confusion[confusion["condition"] == condition]
         matrix = rows.pivot_table(index="label", columns="pred", values="share", fill_value=0.0)
         matrix = matrix.reindex(index=labels, columns=columns, fill_value=0.0)
         ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value > 0.55 else "black")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value > 0.55 else "black"
+            )
         ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_title(condition, fontsize=10)
@@ -63,7 +67,14 @@ def loss_curve(history: pd.DataFrame, *, title: str = "") -> plt.Figure:
     ax.set_ylabel("cross-entropy of the label (nats/token)")
     ax.set_ylim(bottom=0)
     right = ax.twinx()
-    right.plot(epochs["step"], epochs["accuracy"], color="tab:orange", marker="s", markersize=3, label="batch accuracy (epoch mean)")
+    right.plot(
+        epochs["step"],
+        epochs["accuracy"],
+        color="tab:orange",
+        marker="s",
+        markersize=3,
+        label="batch accuracy (epoch mean)",
+    )
     right.set_ylim(0, 1)
     right.set_ylabel("train batch accuracy")
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]

@@ -86,11 +86,13 @@ def build_prompts(conditions: pd.DataFrame, manifest: pd.DataFrame, template: Pr
         validate="m:1",
     )
     if rows["path"].isna().any():
-        raise ValueError(f"conditions for utterances not in the manifest: {rows.loc[rows['path'].isna(), 'utt_id'].unique()[:5]}")
-    prefix, suffix = zip(*(template.parts(t) for t in rows["token_string"]))
+        raise ValueError(
+            f"conditions for utterances not in the manifest: {rows.loc[rows['path'].isna(), 'utt_id'].unique()[:5]}"
+        )
+    prefix, suffix = zip(*(template.parts(t) for t in rows["token_string"]), strict=True)
     rows["prefix_text"] = prefix
     rows["suffix_text"] = suffix
-    rows["text"] = [AUDIO_MARKER + p + s for p, s in zip(prefix, suffix)]
+    rows["text"] = [AUDIO_MARKER + p + s for p, s in zip(prefix, suffix, strict=True)]
     return rows[PROMPT_COLUMNS]
 
 

@@ -11,14 +11,25 @@ import hashlib
 import json
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
-PACKAGES = ("cuealign", "numpy", "pandas", "scipy", "statsmodels", "opensmile", "torch", "transformers", "peft",
-            "accelerate", "snakemake")
+PACKAGES = (
+    "cuealign",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "opensmile",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "snakemake",
+)
 COLUMNS = ["config_hash", "versions", "model_revision", "seeds"]
 
 
@@ -61,7 +72,9 @@ def hub_commit(path: str, revision: str | None) -> str | None:
 
 def _commit(folder: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -73,17 +86,24 @@ def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: st
         "corpus": corpus,
         "model": model,
         "config_hash": config_hash(config),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_source": {"path": spec["path"], "revision": spec.get("revision"),
-                         "snapshot": hub_commit(spec["path"], spec.get("revision")), "adapter": spec.get("adapter"),
-                         "fingerprint": fingerprint, "family": spec["family"], "dtype": spec["dtype"],
-                         "mode": spec["mode"]},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_source": {
+            "path": spec["path"],
+            "revision": spec.get("revision"),
+            "snapshot": hub_commit(spec["path"], spec.get("revision")),
+            "adapter": spec.get("adapter"),
+            "fingerprint": fingerprint,
+            "family": spec["family"],
+            "dtype": spec["dtype"],
+            "mode": spec["mode"],
+        },
         "seeds": seeds(config, corpus, model),
         "versions": versions(),
         "workflow_commit": _commit(Path(workflow_dir)),
         "reproduce": (
             "Write the 'config' below to a YAML file, check out workflow_commit, install the versions "
-            f"listed, then: snakemake --cores 4 --configfile <that file> results/{corpus}/{model}/analysis/table_main.md"
+            "listed, then: snakemake --cores 4 --configfile <that file> "
+            f"results/{corpus}/{model}/analysis/table_main.md"
         ),
         "config": config,
     }
@@ -96,5 +116,7 @@ def stamp(table: pd.DataFrame, run: dict) -> pd.DataFrame:
         config_hash=run["config_hash"],
         versions="; ".join(f"{name} {version}" for name, version in run["versions"].items()),
         model_revision=source["snapshot"] or source["revision"] or f"local folder {source['fingerprint']}",
-        seeds="; ".join(f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}" for name, v in run["seeds"].items()),
+        seeds="; ".join(
+            f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}" for name, v in run["seeds"].items()
+        ),
     )

@@ -24,7 +24,7 @@ def shard_rows(manifest: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFram
 def split_by_shard(table: pd.DataFrame, manifest: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
     """Rows of a per-utterance table (prompts: utterance x condition) grouped into the shards of
     their utterances, so that all conditions of an utterance share one shard."""
-    shard = dict(zip(manifest["utt_id"], shard_of(len(manifest), n_shards)))
+    shard = dict(zip(manifest["utt_id"], shard_of(len(manifest), n_shards), strict=True))
     of_row = table["utt_id"].map(shard)
     if of_row.isna().any():
         raise ValueError(f"utterances not in the manifest: {table.loc[of_row.isna(), 'utt_id'].unique()[:5]}")

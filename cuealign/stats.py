@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
@@ -34,7 +33,7 @@ class Bootstrap:
     seed: int
 
     @classmethod
-    def draw(cls, speakers: np.ndarray, *, resamples: int, seed: int) -> "Bootstrap":
+    def draw(cls, speakers: np.ndarray, *, resamples: int, seed: int) -> Bootstrap:
         names, index = np.unique(speakers, return_inverse=True)
         rng = np.random.default_rng(seed)
         draws = rng.integers(0, len(names), size=(resamples, len(names)))

@@ -103,7 +103,13 @@ def assign_splits(speakers: list[Speaker], *, test_per_gender: int, dev_per_gend
                 f"{dev_per_gender} dev speakers and still leave one for train; add speakers"
             )
         for position, name in enumerate(reversed(group)):
-            splits[name] = "test" if position < test_per_gender else "dev" if position < test_per_gender + dev_per_gender else "train"
+            splits[name] = (
+                "test"
+                if position < test_per_gender
+                else "dev"
+                if position < test_per_gender + dev_per_gender
+                else "train"
+            )
     return splits
 
 
@@ -153,7 +159,7 @@ def synthesize_utterance(
 
     # F0 contour in semitones: declination plus one accent target per vowel, smoothed.
     accents = np.zeros(total)
-    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:]):
+    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
         if kind == "vowel":
             accents[start:stop] = rng.uniform(-1.0, 2.5)
     window = int(0.06 * rate)
@@ -163,7 +169,7 @@ def synthesize_utterance(
     f0 = speaker.f0_hz * 2.0 ** (contour_st / 12.0)
 
     voiced = np.zeros(total, dtype=bool)
-    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:]):
+    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
         voiced[start:stop] = kind == "vowel"
 
     # Glottal source, period by period (jitter on lengths, shimmer on amplitudes).
@@ -193,7 +199,7 @@ def synthesize_utterance(
     speech = np.zeros(total)
     states = [np.zeros(2) for _ in _BANDWIDTHS]
     last_vowel = _VOWELS[0]
-    for (kind, _, vowel), start, stop in zip(plan, bounds[:-1], bounds[1:]):
+    for (kind, _, vowel), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
         if kind == "vowel":
             last_vowel = _VOWELS[vowel]
         scale = speaker.formant_scale
@@ -204,7 +210,7 @@ def synthesize_utterance(
             _F4 * scale,
         )
         chunk = source[start:stop]
-        for k, (freq, bandwidth) in enumerate(zip(formants, _BANDWIDTHS)):
+        for k, (freq, bandwidth) in enumerate(zip(formants, _BANDWIDTHS, strict=True)):
             b, a = _resonator(freq, bandwidth, rate)
             chunk, states[k] = signal.lfilter(b, a, chunk, zi=states[k])
         speech[start:stop] = chunk
@@ -218,7 +224,7 @@ def synthesize_utterance(
     # Consonants: high-passed noise bursts, tilt-independent, at a fixed share of the vowel level.
     speech_rms = np.sqrt(np.mean(speech[voiced] ** 2)) if voiced.any() else 1.0
     hp_b, hp_a = signal.butter(4, 2500.0, btype="highpass", fs=rate)
-    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:]):
+    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
         if kind == "consonant":
             noise = signal.lfilter(hp_b, hp_a, rng.standard_normal(stop - start))
             noise *= np.hanning(stop - start)

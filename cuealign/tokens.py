@@ -64,9 +64,10 @@ class TokenOptions:
     separator: str = "; "
 
     @classmethod
-    def from_config(cls, options: dict[str, Any]) -> "TokenOptions":
+    def from_config(cls, options: dict[str, Any]) -> TokenOptions:
         concepts = tuple(
-            Concept(name, dict(spec["descriptors"]), tuple(spec["labels"])) for name, spec in options["concepts"].items()
+            Concept(name, dict(spec["descriptors"]), tuple(spec["labels"]))
+            for name, spec in options["concepts"].items()
         )
         unknown = sorted(set(options["per_gender"]) - {c.name for c in concepts} - {VOICE_QUALITY})
         if unknown:
@@ -101,7 +102,7 @@ class Standardiser:
     scale: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, columns: list[str]) -> "Standardiser":
+    def fit(cls, table: pd.DataFrame, columns: list[str]) -> Standardiser:
         centre, scale = {}, {}
         for column in columns:
             values = table[column].dropna().to_numpy(dtype=float)
@@ -193,7 +194,9 @@ def _groups(frame: pd.DataFrame, per_gender: bool, concept: str) -> dict[str, pd
 
 
 def _merge(lld: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
-    return lld.merge(manifest[["utt_id", "label", "speaker", "gender", "split"]], on="utt_id", how="left", validate="1:1")
+    return lld.merge(
+        manifest[["utt_id", "label", "speaker", "gender", "split"]], on="utt_id", how="left", validate="1:1"
+    )
 
 
 def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions) -> tuple[pd.DataFrame, dict]:
@@ -205,12 +208,16 @@ def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions)
     """
     usable = manifest.loc[manifest["status"] == "ok", "utt_id"]
     if missing := sorted(set(usable) - set(lld["utt_id"])):
-        raise ValueError(f"{len(missing)} usable utterances of the manifest have no LLDs (e.g. {missing[:5]}); rerun extract_lld")
+        raise ValueError(
+            f"{len(missing)} usable utterances of the manifest have no LLDs (e.g. {missing[:5]}); rerun extract_lld"
+        )
     if stray := sorted(set(lld["utt_id"]) - set(usable)):
         raise ValueError(f"{len(stray)} LLD rows are not usable utterances of the manifest (e.g. {stray[:5]})")
     log.info(
         "tokens: %d utterances in the manifest, %d usable, %d left out for failed audio checks (bad_files.csv)",
-        len(manifest), len(usable), len(manifest) - len(usable),
+        len(manifest),
+        len(usable),
+        len(manifest) - len(usable),
     )
     meta = fit_token_meta(_merge(lld, manifest), options)
     tokens = apply_tokens(lld, manifest, meta)
@@ -299,7 +306,9 @@ def apply_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, meta: dict) -> pd.Da
     quality = np.full(len(frame), "MODAL", dtype=object)
     for name, thresholds in vq["thresholds"].items():
         rows = (group == name).to_numpy()
-        quality[rows] = _voice_quality(z[rows], thresholds, voiced=voiced[rows], lowest_pitch=lowest_pitch.to_numpy()[rows])
+        quality[rows] = _voice_quality(
+            z[rows], thresholds, voiced=voiced[rows], lowest_pitch=lowest_pitch.to_numpy()[rows]
+        )
     tokens[VOICE_QUALITY] = quality
     names = list(meta["concepts"]) + [VOICE_QUALITY]
     tokens["token_string"] = serialise(tokens, names, **meta["format"])
@@ -334,7 +343,7 @@ def _voice_quality(
 def serialise(tokens: pd.DataFrame, names: list[str], *, template: str, separator: str) -> list[str]:
     """``ENERGY=HIGH; PITCH=LOW; ...`` (template and separator from config), in ``names`` order."""
     return [
-        separator.join(template.format(concept=name, token=token) for name, token in zip(names, row))
+        separator.join(template.format(concept=name, token=token) for name, token in zip(names, row, strict=True))
         for row in tokens[names].itertuples(index=False)
     ]
 

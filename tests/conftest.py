@@ -69,8 +69,15 @@ def tiny_study(tmp_path_factory) -> dict:
     from tests.workflow.conftest import copy_workflow, snakemake
 
     workdir = copy_workflow(tmp_path_factory.mktemp("study"))
-    corpus = {"type": "synthetic", "seed": 3, "female_speakers": 2, "male_speakers": 2, "utterances_per_class": 3,
-              "test_speakers_per_gender": 1, "tokens": {"normalise": "speaker", "per_gender": []}}
+    corpus = {
+        "type": "synthetic",
+        "seed": 3,
+        "female_speakers": 2,
+        "male_speakers": 2,
+        "utterances_per_class": 3,
+        "test_speakers_per_gender": 1,
+        "tokens": {"normalise": "speaker", "per_gender": []},
+    }
     config = {"corpora": {"demo": corpus}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2", "results/demo/tokens.parquet")

@@ -8,8 +8,16 @@ import numpy as np
 import soundfile as sf
 
 
-def write_tone(path: Path, *, seconds: float = 0.6, rate: int = 16000, freq: float = 220.0, channels: int = 1,
-               subtype: str = "PCM_16", level: float = 0.3) -> Path:
+def write_tone(
+    path: Path,
+    *,
+    seconds: float = 0.6,
+    rate: int = 16000,
+    freq: float = 220.0,
+    channels: int = 1,
+    subtype: str = "PCM_16",
+    level: float = 0.3,
+) -> Path:
     """A short sine tone: a valid audio file for importer and manifest tests."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * rate)) / rate
@@ -67,8 +75,14 @@ def make_iemocap(root: Path, rows=IEMOCAP_ROWS, *, write_audio: bool = True) -> 
 
 
 AIBO_ROWS = [
-    ("Ohm_01_001_00", "A"), ("Ohm_01_001_01", "N"), ("Ohm_02_003_00", "E"), ("Ohm_03_010_02", "P"),
-    ("Ohm_04_002_00", "R"), ("Ohm_05_002_00", "N"), ("Mont_01_004_00", "A"), ("Mont_02_001_00", "N"),
+    ("Ohm_01_001_00", "A"),
+    ("Ohm_01_001_01", "N"),
+    ("Ohm_02_003_00", "E"),
+    ("Ohm_03_010_02", "P"),
+    ("Ohm_04_002_00", "R"),
+    ("Ohm_05_002_00", "N"),
+    ("Mont_01_004_00", "A"),
+    ("Mont_02_001_00", "N"),
 ]
 
 

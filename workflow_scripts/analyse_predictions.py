@@ -47,8 +47,12 @@ with log_to(snakemake.log[0]) as log:
 
     spec = snakemake.params.spec
     run = provenance.record(
-        snakemake.params.config, corpus=snakemake.wildcards.corpus, model=snakemake.wildcards.model, spec=spec,
-        fingerprint=model_fingerprint(spec["path"]), workflow_dir=".",
+        snakemake.params.config,
+        corpus=snakemake.wildcards.corpus,
+        model=snakemake.wildcards.model,
+        spec=spec,
+        fingerprint=model_fingerprint(spec["path"]),
+        workflow_dir=".",
     )
     with open(snakemake.output.run, "w") as stream:
         json.dump(run, stream, indent=2, default=str)

@@ -26,5 +26,6 @@ with log_to(snakemake.log[0]) as log:
         prompts["condition"].nunique(),
         ", ".join(prompts["condition"].unique()),
     )
-    for path, shard in zip(snakemake.output.prompts, split_by_shard(prompts, manifest, snakemake.params.shards)):
+    shards = split_by_shard(prompts, manifest, snakemake.params.shards)
+    for path, shard in zip(snakemake.output.prompts, shards, strict=True):
         shard.to_parquet(path, index=False)

@@ -72,7 +72,9 @@ class ClapZeroShot:
         inputs = self.processor(audio=[audio], sampling_rate=self.family.sampling_rate, return_tensors="pt")
         return {k: v.to(self.device) for k, v in inputs.items()}
 
-    def score(self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32) -> np.ndarray:
+    def score(
+        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
+    ) -> np.ndarray:
         """log P(label | audio) over the labels, the same for every suffix (no token channel)."""
         texts = self._label_embeddings(labels)
         with torch.inference_mode():

@@ -109,7 +109,9 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         if spec.get("adapter"):
             raise ValueError(f"{where}.adapter: clap takes no PEFT adapter here; remove the key")
     elif spec.get("label_prompt") not in (None, DEFAULT_LABEL_PROMPT):
-        raise ValueError(f"{where}.label_prompt is for clap models only; {spec['family']} reads the labels from the prompt")
+        raise ValueError(
+            f"{where}.label_prompt is for clap models only; {spec['family']} reads the labels from the prompt"
+        )
     if "{label}" not in spec.get("label_prompt", "{label}"):
         raise ValueError(f"{where}.label_prompt {spec['label_prompt']!r} has no {{label}} slot for the class name")
     allow_pickle = spec.get("allow_pickle", False)
@@ -118,10 +120,15 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
     if not finetuned and spec.get("adapter"):
         adapter = Path(spec["adapter"])
         if not (adapter / "adapter_config.json").is_file():
-            raise ValueError(f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)")
+            raise ValueError(
+                f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)"
+            )
         _check_weights(f"{where}.adapter", spec["adapter"], [p.name for p in adapter.iterdir()], allow_pickle)
     if spec.get("gpus", 1) > 1 and spec["device"] != "auto":
-        raise ValueError(f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; set device: auto")
+        raise ValueError(
+            f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; "
+            "set device: auto"
+        )
     if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
         raise ValueError(f"{where}.corpora names {stray}, which are not in corpora ({sorted(corpora)})")
 
@@ -130,13 +137,19 @@ def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
     """config: finetune.<name>: a known family and corpus, a base for LoRA, some condition to train on."""
     where = f"config: finetune.{name}"
     if family(spec["family"]).backend != "alm":
-        raise ValueError(f"{where}.family {spec['family']!r}: finetune trains audio-language models; "
-                         f"choose one of {sorted(k for k, v in FAMILIES.items() if v.backend == 'alm')}")
+        raise ValueError(
+            f"{where}.family {spec['family']!r}: finetune trains audio-language models; "
+            f"choose one of {sorted(k for k, v in FAMILIES.items() if v.backend == 'alm')}"
+        )
     if spec["corpus"] not in corpora:
         raise ValueError(f"{where}.corpus {spec['corpus']!r} is not in corpora ({sorted(corpora)})")
     if spec["method"] == "lora" and not spec["base"]:
-        raise ValueError(f"{where}: method lora trains an adapter on a pretrained model; set base to its folder or hub id")
+        raise ValueError(
+            f"{where}: method lora trains an adapter on a pretrained model; set base to its folder or hub id"
+        )
     if spec["base"]:
         _check_path(f"{where}.base", spec["base"], allow_pickle=spec.get("allow_pickle", False))
     if not any(weight > 0 for weight in spec["mix"].values()):
-        raise ValueError(f"{where}.mix gives every condition weight 0; give one of none, aligned, tokens_only a weight > 0")
+        raise ValueError(
+            f"{where}.mix gives every condition weight 0; give one of none, aligned, tokens_only a weight > 0"
+        )

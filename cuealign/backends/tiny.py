@@ -41,9 +41,14 @@ QWEN2_AUDIO_CHAT = (
 # Audio Flamingo 3 puts one <sound> placeholder where the audio goes.
 AF3_CHAT = QWEN2_AUDIO_CHAT.replace("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n", "<sound>")
 # Qwen2.5-Omni writes the audio without a caption, and its tokenizer names its vision tokens too.
-OMNI_CHAT = QWEN2_AUDIO_CHAT.replace("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n", "<|audio_bos|><|AUDIO|><|audio_eos|>")
+OMNI_CHAT = QWEN2_AUDIO_CHAT.replace(
+    "Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n", "<|audio_bos|><|AUDIO|><|audio_eos|>"
+)
 OMNI_SPECIAL = {
-    "image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>"
+    "image_token": "<|IMAGE|>",
+    "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>",
+    "vision_eos_token": "<|vision_eos|>",
 }
 
 
@@ -55,14 +60,20 @@ def train_tokenizer(texts: list[str], *, vocab_size: int = 400, named: dict | No
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=QWEN_SPECIAL + list(named.values()), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=QWEN_SPECIAL + list(named.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
+        extra_special_tokens={
+            "audio_token": "<|AUDIO|>",
+            "audio_bos_token": "<|audio_bos|>",
+            "audio_eos_token": "<|audio_eos|>",
+        }
         | named,
     )
 
@@ -100,7 +111,11 @@ def build_tiny_alm(
         processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=QWEN2_AUDIO_CHAT)
         config = Qwen2AudioConfig(
             audio_config=dict(
-                d_model=hidden, encoder_attention_heads=2, encoder_ffn_dim=2 * hidden, encoder_layers=layers, num_mel_bins=128
+                d_model=hidden,
+                encoder_attention_heads=2,
+                encoder_ffn_dim=2 * hidden,
+                encoder_layers=layers,
+                num_mel_bins=128,
             ),
             text_config=text,
             audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
@@ -110,7 +125,11 @@ def build_tiny_alm(
         processor = AudioFlamingo3Processor(feature_extractor=features, tokenizer=tokenizer, chat_template=AF3_CHAT)
         config = AudioFlamingo3Config(
             audio_config=dict(
-                hidden_size=hidden, num_attention_heads=2, intermediate_size=2 * hidden, num_hidden_layers=layers, num_mel_bins=128
+                hidden_size=hidden,
+                num_attention_heads=2,
+                intermediate_size=2 * hidden,
+                num_hidden_layers=layers,
+                num_mel_bins=128,
             ),
             text_config=text,
             audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
@@ -125,21 +144,35 @@ def build_tiny_alm(
         token = tokenizer.convert_tokens_to_ids
         config = Qwen2_5OmniThinkerConfig(
             audio_config=dict(
-                d_model=hidden, encoder_attention_heads=2, encoder_ffn_dim=2 * hidden, encoder_layers=layers,
+                d_model=hidden,
+                encoder_attention_heads=2,
+                encoder_ffn_dim=2 * hidden,
+                encoder_layers=layers,
                 # at the default 0.02 this random encoder maps different clips to nearly the
                 # same embeddings (log-probs move by 5e-5); wider weights let the audio through
-                num_mel_bins=128, output_dim=hidden, initializer_range=0.1,
+                num_mel_bins=128,
+                output_dim=hidden,
+                initializer_range=0.1,
             ),
             vision_config=dict(
-                depth=1, hidden_size=16, num_heads=2, intermediate_size=32, out_hidden_size=hidden, fullatt_block_indexes=[0]
+                depth=1,
+                hidden_size=16,
+                num_heads=2,
+                intermediate_size=32,
+                out_hidden_size=hidden,
+                fullatt_block_indexes=[0],
             ),
-            text_config=text | dict(
+            text_config=text
+            | dict(
                 model_type="qwen2_5_omni_text",
                 rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=sections),
             ),
-            audio_token_index=token("<|AUDIO|>"), audio_start_token_id=token("<|audio_bos|>"),
-            audio_end_token_id=token("<|audio_eos|>"), user_token_id=token("<|im_start|>"),
-            image_token_index=token("<|IMAGE|>"), video_token_index=token("<|VIDEO|>"),
+            audio_token_index=token("<|AUDIO|>"),
+            audio_start_token_id=token("<|audio_bos|>"),
+            audio_end_token_id=token("<|audio_eos|>"),
+            user_token_id=token("<|im_start|>"),
+            image_token_index=token("<|IMAGE|>"),
+            video_token_index=token("<|VIDEO|>"),
             vision_start_token_id=token("<|vision_bos|>"),
         )
         model_class = Qwen2_5OmniThinkerForConditionalGeneration
@@ -159,14 +192,18 @@ def build_tiny_alm(
     return out_dir
 
 
-def _build_tiny_clap(out_dir: str | Path, texts: list[str], *, hidden: int, layers: int, seed: int, vocab_size: int) -> Path:
+def _build_tiny_clap(
+    out_dir: str | Path, texts: list[str], *, hidden: int, layers: int, seed: int, vocab_size: int
+) -> Path:
     """A random-weight CLAP (RoBERTa text tower, HTS-AT audio tower on 64 mel bins at 48 kHz), its
     RoBERTa byte-level BPE trained on ``texts``. The feature extractor crops by rand_trunc, as in
     the unfused released checkpoints."""
     special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     bpe.train_from_iterator(texts, trainer)
     model_json = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_json["merges"]]
@@ -174,10 +211,23 @@ def _build_tiny_clap(out_dir: str | Path, texts: list[str], *, hidden: int, laye
     processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tokenizer)
     # the audio tower's width doubles at each of its 4 stages: 16 -> 128
     config = ClapConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                         intermediate_size=2 * hidden, max_position_embeddings=128),
-        audio_config=dict(hidden_size=128, patch_embeds_hidden_size=16, depths=[1, 1, 1, 1], num_attention_heads=[2, 2, 2, 2],
-                          window_size=8, spec_size=256, num_mel_bins=64),
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=128,
+        ),
+        audio_config=dict(
+            hidden_size=128,
+            patch_embeds_hidden_size=16,
+            depths=[1, 1, 1, 1],
+            num_attention_heads=[2, 2, 2, 2],
+            window_size=8,
+            spec_size=256,
+            num_mel_bins=64,
+        ),
         projection_dim=16,
     )
     torch.manual_seed(seed)

@@ -23,7 +23,8 @@ import torch
 import transformers
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
 
-from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, Family, family as family_of
+from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, Family
+from cuealign.backends.registry import family as family_of
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ def load_processor(path: str, family: Family, **options):
         if tokenizer.chat_template is None:
             raise ValueError(f"model {path!r} has no chat template (chat_template.jinja or chat_template.json)")
         features = AutoFeatureExtractor.from_pretrained(path, **options)
-        return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+        return Qwen2AudioProcessor(
+            feature_extractor=features, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+        )
     raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
 
 
@@ -98,7 +101,10 @@ class TransformersALM:
             from peft import PeftModel
 
             if not allow_pickle and not (Path(adapter) / "adapter_model.safetensors").is_file():
-                raise ValueError(f"adapter {adapter!r} has no adapter_model.safetensors; set allow_pickle: true to load pickle weights")
+                raise ValueError(
+                    f"adapter {adapter!r} has no adapter_model.safetensors; "
+                    "set allow_pickle: true to load pickle weights"
+                )
             model = PeftModel.from_pretrained(model, adapter)
         if device_map:  # accelerate placed the layers (over every visible GPU); inputs go where the embeddings are
             self.model = model.eval()
@@ -146,7 +152,8 @@ class TransformersALM:
         next_position = inputs["input_ids"].shape[1]
         if self.family.mrope:  # audio tokens advance the rotary positions by time, not by count
             positions, _ = self.model.get_rope_index(
-                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
                 audio_seqlens=inputs[self.family.feature_mask].sum(-1),
             )
             next_position = int(positions.max()) + 1
@@ -155,7 +162,9 @@ class TransformersALM:
     def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:
         # Views of the prefix tensors: appending a suffix concatenates into new tensors, so the
         # prefix itself is never written and needs no copy or crop between batches.
-        return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers])
+        return DynamicCache(
+            ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers]
+        )
 
     def _positions(self, prefix: Prefix, offsets: list[int], width: int, *, always: bool = False) -> dict:
         """Position ids of a batch continuing the prefix, each row ``offsets[row]`` tokens after its
@@ -215,8 +224,17 @@ class TransformersALM:
             for row, i in enumerate(rows):  # the logits that predict the answer's first token
                 scores[i] += logprobs[row, len(suffix_ids[i]) - 1, first_tokens].numpy()
             if several:
-                self._score_label_tails(prefix, out.past_key_values, mask, rows, suffix_ids, label_ids, several, scores,
-                                        batch_size=batch_size)
+                self._score_label_tails(
+                    prefix,
+                    out.past_key_values,
+                    mask,
+                    rows,
+                    suffix_ids,
+                    label_ids,
+                    several,
+                    scores,
+                    batch_size=batch_size,
+                )
         return scores
 
     def _score_label_tails(self, prefix, cache, mask, rows, suffix_ids, label_ids, several, scores, *, batch_size):
@@ -292,8 +310,13 @@ def load_backend(spec: dict):
         from cuealign.backends.clap import ClapZeroShot
 
         return ClapZeroShot(
-            path, family=family, label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT, device=spec["device"], dtype=spec["dtype"],
-            revision=spec.get("revision"), trust_remote_code=spec["trust_remote_code"],
+            path,
+            family=family,
+            label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT,
+            device=spec["device"],
+            dtype=spec["dtype"],
+            revision=spec.get("revision"),
+            trust_remote_code=spec["trust_remote_code"],
             allow_pickle=spec.get("allow_pickle", False),
         )
     return TransformersALM(

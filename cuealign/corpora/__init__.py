@@ -13,8 +13,8 @@ from typing import Any
 from cuealign.corpora.aibo import aibo_annotation_files, read_aibo
 from cuealign.corpora.common import CorpusError, CorpusTable
 from cuealign.corpora.iemocap import iemocap_annotation_files, read_iemocap
-from cuealign.corpora.table import read_table_corpus
 from cuealign.corpora.synthetic import read_synthetic_corpus
+from cuealign.corpora.table import read_table_corpus
 
 __all__ = ["CorpusError", "CorpusTable", "read_corpus", "annotation_files"]
 

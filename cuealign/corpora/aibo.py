@@ -49,9 +49,7 @@ def _parse_labels(path: Path) -> pd.DataFrame:
                 continue
             raise CorpusError(f"{path}:{number}: chunk {fields[0]!r} belongs to neither Ohm nor Mont")
         parts = fields[0].split("_")
-        records.append(
-            dict(utt_id=fields[0], orig_label=fields[1], speaker=f"{parts[0]}_{parts[1]}", school=school)
-        )
+        records.append(dict(utt_id=fields[0], orig_label=fields[1], speaker=f"{parts[0]}_{parts[1]}", school=school))
     if not records:
         raise CorpusError(f"{path}: no labelled chunks")
     return pd.DataFrame.from_records(records)
@@ -86,9 +84,7 @@ def read_aibo(
     else:
         dev = _dev_speakers(ohm, fraction=dev_fraction, seed=seed)
     split = table["school"].map(_SCHOOL_SPLIT).where(~table["speaker"].isin(dev), "dev")
-    table = table.assign(
-        path=[str(root / "wav" / f"{utt}.wav") for utt in table["utt_id"]], gender=None, split=split
-    )
+    table = table.assign(path=[str(root / "wav" / f"{utt}.wav") for utt in table["utt_id"]], gender=None, split=split)
     table, dropped = apply_label_map(table, label_map, source=str(label_path))
     log.info("FAU-Aibo: %d chunks kept, dev speakers %s", len(table), sorted(dev))
     return CorpusTable(table, dropped)

@@ -32,9 +32,7 @@ def iemocap_annotation_files(root: str | Path, *, sessions: list[int]) -> list[P
     root = Path(root)
     files: list[Path] = []
     for session in sorted(sessions):
-        folder = require_dir(
-            root / f"Session{session}" / "dialog" / "EmoEvaluation", what=f"IEMOCAP session {session}"
-        )
+        folder = require_dir(root / f"Session{session}" / "dialog" / "EmoEvaluation", what=f"IEMOCAP session {session}")
         found = sorted(folder.glob("*.txt"))
         if not found:
             raise CorpusError(f"IEMOCAP session {session}: no annotation files (*.txt) in {folder}")

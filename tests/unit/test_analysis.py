@@ -8,11 +8,32 @@ from cuealign.analysis import analyse, check_complete, family_of
 from cuealign.stats import mcnemar_exact, uar
 
 LABELS = ["angry", "happy", "neutral", "sad"]
-CONDITIONS = ["none", "aligned", "conflict", "shuffle_s0", "shuffle_s1",
-              "corrupt_p0_s0", "corrupt_p0_s1", "corrupt_p0.5_s0", "corrupt_p0.5_s1", "corrupt_p1_s0", "corrupt_p1_s1"]
-ACCURACY = {"none": 0.4, "aligned": 0.8, "conflict": 0.45, "shuffle_s0": 0.5, "shuffle_s1": 0.5,
-            "corrupt_p0_s0": 0.8, "corrupt_p0_s1": 0.8, "corrupt_p0.5_s0": 0.6, "corrupt_p0.5_s1": 0.6,
-            "corrupt_p1_s0": 0.45, "corrupt_p1_s1": 0.45}
+CONDITIONS = [
+    "none",
+    "aligned",
+    "conflict",
+    "shuffle_s0",
+    "shuffle_s1",
+    "corrupt_p0_s0",
+    "corrupt_p0_s1",
+    "corrupt_p0.5_s0",
+    "corrupt_p0.5_s1",
+    "corrupt_p1_s0",
+    "corrupt_p1_s1",
+]
+ACCURACY = {
+    "none": 0.4,
+    "aligned": 0.8,
+    "conflict": 0.45,
+    "shuffle_s0": 0.5,
+    "shuffle_s1": 0.5,
+    "corrupt_p0_s0": 0.8,
+    "corrupt_p0_s1": 0.8,
+    "corrupt_p0.5_s0": 0.6,
+    "corrupt_p0.5_s1": 0.6,
+    "corrupt_p1_s0": 0.45,
+    "corrupt_p1_s1": 0.45,
+}
 
 
 def simulate(seed=0, speakers=8, per_speaker=40):
@@ -21,6 +42,7 @@ def simulate(seed=0, speakers=8, per_speaker=40):
     truth = rng.choice(LABELS, n)
     base = rng.random(n)  # a shared difficulty per utterance: conditions are paired, as in real runs
     rows = []
+    aligned = None
     for condition in CONDITIONS:
         correct = base < ACCURACY[condition]
         # errors lean toward neutral under conflict (the paper's finding), not otherwise
@@ -32,8 +54,16 @@ def simulate(seed=0, speakers=8, per_speaker=40):
         if condition == "aligned":
             aligned = pred
         for i in range(n):
-            rows.append(dict(utt_id=f"u{i:04d}", condition=condition, label=truth[i], speaker=f"s{i % speakers}",
-                             pred=pred[i], **{f"logprob_{l}": (-0.1 if l == pred[i] else -3.0) for l in LABELS}))
+            rows.append(
+                dict(
+                    utt_id=f"u{i:04d}",
+                    condition=condition,
+                    label=truth[i],
+                    speaker=f"s{i % speakers}",
+                    pred=pred[i],
+                    **{f"logprob_{label}": (-0.1 if label == pred[i] else -3.0) for label in LABELS},
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -47,11 +77,15 @@ def test_uar_per_condition_and_seed_means(result):
     predictions = simulate()
     for condition in CONDITIONS:
         rows = predictions[predictions["condition"] == condition]
-        assert table.loc[condition, "uar"] == pytest.approx(uar(rows["label"].to_numpy(), rows["pred"].to_numpy(), LABELS))
+        assert table.loc[condition, "uar"] == pytest.approx(
+            uar(rows["label"].to_numpy(), rows["pred"].to_numpy(), LABELS)
+        )
         assert table.loc[condition, "ci_low"] <= table.loc[condition, "uar"] <= table.loc[condition, "ci_high"]
     assert table.loc["aligned", "uar"] > table.loc["none", "uar"] + 0.3
     assert table.loc["shuffle_mean", "uar"] == pytest.approx(table.loc[["shuffle_s0", "shuffle_s1"], "uar"].mean())
-    assert table.loc["corrupt_p0.5_mean", "uar"] == pytest.approx(table.loc[["corrupt_p0.5_s0", "corrupt_p0.5_s1"], "uar"].mean())
+    assert table.loc["corrupt_p0.5_mean", "uar"] == pytest.approx(
+        table.loc[["corrupt_p0.5_s0", "corrupt_p0.5_s1"], "uar"].mean()
+    )
 
 
 def test_comparisons_mcnemar_and_holm(result):
@@ -75,7 +109,9 @@ def test_corruption_curve_falls_and_spearman_says_so(result):
     assert curve["p"].tolist() == [0.0, 0.5, 1.0]
     assert curve["uar"].is_monotonic_decreasing
     assert result["spearman"]["rho"] < -0.8 and result["spearman"]["points"] == 6
-    assert result["spearman"]["audio_only_uar"] == pytest.approx(result["uar"].set_index("condition").loc["none", "uar"])
+    assert result["spearman"]["audio_only_uar"] == pytest.approx(
+        result["uar"].set_index("condition").loc["none", "uar"]
+    )
 
 
 def test_confusion_and_shift_toward_neutral(result):
@@ -110,11 +146,20 @@ def test_tables_in_markdown_and_latex(result):
     main = main_table(result, model="af3", corpus="iemocap")
     row = main.iloc[0]
     table = result["uar"].set_index("condition")
-    assert row["UAR without tokens"] == f"{table.loc['none', 'uar']:.3f}" and row["UAR with tokens"] == f"{table.loc['aligned', 'uar']:.3f}"
+    assert (
+        row["UAR without tokens"] == f"{table.loc['none', 'uar']:.3f}"
+        and row["UAR with tokens"] == f"{table.loc['aligned', 'uar']:.3f}"
+    )
     markdown = to_markdown(main)
-    assert markdown.splitlines()[0].startswith("| corpus | model | UAR without tokens") and "| iemocap | af3 |" in markdown
+    assert (
+        markdown.splitlines()[0].startswith("| corpus | model | UAR without tokens") and "| iemocap | af3 |" in markdown
+    )
     latex = to_latex(intervention_table(result))
-    assert latex.startswith(r"\begin{tabular}") and r"corrupt\_p0.5\_mean" in latex and latex.count(r"\\") > len(CONDITIONS)
+    assert (
+        latex.startswith(r"\begin{tabular}")
+        and r"corrupt\_p0.5\_mean" in latex
+        and latex.count(r"\\") > len(CONDITIONS)
+    )
 
 
 def test_figures_are_drawn(result, tmp_path):
@@ -136,7 +181,10 @@ def test_parse_token_string_inverts_serialise():
     tokens = pd.DataFrame({"ENERGY": ["VERY_HIGH"], "VOICE_QUALITY": ["BREATHY"]})
     for template, separator in (("{concept}={token}", "; "), ("<{concept}:{token}>", " ")):
         (text,) = serialise(tokens, ["ENERGY", "VOICE_QUALITY"], template=template, separator=separator)
-        assert parse_token_string(text, template=template, separator=separator) == {"ENERGY": "VERY_HIGH", "VOICE_QUALITY": "BREATHY"}
+        assert parse_token_string(text, template=template, separator=separator) == {
+            "ENERGY": "VERY_HIGH",
+            "VOICE_QUALITY": "BREATHY",
+        }
 
 
 def _cue_data(follow: bool):
@@ -177,5 +225,7 @@ def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():
     assert (table.loc[CONDITIONS, "uar"] == 0).all() and (table.loc[CONDITIONS, "unparsed_rate"] == 1).all()
     assert (table.loc[CONDITIONS, "n"] == 40).all()  # every utterance kept, none dropped or filled
     comparisons = result["comparisons"]  # all wrong alike: no discordant pair, no difference
-    assert (comparisons["delta_uar"] == 0).all() and (comparisons["a_right_b_wrong"] + comparisons["a_wrong_b_right"] == 0).all()
+    assert (comparisons["delta_uar"] == 0).all() and (
+        comparisons["a_right_b_wrong"] + comparisons["a_wrong_b_right"] == 0
+    ).all()
     assert (comparisons["p_mcnemar"] == 1).all()

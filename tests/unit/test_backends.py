@@ -16,8 +16,15 @@ SUFFIXES = [
 
 
 def spec(path, family="qwen2-audio", **changes):
-    return {"family": family, "path": str(path), "device": "cpu", "dtype": "float32", "revision": None,
-            "adapter": None, "trust_remote_code": False} | changes
+    return {
+        "family": family,
+        "path": str(path),
+        "device": "cpu",
+        "dtype": "float32",
+        "revision": None,
+        "adapter": None,
+        "trust_remote_code": False,
+    } | changes
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +88,19 @@ def test_generation_from_the_prefix_cache_equals_generation_from_scratch(backend
     prefix = backend.encode_prefix(audio(9), PREFIX)
     ids = torch.cat([prefix.ids, torch.tensor([backend.ids(SUFFIXES[1] + prefix.tail)])], dim=1)
     features = {k: v for k, v in prefix.inputs.items() if k not in ("input_ids", "attention_mask")}
-    settings = dict(max_new_tokens=6, do_sample=False, pad_token_id=backend.pad_id,
-                    output_logits=True, return_dict_in_generate=True)
+    settings = dict(
+        max_new_tokens=6, do_sample=False, pad_token_id=backend.pad_id, output_logits=True, return_dict_in_generate=True
+    )
     with torch.inference_mode():
         full = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **features, **settings)
         prefix = backend.encode_prefix(audio(9), PREFIX)
-        cached = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                        past_key_values=backend._cache(prefix, 1), **settings)
+        cached = backend.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=backend._cache(prefix, 1), **settings
+        )
     assert torch.equal(full.sequences, cached.sequences)
-    for a, b in zip(full.logits, cached.logits):
+    for a, b in zip(full.logits, cached.logits, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-    text = backend.tokenizer.decode(full.sequences[0, ids.shape[1]:], skip_special_tokens=True)
+    text = backend.tokenizer.decode(full.sequences[0, ids.shape[1] :], skip_special_tokens=True)
     assert backend.generate(audio(9), PREFIX, SUFFIXES[1:2], max_new_tokens=6) == [text]
 
 
@@ -104,13 +113,20 @@ def test_omni_audio_inputs_are_those_of_omnis_own_processor(tiny_omni, monkeypat
     backend = load_backend(spec(tiny_omni, family="qwen2.5-omni"))
     assert type(backend.processor).__name__ == "Qwen2AudioProcessor"
     monkeypatch.setattr(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: None)
-    omni = Qwen2_5OmniProcessor(image_processor=None, video_processor=None, feature_extractor=backend.processor.feature_extractor,
-                                tokenizer=backend.tokenizer, chat_template=backend.processor.chat_template)
+    omni = Qwen2_5OmniProcessor(
+        image_processor=None,
+        video_processor=None,
+        feature_extractor=backend.processor.feature_extractor,
+        tokenizer=backend.tokenizer,
+        chat_template=backend.processor.chat_template,
+    )
     head, _ = backend.split_template(PREFIX)
     for seconds in (0.7, 1.5, 12.3, 31.0):
         clip = audio(10, seconds=seconds)
-        ours, theirs = backend.processor(text=head, audio=clip, sampling_rate=16000, return_tensors="pt"), omni(
-            text=head, audio=clip, sampling_rate=16000, return_tensors="pt")
+        ours, theirs = (
+            backend.processor(text=head, audio=clip, sampling_rate=16000, return_tensors="pt"),
+            omni(text=head, audio=clip, sampling_rate=16000, return_tensors="pt"),
+        )
         assert sorted(ours) == sorted(theirs)
         for key in ours:
             assert ours[key].equal(theirs[key]), key
@@ -131,12 +147,23 @@ def test_a_released_omni_checkpoint_loads_its_thinker_only(tiny_omni, tmp_path):
     weights = {f"thinker.{k}": v for k, v in weights.items()} | {"talker.codec_head.weight": torch.zeros(4, 4)}
     save_file(weights, released / "model.safetensors", metadata={"format": "pt"})
     thinker = json.loads((tiny_omni / "config.json").read_text())
-    (released / "config.json").write_text(json.dumps(
-        {"model_type": "qwen2_5_omni", "architectures": ["Qwen2_5OmniModel"], "thinker_config": thinker, "enable_audio_output": True}))
+    (released / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2_5_omni",
+                "architectures": ["Qwen2_5OmniModel"],
+                "thinker_config": thinker,
+                "enable_audio_output": True,
+            }
+        )
+    )
     check_model_spec("omni", spec(released, family="qwen2.5-omni"), ["demo"])
     np.testing.assert_allclose(
         load_backend(spec(released, family="qwen2.5-omni")).score(audio(12), PREFIX, SUFFIXES, LABELS),
-        load_backend(spec(tiny_omni, family="qwen2.5-omni")).score(audio(12), PREFIX, SUFFIXES, LABELS), rtol=0, atol=0)
+        load_backend(spec(tiny_omni, family="qwen2.5-omni")).score(audio(12), PREFIX, SUFFIXES, LABELS),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_prefix_and_suffix_are_tokenised_separately(backend):
@@ -145,13 +172,16 @@ def test_prefix_and_suffix_are_tokenised_separately(backend):
     assert "assistant" in tail
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"family": "qwen9-audio"}, "not in the registry"),
-    ({"path": "/nowhere/model"}, "does not exist"),
-    ({"path": "someone/not-cached-model"}, "neither a local folder nor in the local Hugging Face cache"),
-    ({"corpora": ["iemocap"]}, r"corpora names \['iemocap'\]"),
-    ({"device": "cuda", "gpus": 2}, "gpus 2 with device 'cuda' would leave all but one idle; set device: auto"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"family": "qwen9-audio"}, "not in the registry"),
+        ({"path": "/nowhere/model"}, "does not exist"),
+        ({"path": "someone/not-cached-model"}, "neither a local folder nor in the local Hugging Face cache"),
+        ({"corpora": ["iemocap"]}, r"corpora names \['iemocap'\]"),
+        ({"device": "cuda", "gpus": 2}, "gpus 2 with device 'cuda' would leave all but one idle; set device: auto"),
+    ],
+)
 def test_model_config_errors_come_before_any_model_work(tiny_qwen2_audio, change, message):
     with pytest.raises(ValueError, match=message):
         check_model_spec("m", spec(tiny_qwen2_audio) | change, ["demo"])
@@ -166,7 +196,10 @@ def test_registry_entries():
     assert family("qwen2-audio").model_class == "Qwen2AudioForConditionalGeneration"
     assert family("audio-flamingo-3").feature_mask == "input_features_mask"
     assert family("audio-flamingo-3").window_s == 600.0
-    assert family("qwen2.5-omni").model_class == "Qwen2_5OmniThinkerForConditionalGeneration" and family("qwen2.5-omni").mrope
+    assert (
+        family("qwen2.5-omni").model_class == "Qwen2_5OmniThinkerForConditionalGeneration"
+        and family("qwen2.5-omni").mrope
+    )
 
 
 def test_long_audio_within_the_window_reaches_the_model(backend):
@@ -205,7 +238,9 @@ def test_device_auto_places_the_model_with_accelerate_and_scores_the_same(tiny_a
 
     placements = []
     compute = modeling_utils._get_device_map
-    monkeypatch.setattr(modeling_utils, "_get_device_map", lambda *a, **k: placements.append(compute(*a, **k)) or placements[-1])
+    monkeypatch.setattr(
+        modeling_utils, "_get_device_map", lambda *a, **k: placements.append(compute(*a, **k)) or placements[-1]
+    )
     name, path = tiny_alm
     placed = load_backend(spec(path, family=name, device="auto"))
     assert len(placements) == 1 and set(placements[0].values()) == {"cpu"}  # accelerate placed every module
@@ -214,7 +249,8 @@ def test_device_auto_places_the_model_with_accelerate_and_scores_the_same(tiny_a
         placed.score(audio(5), PREFIX, SUFFIXES, LABELS), backend.score(audio(5), PREFIX, SUFFIXES, LABELS), atol=1e-5
     )
     assert placed.generate(audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3) == backend.generate(
-        audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3)
+        audio(5), PREFIX, SUFFIXES[:1], max_new_tokens=3
+    )
 
 
 def test_pickle_only_weights_are_refused_unless_the_user_opts_in(tiny_qwen2_audio, tmp_path):
@@ -226,25 +262,34 @@ def test_pickle_only_weights_are_refused_unless_the_user_opts_in(tiny_qwen2_audi
     # transformers 5 saves safetensors only; older checkpoints on the hub are still pickle files
     pickled = tmp_path / "pickled"
     shutil.copytree(tiny_qwen2_audio, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
-    torch.save(Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio).state_dict(), pickled / "pytorch_model.bin")
+    torch.save(
+        Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio).state_dict(), pickled / "pytorch_model.bin"
+    )
     assert (pickled / "pytorch_model.bin").is_file() and not list(pickled.glob("*.safetensors"))
-    with pytest.raises(ValueError, match=r"config: models.m.path .* holds pickle weights only \(pytorch_model.bin\).*"
-                                         r"set config: models.m.allow_pickle: true"):
+    with pytest.raises(
+        ValueError,
+        match=r"config: models.m.path .* holds pickle weights only \(pytorch_model.bin\).*"
+        r"set config: models.m.allow_pickle: true",
+    ):
         check_model_spec("m", spec(pickled), ["demo"])
     with pytest.raises(OSError, match="safetensors only unless allow_pickle"):  # the loader insists too
         load_backend(spec(pickled))
     check_model_spec("m", spec(pickled, allow_pickle=True), ["demo"])
     opted_in = load_backend(spec(pickled, allow_pickle=True))
-    np.testing.assert_allclose(opted_in.score(audio(8), PREFIX, SUFFIXES, LABELS),
-                               load_backend(spec(tiny_qwen2_audio)).score(audio(8), PREFIX, SUFFIXES, LABELS), atol=1e-6)
+    np.testing.assert_allclose(
+        opted_in.score(audio(8), PREFIX, SUFFIXES, LABELS),
+        load_backend(spec(tiny_qwen2_audio)).score(audio(8), PREFIX, SUFFIXES, LABELS),
+        atol=1e-6,
+    )
 
 
 def test_a_pickle_only_adapter_is_refused_too(tiny_qwen2_audio, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2AudioForConditionalGeneration
 
-    lora = get_peft_model(Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio),
-                          LoraConfig(r=4, target_modules=["q_proj"]))
+    lora = get_peft_model(
+        Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio), LoraConfig(r=4, target_modules=["q_proj"])
+    )
     lora.save_pretrained(tmp_path / "adapter", safe_serialization=False)
     with pytest.raises(ValueError, match=r"models.m.adapter .* holds pickle weights only \(adapter_model.bin\)"):
         check_model_spec("m", spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter")), ["demo"])

@@ -18,9 +18,19 @@ SUFFIXES = ["", "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH.", "\
 
 
 def spec(path, **changes):
-    return {"family": "clap", "path": str(path), "mode": "score", "dtype": "float32", "device": "cpu", "batch_size": 8,
-            "max_new_tokens": 4, "revision": None, "adapter": None, "trust_remote_code": False,
-            "label_prompt": DEFAULT_LABEL_PROMPT} | changes
+    return {
+        "family": "clap",
+        "path": str(path),
+        "mode": "score",
+        "dtype": "float32",
+        "device": "cpu",
+        "batch_size": 8,
+        "max_new_tokens": 4,
+        "revision": None,
+        "adapter": None,
+        "trust_remote_code": False,
+        "label_prompt": DEFAULT_LABEL_PROMPT,
+    } | changes
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +44,13 @@ def audio(seed, seconds=2.0):
 
 def test_scores_are_clap_models_own_logits_as_log_probs(clap):
     scores = clap.score(audio(0), "ignored", SUFFIXES, LABELS)
-    inputs = clap.processor(text=[f"the speaker sounds {label}" for label in LABELS], audio=[audio(0)],
-                            sampling_rate=48000, return_tensors="pt", padding=True)
+    inputs = clap.processor(
+        text=[f"the speaker sounds {label}" for label in LABELS],
+        audio=[audio(0)],
+        sampling_rate=48000,
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.inference_mode():
         reference = torch.log_softmax(clap.model(**inputs).logits_per_audio, dim=-1)[0].numpy()
     for row in scores:  # no token channel: every condition gets the audio's scores
@@ -55,13 +70,29 @@ def test_long_audio_is_truncated_by_the_runner_so_scores_are_deterministic(clap,
     # CLAP's feature extractor would crop a >10 s clip at a random offset
     path = tmp_path / "long.wav"
     sf.write(path, audio(3, seconds=13.0), 48000)
-    prompts = pd.DataFrame([dict(utt_id="u0", condition=c, audio="original", prefix_text="p", suffix_text=s, label="sad",
-                                 split="test", speaker="s0", path=str(path), sha256="h0")
-                            for c, s in zip(["none", "aligned", "conflict"], SUFFIXES)])
-    first = predict_shard(prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=KeyedJsonCache(tmp_path / "a", "p"),
-                          progress=False)
-    second = predict_shard(prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=KeyedJsonCache(tmp_path / "b", "p"),
-                           progress=False)
+    prompts = pd.DataFrame(
+        [
+            dict(
+                utt_id="u0",
+                condition=c,
+                audio="original",
+                prefix_text="p",
+                suffix_text=s,
+                label="sad",
+                split="test",
+                speaker="s0",
+                path=str(path),
+                sha256="h0",
+            )
+            for c, s in zip(["none", "aligned", "conflict"], SUFFIXES, strict=True)
+        ]
+    )
+    first = predict_shard(
+        prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=KeyedJsonCache(tmp_path / "a", "p"), progress=False
+    )
+    second = predict_shard(
+        prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=KeyedJsonCache(tmp_path / "b", "p"), progress=False
+    )
     assert set(first["audio_policy"]) == {"truncated to 10 s"} and set(first["backend"]) == {"transformers:clap"}
     columns = [f"logprob_{label}" for label in LABELS]
     pd.testing.assert_frame_equal(first[columns], second[columns])
@@ -71,13 +102,28 @@ def test_long_audio_is_truncated_by_the_runner_so_scores_are_deterministic(clap,
 def test_the_label_prompt_is_part_of_the_cache_key(clap, tiny_clap, tmp_path):
     path = tmp_path / "u.wav"
     sf.write(path, audio(4), 48000)
-    prompts = pd.DataFrame([dict(utt_id="u0", condition="none", audio="original", prefix_text="p", suffix_text="",
-                                 label="sad", split="test", speaker="s0", path=str(path), sha256="h0")])
+    prompts = pd.DataFrame(
+        [
+            dict(
+                utt_id="u0",
+                condition="none",
+                audio="original",
+                prefix_text="p",
+                suffix_text="",
+                label="sad",
+                split="test",
+                speaker="s0",
+                path=str(path),
+                sha256="h0",
+            )
+        ]
+    )
     cache = KeyedJsonCache(tmp_path / "cache", "p")
     a = predict_shard(prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=cache, progress=False)
     other = load_backend(spec(tiny_clap, label_prompt="a {label} voice"))
-    b = predict_shard(prompts, other, labels=LABELS, spec=spec(tiny_clap, label_prompt="a {label} voice"), cache=cache,
-                      progress=False)
+    b = predict_shard(
+        prompts, other, labels=LABELS, spec=spec(tiny_clap, label_prompt="a {label} voice"), cache=cache, progress=False
+    )
     assert abs(a["logprob_sad"].iloc[0] - b["logprob_sad"].iloc[0]) > 1e-4
 
 
@@ -86,11 +132,14 @@ def test_the_schema_default_is_the_backends_default():
     assert models["label_prompt"]["default"] == DEFAULT_LABEL_PROMPT
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"mode": "generate"}, r"models.m.mode: 'generate', but clap only scores label prompts; set mode: score"),
-    ({"label_prompt": "the speaker sounds"}, r"models.m.label_prompt .* has no \{label\} slot"),
-    ({"adapter": "/x"}, "clap takes no PEFT adapter"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"mode": "generate"}, r"models.m.mode: 'generate', but clap only scores label prompts; set mode: score"),
+        ({"label_prompt": "the speaker sounds"}, r"models.m.label_prompt .* has no \{label\} slot"),
+        ({"adapter": "/x"}, "clap takes no PEFT adapter"),
+    ],
+)
 def test_clap_config_errors(tiny_clap, changes, message):
     with pytest.raises(ValueError, match=message):
         check_model_spec("m", spec(tiny_clap) | changes, ["demo"])
@@ -99,7 +148,8 @@ def test_clap_config_errors(tiny_clap, changes, message):
 def test_label_prompt_is_refused_on_an_alm_and_clap_cannot_be_finetuned(tiny_qwen2_audio):
     with pytest.raises(ValueError, match="label_prompt is for clap models only"):
         check_model_spec("m", spec(tiny_qwen2_audio, family="qwen2-audio", label_prompt="a {label} voice"), ["demo"])
-    finetune = validate_config({"corpora": {"demo": {"type": "synthetic"}},
-                                "finetune": {"ft": {"corpus": "demo", "family": "clap"}}})["finetune"]["ft"]
+    finetune = validate_config(
+        {"corpora": {"demo": {"type": "synthetic"}}, "finetune": {"ft": {"corpus": "demo", "family": "clap"}}}
+    )["finetune"]["ft"]
     with pytest.raises(ValueError, match=r"finetune.ft.family 'clap': finetune trains audio-language models"):
         check_finetune_spec("ft", finetune, ["demo"])

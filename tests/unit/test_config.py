@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,11 +30,20 @@ def test_defaults_inside_a_corpus_type_are_filled():
     "config, message",
     [
         ({"corpra": {}}, r"config: Additional properties are not allowed \('corpra' was unexpected\)"),
-        ({"corpora": {"demo": {"type": "synthetic", "sead": 1}}}, r"config: corpora.demo: .*'sead' was unexpected.*allowed keys here: .*seed"),
+        (
+            {"corpora": {"demo": {"type": "synthetic", "sead": 1}}},
+            r"config: corpora.demo: .*'sead' was unexpected.*allowed keys here: .*seed",
+        ),
         ({"corpora": {"demo": {"type": "iemocapp"}}}, r"config: corpora.demo.type: 'iemocapp' is not one of"),
         ({"corpora": {"i": {"type": "iemocap"}}}, r"config: corpora.i: 'root' is a required property"),
-        ({"corpora": {"d": {"type": "synthetic"}}, "audio_checks": {"on_bad_audio": "ignore"}}, r"audio_checks.on_bad_audio: 'ignore' is not one of"),
-        ({"corpora": {"d": {"type": "synthetic", "male_speakers": 0}}}, r"corpora.d.male_speakers: 0 is less than the minimum of 1"),
+        (
+            {"corpora": {"d": {"type": "synthetic"}}, "audio_checks": {"on_bad_audio": "ignore"}},
+            r"audio_checks.on_bad_audio: 'ignore' is not one of",
+        ),
+        (
+            {"corpora": {"d": {"type": "synthetic", "male_speakers": 0}}},
+            r"corpora.d.male_speakers: 0 is less than the minimum of 1",
+        ),
         ({"corpora": {}}, r"config: corpora: .*should be non-empty|does not have enough properties"),
         ({"corpora": {"bad/name": {"type": "synthetic"}}}, r"config: corpora: 'bad/name' does not match"),
     ],
@@ -45,7 +55,7 @@ def test_invalid_config_names_the_key(config, message):
 
 def test_key_order_in_the_file_does_not_change_the_config(tmp_path):
     # Snakemake reruns a job when the repr of its params changes; moving a key must not do that.
-    text = yaml.safe_load(open("config.yaml").read())
+    text = yaml.safe_load(Path("config.yaml").read_text())
     reordered = tmp_path / "config.yaml"
     reordered.write_text(yaml.safe_dump(reverse_keys(text), sort_keys=False))
     assert list(yaml.safe_load(reordered.read_text())["corpora"]["demo"]) != list(text["corpora"]["demo"])
@@ -53,11 +63,19 @@ def test_key_order_in_the_file_does_not_change_the_config(tmp_path):
     assert repr(moved) == repr(original)
     # except where order is meaning: concepts appear in the prompt in the order written
     labels = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
-    concepts = {"PITCH": {"descriptors": {"F0semitoneFrom27.5Hz_sma3nz": 1}, "labels": labels},
-                "ENERGY": {"descriptors": {"Loudness_sma3": 1}, "labels": labels}}
+    concepts = {
+        "PITCH": {"descriptors": {"F0semitoneFrom27.5Hz_sma3nz": 1}, "labels": labels},
+        "ENERGY": {"descriptors": {"Loudness_sma3": 1}, "labels": labels},
+    }
     config = validate_config({"corpora": {"d": {"type": "synthetic"}}, "tokens": {"concepts": concepts}})
     assert list(config["tokens"]["concepts"]) == ["PITCH", "ENERGY"]
-    assert list(load_config("config.yaml")["tokens"]["concepts"]) == ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS"]
+    assert list(load_config("config.yaml")["tokens"]["concepts"]) == [
+        "ENERGY",
+        "PITCH",
+        "BRIGHTNESS",
+        "DYNAMICS",
+        "FORMANTS",
+    ]
     assert moved["conditions"]["swap"] == original["conditions"]["swap"]  # lists keep their order
 
 

@@ -11,8 +11,16 @@ AIBO_MAP = config_schema()["$defs"]["aibo"]["properties"]["label_map"]["default"
 
 
 def test_iemocap_rows_labels_speakers_genders_splits(iemocap_root):
-    result = read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP,
-                          "sessions": [1, 2, 3, 4, 5], "test_sessions": [5], "dev_sessions": []})
+    result = read_corpus(
+        {
+            "type": "iemocap",
+            "root": str(iemocap_root),
+            "label_map": IEMOCAP_MAP,
+            "sessions": [1, 2, 3, 4, 5],
+            "test_sessions": [5],
+            "dev_sessions": [],
+        }
+    )
     table = result.table.set_index("utt_id")
     # 14 annotated (12 + one in each of sessions 3 and 4), 3 dropped by the map (fru, xxx, sur)
     assert len(table) == 11
@@ -31,8 +39,9 @@ def test_iemocap_rows_labels_speakers_genders_splits(iemocap_root):
 
 
 def test_iemocap_leave_one_session_out(iemocap_root):
-    result = read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP},
-                         test_sessions=[2], dev_sessions=[1])
+    result = read_corpus(
+        {"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP}, test_sessions=[2], dev_sessions=[1]
+    )
     splits = result.table.groupby("split")["speaker"].unique().map(sorted).to_dict()
     assert splits["test"] == ["Ses02F", "Ses02M"]
     assert splits["dev"] == ["Ses01F", "Ses01M"]
@@ -60,7 +69,7 @@ def test_aibo_split_speakers_and_dev_is_speaker_disjoint(aibo_root):
     train = set(table.loc[table["split"] == "train", "speaker"])
     assert len(dev) == 2 and dev.isdisjoint(train) and all(s.startswith("Ohm") for s in dev | train)
     assert table["gender"].isna().all()
-    assert dict(zip(table["orig_label"], table["label"]))["E"] == "emphatic"
+    assert dict(zip(table["orig_label"], table["label"], strict=True))["E"] == "emphatic"
     # the same seed draws the same dev speakers
     again = read_corpus({"type": "aibo", "root": str(aibo_root), "label_map": AIBO_MAP}, dev_fraction=0.4, seed=1)
     assert again.table.equals(table)
@@ -85,8 +94,13 @@ def _table_corpus(tmp_path, text, *, name="meta.csv", label_map=None):
         write_tone(root / rel)
     table = tmp_path / name
     table.write_text(text)
-    spec = {"type": "manifest", "root": str(root), "table": str(table),
-            "label_map": label_map or {"ang": "angry", "neu": "neutral", "oth": None}, "default_split": "test"}
+    spec = {
+        "type": "manifest",
+        "root": str(root),
+        "table": str(table),
+        "label_map": label_map or {"ang": "angry", "neu": "neutral", "oth": None},
+        "default_split": "test",
+    }
     return spec
 
 
@@ -121,5 +135,7 @@ def test_table_corpus_errors_name_the_problem(tmp_path, text, message):
 def test_annotation_files_are_the_label_sources(iemocap_root, aibo_root):
     iem = annotation_files({"type": "iemocap", "root": str(iemocap_root), "sessions": [1, 5]})
     assert [p.name for p in iem] == ["Ses01F_impro01.txt", "Ses01M_script01_1.txt", "Ses05M_impro03.txt"]
-    (aibo,) = annotation_files({"type": "aibo", "root": str(aibo_root), "labels": "labels/IS2009EmotionChallenge/chunk_labels_5cl_corpus.txt"})
+    (aibo,) = annotation_files(
+        {"type": "aibo", "root": str(aibo_root), "labels": "labels/IS2009EmotionChallenge/chunk_labels_5cl_corpus.txt"}
+    )
     assert aibo.name == "chunk_labels_5cl_corpus.txt"

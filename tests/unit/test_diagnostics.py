@@ -49,20 +49,36 @@ def test_correlations_are_spearman():
     energy = rng.normal(size=50)
     tokens = pd.DataFrame({"ENERGY_score": energy, "DYNAMICS_score": energy**3 + 0.1 * rng.normal(size=50)})
     corr = concept_correlations(tokens, ["ENERGY", "DYNAMICS"])
-    assert corr.loc["ENERGY", "DYNAMICS"] == pytest.approx(stats.spearmanr(tokens["ENERGY_score"], tokens["DYNAMICS_score"]).statistic)
+    assert corr.loc["ENERGY", "DYNAMICS"] == pytest.approx(
+        stats.spearmanr(tokens["ENERGY_score"], tokens["DYNAMICS_score"]).statistic
+    )
 
 
 def test_write_diagnostics_writes_every_file(tmp_path):
     rng = np.random.default_rng(2)
     n = 40
     levels = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
-    tokens = pd.DataFrame({"utt_id": [f"u{i}" for i in range(n)], "ENERGY_score": rng.normal(size=n),
-                           "ENERGY": rng.choice(levels, n), "VOICE_QUALITY": rng.choice(["MODAL", "BREATHY"], n)})
+    tokens = pd.DataFrame(
+        {
+            "utt_id": [f"u{i}" for i in range(n)],
+            "ENERGY_score": rng.normal(size=n),
+            "ENERGY": rng.choice(levels, n),
+            "VOICE_QUALITY": rng.choice(["MODAL", "BREATHY"], n),
+        }
+    )
     manifest = pd.DataFrame({"utt_id": tokens["utt_id"], "label": rng.choice(["a", "b"], n)})
     meta = {"concepts": {"ENERGY": {"labels": levels}}, "voice_quality": {"labels": ["MODAL", "BREATHY", "UNVOICED"]}}
     out = {k: tmp_path / f"x.{k}" for k in ("png", "svg", "corr", "assoc")}
-    write_diagnostics(tokens, manifest, meta, figure_png=out["png"], figure_svg=out["svg"],
-                      correlations_csv=out["corr"], association_csv=out["assoc"], corpus="c")
+    write_diagnostics(
+        tokens,
+        manifest,
+        meta,
+        figure_png=out["png"],
+        figure_svg=out["svg"],
+        correlations_csv=out["corr"],
+        association_csv=out["assoc"],
+        corpus="c",
+    )
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in out["svg"].read_text()[:500] and "VOICE_QUALITY" in out["svg"].read_text()
     assert pd.read_csv(out["assoc"])["token"].tolist() == ["ENERGY", "VOICE_QUALITY"]

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 
 from cuealign import features
-from cuealign.features import VOICED_SPECTRAL, LLDCache, extract_file, extract_lld_means, summarise_llds
 from cuealign.audio import sha256_of
+from cuealign.features import VOICED_SPECTRAL, LLDCache, extract_file, extract_lld_means, summarise_llds
 
 RATE = 16000
 
@@ -94,8 +94,9 @@ def test_harmonic_relation_llds_follow_the_second_harmonic(tmp_path, f0):
 
 def test_cache_means_a_second_run_extracts_nothing(tmp_path, monkeypatch):
     paths = [_write(tmp_path / f"{i}.wav", harmonic_complex(110.0 + 20 * i)) for i in range(3)]
-    manifest = pd.DataFrame({"utt_id": [f"u{i}" for i in range(3)], "path": list(map(str, paths)),
-                             "sha256": [sha256_of(p) for p in paths]})
+    manifest = pd.DataFrame(
+        {"utt_id": [f"u{i}" for i in range(3)], "path": list(map(str, paths)), "sha256": [sha256_of(p) for p in paths]}
+    )
     cache = LLDCache(tmp_path / "cache")
     first = extract_lld_means(manifest, cache=cache, threads=2, progress=False)
 

@@ -14,8 +14,12 @@ from cuealign.inference import load_audio
 
 
 def finetune_spec(**changes):
-    config = validate_config({"corpora": {"demo": {"type": "synthetic"}},
-                              "finetune": {"ft": {"corpus": "demo", "family": "qwen2-audio"} | changes}})
+    config = validate_config(
+        {
+            "corpora": {"demo": {"type": "synthetic"}},
+            "finetune": {"ft": {"corpus": "demo", "family": "qwen2-audio"} | changes},
+        }
+    )
     return config["finetune"]["ft"]
 
 
@@ -68,8 +72,15 @@ def test_training_is_deterministic(tiny_study, tmp_path):
 @pytest.mark.parametrize("family, fixture", [("qwen2-audio", "tiny_qwen2_audio"), ("qwen2.5-omni", "tiny_omni")])
 def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, family, fixture, request, tmp_path):
     base_path = request.getfixturevalue(fixture)
-    spec = finetune_spec(family=family, method="lora", base=str(base_path), epochs=2, learning_rate=1e-2, batch_size=8,
-                         lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    spec = finetune_spec(
+        family=family,
+        method="lora",
+        base=str(base_path),
+        epochs=2,
+        learning_rate=1e-2,
+        batch_size=8,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    )
     check_finetune_spec("ft", spec, ["demo"])
     history, alm = finetune(spec, out_dir=tmp_path / "adapter", **tiny_study)
     assert (tmp_path / "adapter/adapter_config.json").is_file()
@@ -90,10 +101,18 @@ def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, family, fixtu
 
 def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
     """Training sees the backend's own prefix and suffix ids; the loss reads the label's tokens."""
-    alm = load_backend({"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float32",
-                        "trust_remote_code": False})
-    prompts = training_prompts(tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"],
-                               prompt=tiny_study["prompt"], split="train")
+    alm = load_backend(
+        {
+            "family": "qwen2-audio",
+            "path": str(tiny_qwen2_audio),
+            "device": "cpu",
+            "dtype": "float32",
+            "trust_remote_code": False,
+        }
+    )
+    prompts = training_prompts(
+        tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"], prompt=tiny_study["prompt"], split="train"
+    )
     assert set(prompts["condition"]) == {"none", "aligned", "tokens_only"}
     assert set(prompts["split"]) == {"train"}
     labels = labels_of(tiny_study)
@@ -108,7 +127,9 @@ def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
         expected = prefix.ids[0].tolist() + alm.ids(prompt["suffix_text"] + prefix.tail) + alm.ids(prompt["label"])
         assert inputs["input_ids"][row, : len(expected)].tolist() == expected
         assert inputs["attention_mask"][row].sum() == len(expected)
-        assert inputs["input_ids"][row, positions[row] + 1].tolist() == targets[row].tolist() == alm.ids(prompt["label"])
+        assert (
+            inputs["input_ids"][row, positions[row] + 1].tolist() == targets[row].tolist() == alm.ids(prompt["label"])
+        )
     silent = [e for e in examples if e.condition == "tokens_only"][0]
     assert not torch.equal(silent.prefix["input_features"], examples[0].prefix["input_features"])
 
@@ -124,13 +145,16 @@ def test_each_epoch_shows_every_utterance_once_under_the_mix(tiny_study, tiny_qw
     assert set(shares.index) == {"none", "aligned"} and 0.65 < shares["none"] < 0.85
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"method": "lora"}, "method lora trains an adapter on a pretrained model; set base"),
-    ({"corpus": "elsewhere"}, "finetune.ft.corpus 'elsewhere' is not in corpora"),
-    ({"mix": {"none": 0}}, "gives every condition weight 0"),
-    ({"base": "/nowhere/model"}, "finetune.ft.base '/nowhere/model' does not exist"),
-    ({"family": "gpt"}, "model family 'gpt' is not in the registry"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"method": "lora"}, "method lora trains an adapter on a pretrained model; set base"),
+        ({"corpus": "elsewhere"}, "finetune.ft.corpus 'elsewhere' is not in corpora"),
+        ({"mix": {"none": 0}}, "gives every condition weight 0"),
+        ({"base": "/nowhere/model"}, "finetune.ft.base '/nowhere/model' does not exist"),
+        ({"family": "gpt"}, "model family 'gpt' is not in the registry"),
+    ],
+)
 def test_bad_finetune_config_is_an_error_naming_the_key(changes, message):
     spec = finetune_spec() | changes
     with pytest.raises(ValueError, match=message):
@@ -141,6 +165,12 @@ def test_finetune_config_keys_are_checked():
     with pytest.raises(ConfigError, match=r"finetune.ft.mix: Additional properties .*conflict"):
         finetune_spec(mix={"conflict": 1})
     with pytest.raises(ConfigError, match="also in models"):
-        model_entries(validate_config({"corpora": {"demo": {"type": "synthetic"}},
-                                       "models": {"ft": {"family": "qwen2-audio", "path": "x"}},
-                                       "finetune": {"ft": {"corpus": "demo", "family": "qwen2-audio"}}}))
+        model_entries(
+            validate_config(
+                {
+                    "corpora": {"demo": {"type": "synthetic"}},
+                    "models": {"ft": {"family": "qwen2-audio", "path": "x"}},
+                    "finetune": {"ft": {"corpus": "demo", "family": "qwen2-audio"}},
+                }
+            )
+        )

@@ -15,8 +15,15 @@ PREFIX = "What emotion does the speaker express? Answer with one word from: angr
 
 @pytest.fixture(scope="module")
 def backend(tiny_qwen2_audio):
-    return load_backend({"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float32",
-                         "trust_remote_code": False})
+    return load_backend(
+        {
+            "family": "qwen2-audio",
+            "path": str(tiny_qwen2_audio),
+            "device": "cpu",
+            "dtype": "float32",
+            "trust_remote_code": False,
+        }
+    )
 
 
 @pytest.fixture
@@ -25,17 +32,40 @@ def prompts(tmp_path):
     for u in range(4):
         path = tmp_path / f"u{u}.wav"
         sf.write(path, 0.1 * np.random.default_rng(u).standard_normal(16000), 16000)
-        for condition, suffix in [("none", ""), ("aligned", f"\nAcoustic cues measured from the audio: ENERGY=HIGH{u}."),
-                                  ("conflict", "\nAcoustic cues measured from the audio: ENERGY=LOW.")]:
-            rows.append(dict(utt_id=f"u{u}", condition=condition, audio="original", prefix_text=PREFIX,
-                             suffix_text=suffix, label=LABELS[u], split="test", speaker=f"s{u % 2}",
-                             path=str(path), sha256=f"hash{u}"))
+        for condition, suffix in [
+            ("none", ""),
+            ("aligned", f"\nAcoustic cues measured from the audio: ENERGY=HIGH{u}."),
+            ("conflict", "\nAcoustic cues measured from the audio: ENERGY=LOW."),
+        ]:
+            rows.append(
+                dict(
+                    utt_id=f"u{u}",
+                    condition=condition,
+                    audio="original",
+                    prefix_text=PREFIX,
+                    suffix_text=suffix,
+                    label=LABELS[u],
+                    split="test",
+                    speaker=f"s{u % 2}",
+                    path=str(path),
+                    sha256=f"hash{u}",
+                )
+            )
     return pd.DataFrame(rows)
 
 
 def spec(path, **changes):
-    return {"family": "qwen2-audio", "path": str(path), "mode": "score", "dtype": "float32", "device": "cpu",
-            "batch_size": 8, "max_new_tokens": 4, "revision": None, "adapter": None} | changes
+    return {
+        "family": "qwen2-audio",
+        "path": str(path),
+        "mode": "score",
+        "dtype": "float32",
+        "device": "cpu",
+        "batch_size": 8,
+        "max_new_tokens": 4,
+        "revision": None,
+        "adapter": None,
+    } | changes
 
 
 class Counting:
@@ -56,8 +86,14 @@ class Counting:
 
 
 def test_score_mode_gives_a_row_per_utterance_and_condition(backend, prompts, tmp_path, tiny_qwen2_audio):
-    table = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio),
-                          cache=KeyedJsonCache(tmp_path, "p"), progress=False)
+    table = predict_shard(
+        prompts,
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio),
+        cache=KeyedJsonCache(tmp_path, "p"),
+        progress=False,
+    )
     assert len(table) == len(prompts)
     assert table[["utt_id", "condition"]].equals(prompts[["utt_id", "condition"]])
     logprobs = table[[f"logprob_{label}" for label in LABELS]].to_numpy()
@@ -67,8 +103,14 @@ def test_score_mode_gives_a_row_per_utterance_and_condition(backend, prompts, tm
 
 
 def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_qwen2_audio):
-    table = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"),
-                          cache=KeyedJsonCache(tmp_path, "p"), progress=False)
+    table = predict_shard(
+        prompts,
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio, mode="generate"),
+        cache=KeyedJsonCache(tmp_path, "p"),
+        progress=False,
+    )
     assert len(table) == len(prompts) and table["raw_output"].map(type).eq(str).all()
     parsed = table["raw_output"].map(lambda t: parse_answer(t, LABELS))
     assert (table["pred"] == parsed).all()
@@ -79,9 +121,17 @@ def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_q
 @pytest.mark.parametrize("mode", ["score", "generate"])
 def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
     name, path = tiny_alm
-    backend = load_backend({"family": name, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False})
-    table = predict_shard(prompts, backend, labels=LABELS, spec=spec(path, family=name, mode=mode),
-                          cache=KeyedJsonCache(tmp_path, "p"), progress=False)
+    backend = load_backend(
+        {"family": name, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False}
+    )
+    table = predict_shard(
+        prompts,
+        backend,
+        labels=LABELS,
+        spec=spec(path, family=name, mode=mode),
+        cache=KeyedJsonCache(tmp_path, "p"),
+        progress=False,
+    )
     assert table[["utt_id", "condition"]].equals(prompts[["utt_id", "condition"]])
     assert set(table["backend"]) == {f"transformers:{name}"} and table["pred"].isin(LABELS + [UNPARSED]).all()
     if mode == "score":  # and the answers are the backend's own scores for each row
@@ -100,8 +150,14 @@ def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, ti
     resumed = Counting(backend)
     table = predict_shard(prompts, resumed, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     assert resumed.calls == 2  # the two utterances finished before the kill were not redone
-    fresh = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio),
-                          cache=KeyedJsonCache(tmp_path / "fresh", "p"), progress=False)
+    fresh = predict_shard(
+        prompts,
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio),
+        cache=KeyedJsonCache(tmp_path / "fresh", "p"),
+        progress=False,
+    )
     columns = ["utt_id", "condition", "pred"] + [f"logprob_{label}" for label in LABELS]
     pd.testing.assert_frame_equal(table[columns], fresh[columns], atol=1e-6)
     assert not table.duplicated(["utt_id", "condition"]).any()
@@ -112,19 +168,31 @@ def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny
     predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     extra = prompts[prompts["condition"] == "none"].assign(condition="shuffle_s0", suffix_text="\nAcoustic cues: X.")
     counting = Counting(backend)
-    table = predict_shard(pd.concat([prompts, extra]), counting, labels=LABELS, spec=spec(tiny_qwen2_audio),
-                          cache=cache, progress=False)
+    table = predict_shard(
+        pd.concat([prompts, extra]), counting, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False
+    )
     assert counting.calls == 4 and len(table) == len(prompts) + len(extra)
     # a change in what is asked (another mode) is not served from the score cache
     other = Counting(backend)
-    predict_shard(prompts, other, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"), cache=cache, progress=False)
+    predict_shard(
+        prompts, other, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"), cache=cache, progress=False
+    )
     assert other.calls == 4
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Sad.", "sad"), ("The speaker sounds angry", "angry"), ("ANGER", "angry"), ("happiness!", "happy"),
-    ("calm and neutral", "neutral"), ("I cannot tell", UNPARSED), ("", UNPARSED), ("sadly", UNPARSED),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Sad.", "sad"),
+        ("The speaker sounds angry", "angry"),
+        ("ANGER", "angry"),
+        ("happiness!", "happy"),
+        ("calm and neutral", "neutral"),
+        ("I cannot tell", UNPARSED),
+        ("", UNPARSED),
+        ("sadly", UNPARSED),
+    ],
+)
 def test_parse_answer(text, expected):
     assert parse_answer(text, LABELS) == expected
 

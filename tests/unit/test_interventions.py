@@ -17,8 +17,14 @@ LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
 VQ = ["MODAL", "BREATHY", "PRESSED", "ROUGH", "CREAKY"]
 VOCAB = {"ENERGY": LEVELS, "PITCH": LEVELS, "VOICE_QUALITY": VQ}
 NAMES = list(VOCAB)
-SPEC = {"conflict": True, "shuffle_seeds": [0, 1], "corrupt_p": [0.0, 0.5, 1.0], "corrupt_seeds": [0, 1],
-        "swap": ["PITCH"], "tokens_only": True}
+SPEC = {
+    "conflict": True,
+    "shuffle_seeds": [0, 1],
+    "corrupt_p": [0.0, 0.5, 1.0],
+    "corrupt_seeds": [0, 1],
+    "swap": ["PITCH"],
+    "tokens_only": True,
+}
 
 
 def _serialise(table):
@@ -27,27 +33,44 @@ def _serialise(table):
 
 def make_tokens(n=200, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "utt_id": [f"u{i:03d}" for i in range(n)],
-        "ENERGY": rng.choice(LEVELS, n),
-        "PITCH": rng.choice(LEVELS + ["UNVOICED"], n),
-        "VOICE_QUALITY": rng.choice(VQ + ["UNVOICED"], n),
-    })
+    return pd.DataFrame(
+        {
+            "utt_id": [f"u{i:03d}" for i in range(n)],
+            "ENERGY": rng.choice(LEVELS, n),
+            "PITCH": rng.choice(LEVELS + ["UNVOICED"], n),
+            "VOICE_QUALITY": rng.choice(VQ + ["UNVOICED"], n),
+        }
+    )
 
 
 def test_condition_names_and_order():
     names = [c.name for c in conditions_from_config(SPEC, NAMES)]
-    assert names == ["none", "aligned", "conflict", "shuffle_s0", "shuffle_s1",
-                     "corrupt_p0_s0", "corrupt_p0_s1", "corrupt_p0.5_s0", "corrupt_p0.5_s1",
-                     "corrupt_p1_s0", "corrupt_p1_s1", "swap_PITCH", "tokens_only"]
+    assert names == [
+        "none",
+        "aligned",
+        "conflict",
+        "shuffle_s0",
+        "shuffle_s1",
+        "corrupt_p0_s0",
+        "corrupt_p0_s1",
+        "corrupt_p0.5_s0",
+        "corrupt_p0.5_s1",
+        "corrupt_p1_s0",
+        "corrupt_p1_s1",
+        "swap_PITCH",
+        "tokens_only",
+    ]
     assert Condition("tokens_only").audio == "silence" and Condition("aligned").audio == "original"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"corrupt_p": [1.2]}, r"corrupt_p holds 1.2, outside \[0, 1\]"),
-    ({"swap": ["LOUDNESS"]}, "swap names 'LOUDNESS'"),
-    ({"shuffle_seeds": [1, 1]}, "conditions repeat"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"corrupt_p": [1.2]}, r"corrupt_p holds 1.2, outside \[0, 1\]"),
+        ({"swap": ["LOUDNESS"]}, "swap names 'LOUDNESS'"),
+        ({"shuffle_seeds": [1, 1]}, "conditions repeat"),
+    ],
+)
 def test_bad_condition_config_is_an_error(change, message):
     with pytest.raises(ValueError, match=message):
         conditions_from_config(SPEC | change, NAMES)
@@ -59,7 +82,7 @@ def test_conflict_inverts_bins_and_is_an_involution():
     tokens = make_tokens()
     once = conflict_tokens(tokens, VOCAB, NAMES)
     pd.testing.assert_frame_equal(conflict_tokens(once, VOCAB, NAMES), tokens)
-    changed = (once[NAMES] != tokens[NAMES])
+    changed = once[NAMES] != tokens[NAMES]
     assert not changed["ENERGY"][tokens["ENERGY"] == "MID"].any()
     assert changed["ENERGY"][tokens["ENERGY"] != "MID"].all()
     assert all(CONFLICT_VOICE_QUALITY[CONFLICT_VOICE_QUALITY[v]] == v for v in CONFLICT_VOICE_QUALITY)
@@ -82,7 +105,7 @@ def test_corruption_changes_a_share_p_of_tokens_within_the_vocabulary(p):
         assert corrupted.loc[changed, concept].isin(vocabulary).all()
     # reproducible from the seed, different for another seed
     pd.testing.assert_frame_equal(corrupt_tokens(tokens, VOCAB, p=p, seed=3), corrupted)
-    if 0 < p:
+    if p > 0:
         assert not corrupt_tokens(tokens, VOCAB, p=p, seed=4).equals(corrupted)
 
 
@@ -104,7 +127,9 @@ def test_condition_table_is_reproducible_and_complete():
     conditions = conditions_from_config(SPEC, NAMES)
     first = condition_tokens(tokens, conditions, vocabularies=VOCAB, serialise=_serialise)
     # the input order does not matter, and the same seeds give the same table
-    again = condition_tokens(tokens.sample(frac=1, random_state=1), conditions, vocabularies=VOCAB, serialise=_serialise)
+    again = condition_tokens(
+        tokens.sample(frac=1, random_state=1), conditions, vocabularies=VOCAB, serialise=_serialise
+    )
     pd.testing.assert_frame_equal(first, again)
     assert len(first) == len(tokens) * len(conditions)
     assert first.groupby("condition")["utt_id"].nunique().eq(len(tokens)).all()

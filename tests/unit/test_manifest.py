@@ -17,8 +17,15 @@ def mixed_corpus(tmp_path):
     write_tone(root / "silent.wav", level=0.0)
     rows = ["good1.wav,neu,s1", "text.wav,neu,s1", "missing.wav,ang,s2", "good2.wav,ang,s2", "silent.wav,neu,s2"]
     (tmp_path / "t.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
-    return read_corpus({"type": "manifest", "root": str(root), "table": str(tmp_path / "t.csv"),
-                        "label_map": {"neu": "neutral", "ang": "angry"}, "default_split": "test"})
+    return read_corpus(
+        {
+            "type": "manifest",
+            "root": str(root),
+            "table": str(tmp_path / "t.csv"),
+            "label_map": {"neu": "neutral", "ang": "angry"},
+            "default_split": "test",
+        }
+    )
 
 
 def test_every_utterance_keeps_its_row_and_bad_ones_are_listed(mixed_corpus):
@@ -26,7 +33,7 @@ def test_every_utterance_keeps_its_row_and_bad_ones_are_listed(mixed_corpus):
     assert list(manifest.columns) == MANIFEST_COLUMNS and list(bad.columns) == BAD_FILE_COLUMNS
     # order and count are those of the corpus, whatever the thread count
     assert manifest["utt_id"].tolist() == ["good1", "text", "missing", "good2", "silent"]
-    status = dict(zip(manifest["utt_id"], manifest["status"]))
+    status = dict(zip(manifest["utt_id"], manifest["status"], strict=True))
     assert status["good1"] == OK and status["good2"] == OK
     assert status["text"].startswith("unreadable") and status["missing"].startswith("missing")
     assert status["silent"].startswith("silent")
@@ -37,7 +44,9 @@ def test_every_utterance_keeps_its_row_and_bad_ones_are_listed(mixed_corpus):
 
 
 def test_fail_mode_stops_and_names_the_files(mixed_corpus):
-    with pytest.raises(BadAudioError, match=r"(?s)3 of 5 audio files.*text.wav: unreadable: Format not recognised") as error:
+    with pytest.raises(
+        BadAudioError, match=r"(?s)3 of 5 audio files.*text.wav: unreadable: Format not recognised"
+    ) as error:
         build_manifest(mixed_corpus, on_bad_audio="fail", progress=False)
     assert "on_bad_audio: skip" in str(error.value)
 
@@ -46,8 +55,15 @@ def test_a_corpus_with_no_usable_audio_is_an_error(tmp_path):
     root = tmp_path / "c"
     root.mkdir()
     (tmp_path / "t.csv").write_text("path,label,speaker\nnope.wav,neu,s1\n")
-    corpus = read_corpus({"type": "manifest", "root": str(root), "table": str(tmp_path / "t.csv"),
-                          "label_map": {"neu": "neutral"}, "default_split": "test"})
+    corpus = read_corpus(
+        {
+            "type": "manifest",
+            "root": str(root),
+            "table": str(tmp_path / "t.csv"),
+            "label_map": {"neu": "neutral"},
+            "default_split": "test",
+        }
+    )
     with pytest.raises(BadAudioError, match="no audio file passed"):
         build_manifest(corpus, progress=False)
 

@@ -15,24 +15,42 @@ def test_prefix_is_shared_and_suffix_holds_the_cues():
     assert template.parts("") == (prefix, "")
 
 
-@pytest.mark.parametrize("template, cues, message", [
-    ("What emotion? {labels}{cues}", CUES, "exactly one {audio} slot"),
-    ("{audio}{audio}{cues}", CUES, "exactly one {audio} slot"),
-    ("{audio}What emotion? {labels}", CUES, "one {cues} slot after {audio}"),
-    ("Listen: {audio}{cues}", CUES, "must start with {audio}"),
-    ("{audio}{labels}{cues}{model}", CUES, r"unknown slots \['model'\]"),
-    (DEFAULT, "\nCues here.", "prompt.cues needs exactly one {tokens}"),
-])
+@pytest.mark.parametrize(
+    "template, cues, message",
+    [
+        ("What emotion? {labels}{cues}", CUES, "exactly one {audio} slot"),
+        ("{audio}{audio}{cues}", CUES, "exactly one {audio} slot"),
+        ("{audio}What emotion? {labels}", CUES, "one {cues} slot after {audio}"),
+        ("Listen: {audio}{cues}", CUES, "must start with {audio}"),
+        ("{audio}{labels}{cues}{model}", CUES, r"unknown slots \['model'\]"),
+        (DEFAULT, "\nCues here.", "prompt.cues needs exactly one {tokens}"),
+    ],
+)
 def test_a_template_without_its_slots_is_an_error(template, cues, message):
     with pytest.raises(ValueError, match=message):
         PromptTemplate(template, cues, ("a",))
 
 
 def test_build_prompts_joins_the_manifest():
-    manifest = pd.DataFrame({"utt_id": ["u1", "u2"], "label": ["sad", "angry"], "split": "test", "speaker": "s",
-                             "path": ["/a.wav", "/b.wav"], "sha256": ["x", "y"], "duration_s": [1.0, 2.0]})
-    conditions = pd.DataFrame({"utt_id": ["u1", "u1", "u2"], "condition": ["none", "aligned", "aligned"],
-                               "audio": "original", "token_string": ["", "E=H", "E=L"]})
+    manifest = pd.DataFrame(
+        {
+            "utt_id": ["u1", "u2"],
+            "label": ["sad", "angry"],
+            "split": "test",
+            "speaker": "s",
+            "path": ["/a.wav", "/b.wav"],
+            "sha256": ["x", "y"],
+            "duration_s": [1.0, 2.0],
+        }
+    )
+    conditions = pd.DataFrame(
+        {
+            "utt_id": ["u1", "u1", "u2"],
+            "condition": ["none", "aligned", "aligned"],
+            "audio": "original",
+            "token_string": ["", "E=H", "E=L"],
+        }
+    )
     prompts = build_prompts(conditions, manifest, PromptTemplate(DEFAULT, CUES, ("angry", "sad")))
     assert list(prompts.columns) == PROMPT_COLUMNS
     assert prompts["text"].iloc[1] == AUDIO_MARKER + prompts["prefix_text"].iloc[1] + "\nAcoustic cues: E=H."
@@ -43,8 +61,8 @@ def test_build_prompts_joins_the_manifest():
 
 
 def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_study):
-    from cuealign.prompts import prompt_table
     from cuealign.config import validate_config
+    from cuealign.prompts import prompt_table
 
     conditions = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
     manifest = tiny_study["manifest"].copy()
@@ -52,6 +70,9 @@ def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_stu
     assert prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)["label"].nunique() == 4
     # every test utterance of 'sad' failed its audio checks: a whole class gone from the split
     manifest.loc[(manifest["split"] == "test") & (manifest["label"] == "sad"), "status"] = "silent"
-    with pytest.raises(ValueError, match=r"class\(es\) \['sad'\] have no usable utterance in the evaluated split "
-                                         r"'test' \(they are in: sad: \['train'\]\).*label_map"):
+    with pytest.raises(
+        ValueError,
+        match=r"class\(es\) \['sad'\] have no usable utterance in the evaluated split "
+        r"'test' \(they are in: sad: \['train'\]\).*label_map",
+    ):
         prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)

@@ -22,12 +22,24 @@ def test_config_hash_follows_values_not_key_order():
 
 def test_record_and_stamp_name_the_seeds_versions_and_model(tmp_path):
     config = load_config("config.yaml")
-    spec = {"path": str(tmp_path), "revision": None, "adapter": None, "family": "qwen2-audio", "dtype": "float32",
-            "mode": "score"}
-    run = provenance.record(config, corpus="demo", model="demo-alm", spec=spec, fingerprint="abc123", workflow_dir=tmp_path)
-    assert run["seeds"] == {"shuffle": config["conditions"]["shuffle_seeds"], "corrupt": config["conditions"]["corrupt_seeds"],
-                            "bootstrap": config["analysis"]["seed"], "corpus": config["corpora"]["demo"]["seed"],
-                            "finetune": config["finetune"]["demo-alm"]["seed"]}
+    spec = {
+        "path": str(tmp_path),
+        "revision": None,
+        "adapter": None,
+        "family": "qwen2-audio",
+        "dtype": "float32",
+        "mode": "score",
+    }
+    run = provenance.record(
+        config, corpus="demo", model="demo-alm", spec=spec, fingerprint="abc123", workflow_dir=tmp_path
+    )
+    assert run["seeds"] == {
+        "shuffle": config["conditions"]["shuffle_seeds"],
+        "corrupt": config["conditions"]["corrupt_seeds"],
+        "bootstrap": config["analysis"]["seed"],
+        "corpus": config["corpora"]["demo"]["seed"],
+        "finetune": config["finetune"]["demo-alm"]["seed"],
+    }
     assert run["versions"]["torch"] == torch.__version__ and run["config"] == config
     assert run["workflow_commit"] is None  # tmp_path is not a git checkout
     table = provenance.stamp(pd.DataFrame({"condition": ["none", "aligned"]}), run)
@@ -39,9 +51,16 @@ def test_record_and_stamp_name_the_seeds_versions_and_model(tmp_path):
 
 
 def manifest_prompts_predictions():
-    manifest = pd.DataFrame({"utt_id": ["a", "b", "c", "d", "e"], "status": ["ok", "ok", "ok", "silent", "ok"],
-                             "split": ["test", "test", "test", "test", "train"]})
-    prompts = pd.DataFrame([(u, c, "test") for u in "abc" for c in ("none", "aligned")], columns=["utt_id", "condition", "split"])
+    manifest = pd.DataFrame(
+        {
+            "utt_id": ["a", "b", "c", "d", "e"],
+            "status": ["ok", "ok", "ok", "silent", "ok"],
+            "split": ["test", "test", "test", "test", "train"],
+        }
+    )
+    prompts = pd.DataFrame(
+        [(u, c, "test") for u in "abc" for c in ("none", "aligned")], columns=["utt_id", "condition", "split"]
+    )
     predictions = prompts.assign(pred=["sad", "unparsed", "sad", "sad", "happy", "sad"])
     uar = pd.DataFrame({"condition": ["none", "aligned"], "n": [3, 3]})
     return manifest, prompts, predictions, uar
@@ -49,19 +68,32 @@ def manifest_prompts_predictions():
 
 def test_accounting_reconciles_every_utterance():
     table = accounting(*manifest_prompts_predictions())
-    counts = dict(zip(table["step"], table["count"]))
-    assert counts == {"manifest": 5, "failed audio check: silent": 1, "usable": 4, "evaluated": 3, "conditions": 2,
-                      "prompts": 6, "predictions": 6, "per condition in uar.csv": 3}
+    counts = dict(zip(table["step"], table["count"], strict=True))
+    assert counts == {
+        "manifest": 5,
+        "failed audio check: silent": 1,
+        "usable": 4,
+        "evaluated": 3,
+        "conditions": 2,
+        "prompts": 6,
+        "predictions": 6,
+        "per condition in uar.csv": 3,
+    }
     assert "1 unparsed" in table.set_index("step").loc["predictions", "note"]
-    assert accounting_line(table) == ("5 in the manifest -> 1 failed audio checks -> 4 usable -> 3 evaluated x 2 "
-                                      "conditions = 6 prompts -> 6 predictions -> 3 per condition in uar.csv")
+    assert accounting_line(table) == (
+        "5 in the manifest -> 1 failed audio checks -> 4 usable -> 3 evaluated x 2 "
+        "conditions = 6 prompts -> 6 predictions -> 3 per condition in uar.csv"
+    )
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda m, p, r, u: (m, p, r.iloc[1:], u), "predictions 5 != prompts 6"),
-    (lambda m, p, r, u: (m, p.iloc[1:], r.iloc[1:], u), r"prompts 5 != 3 x 2"),
-    (lambda m, p, r, u: (m, p, r, u.assign(n=[3, 2])), r"uar.csv n \[2, 3\] != 3"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda m, p, r, u: (m, p, r.iloc[1:], u), "predictions 5 != prompts 6"),
+        (lambda m, p, r, u: (m, p.iloc[1:], r.iloc[1:], u), r"prompts 5 != 3 x 2"),
+        (lambda m, p, r, u: (m, p, r, u.assign(n=[3, 2])), r"uar.csv n \[2, 3\] != 3"),
+    ],
+)
 def test_accounting_refuses_a_lost_row(break_it, message):
     with pytest.raises(ValueError, match="do not reconcile.*" + message):
         accounting(*break_it(*manifest_prompts_predictions()))

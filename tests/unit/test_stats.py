@@ -80,7 +80,9 @@ def test_clustered_ci_is_wider_than_iid_when_speakers_differ():
     rng = np.random.default_rng(2)
     speaker, truth, pred, _ = simulate(rng, speakers=10, per_speaker=60, spread=0.25)
     clustered = percentile_ci(Bootstrap.draw(speaker, resamples=2000, seed=0).uar(truth, pred, LABELS))
-    iid = percentile_ci(Bootstrap.draw(np.arange(speaker.size).astype(str), resamples=2000, seed=0).uar(truth, pred, LABELS))
+    iid = percentile_ci(
+        Bootstrap.draw(np.arange(speaker.size).astype(str), resamples=2000, seed=0).uar(truth, pred, LABELS)
+    )
     assert clustered[1] - clustered[0] > 1.5 * (iid[1] - iid[0])
 
 

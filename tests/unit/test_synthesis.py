@@ -42,8 +42,7 @@ def test_same_seed_same_bytes_other_seed_other_audio(corpus, tmp_path):
 def test_same_bytes_under_another_hash_seed(corpus, tmp_path):
     root, truth = corpus
     code = (
-        "import sys; from cuealign.synthesis import generate_corpus; "
-        f"generate_corpus(sys.argv[1], seed=3, **{SMALL!r})"
+        f"import sys; from cuealign.synthesis import generate_corpus; generate_corpus(sys.argv[1], seed=3, **{SMALL!r})"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "h")], check=True, env=env)

@@ -100,8 +100,9 @@ def test_meta_alone_tokenises_new_audio_the_same_way():
     rows = manifest["speaker"] == speaker
     renamed = manifest[rows].assign(speaker="stranger")
     moved = apply_tokens(lld[lld["utt_id"].isin(renamed["utt_id"])], renamed, json.loads(json.dumps(meta)))
-    pd.testing.assert_frame_equal(moved.reset_index(drop=True),
-                                  tokens[tokens["utt_id"].isin(renamed["utt_id"])].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        moved.reset_index(drop=True), tokens[tokens["utt_id"].isin(renamed["utt_id"])].reset_index(drop=True)
+    )
     # a gender that was not fitted is an error, not a silent guess
     _, per_gender = fit_tokens(lld, manifest, default_options(per_gender=["PITCH"]))
     with pytest.raises(ValueError, match="fitted per gender"):
@@ -187,10 +188,13 @@ def test_token_string_format():
     lld, manifest = make_data()
     tokens, _ = fit_tokens(lld, manifest, default_options(per_gender=[]))
     row = tokens.iloc[0]
-    expected = "; ".join(f"{name}={row[name]}" for name in
-                         ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"])
+    expected = "; ".join(
+        f"{name}={row[name]}" for name in ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"]
+    )
     assert row["token_string"] == expected
-    custom, _ = fit_tokens(lld, manifest, default_options(per_gender=[], format={"template": "<{concept}:{token}>", "separator": " "}))
+    custom, _ = fit_tokens(
+        lld, manifest, default_options(per_gender=[], format={"template": "<{concept}:{token}>", "separator": " "})
+    )
     assert custom["token_string"].iloc[0].startswith(f"<ENERGY:{row['ENERGY']}> <PITCH:")
 
 

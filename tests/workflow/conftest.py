@@ -54,8 +54,12 @@ def write_config(workflow: Path, config: dict) -> Path:
 
 def scaled_down(config: dict) -> dict:
     """The default study with fewer speakers, utterances and training steps."""
-    config["corpora"]["demo"] |= {"female_speakers": 3, "male_speakers": 3, "utterances_per_class": 2,
-                                  "test_speakers_per_gender": 1}
+    config["corpora"]["demo"] |= {
+        "female_speakers": 3,
+        "male_speakers": 3,
+        "utterances_per_class": 2,
+        "test_speakers_per_gender": 1,
+    }
     config["finetune"]["demo-alm"] |= {"epochs": 2, "batch_size": 8}
     config["analysis"] = {"resamples": 200}
     return config

@@ -68,8 +68,10 @@ def test_corpus_stage_runs_and_accounts_for_every_file(workflow, tmp_path):
 def test_fail_mode_stops_the_run_with_the_file_named(workflow, tmp_path):
     iemocap = make_iemocap(tmp_path / "IEMOCAP")
     (iemocap / "Session2/sentences/wav/Ses02F_impro02/Ses02F_impro02_M000.wav").unlink()
-    write_config(workflow, {"corpora": {"iem": {"type": "iemocap", "root": str(iemocap)}},
-                            "audio_checks": {"on_bad_audio": "fail"}})
+    write_config(
+        workflow,
+        {"corpora": {"iem": {"type": "iemocap", "root": str(iemocap)}}, "audio_checks": {"on_bad_audio": "fail"}},
+    )
     out = snakemake(workflow, "--cores", "1", "results/iem/manifest.parquet", check=False)
     assert out.returncode != 0
     assert "Ses02F_impro02_M000.wav: missing" in out.stdout + out.stderr

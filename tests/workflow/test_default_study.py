@@ -12,13 +12,23 @@ from tests.workflow.conftest import snakemake, write_config
 def planned_jobs(workflow) -> dict[str, int]:
     """The jobs a dry run would run, by rule."""
     result = snakemake(workflow, "--dry-run", "--cores", "2")
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE) if rule != "total"}
+    return {
+        rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE) if rule != "total"
+    }
 
 
 def test_default_config_dry_runs_the_whole_study(workflow):
     jobs = planned_jobs(workflow)
-    for rule in ("synthesize_corpus", "bin_tokens", "build_prompts", "finetune", "run_inference",
-                 "analyse_predictions", "plot_results", "collect_main_tables"):
+    for rule in (
+        "synthesize_corpus",
+        "bin_tokens",
+        "build_prompts",
+        "finetune",
+        "run_inference",
+        "analyse_predictions",
+        "plot_results",
+        "collect_main_tables",
+    ):
         assert jobs.get(rule, 0) >= 1, f"{rule} is not in the default run: {jobs}"
 
 
@@ -31,7 +41,14 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
 
     # the cue block lists the concepts in config order (tokens.concepts), voice quality last
     aligned = pd.read_parquet(results / "prompts/0.parquet").query("condition == 'aligned'")["suffix_text"].iloc[0]
-    assert re.findall(r"([A-Z_]+)=", aligned) == ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"]
+    assert re.findall(r"([A-Z_]+)=", aligned) == [
+        "ENERGY",
+        "PITCH",
+        "BRIGHTNESS",
+        "DYNAMICS",
+        "FORMANTS",
+        "VOICE_QUALITY",
+    ]
 
     history = pd.read_csv(results / "demo-alm/finetune/training_log.csv")
     assert history["epoch"].max() == 2 and history["loss"].notna().all()
@@ -47,8 +64,15 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     assert json.loads((results / "demo-alm/analysis/spearman.json").read_text())["points"] == 6 * 3
 
     report = (workflow / "report.html").read_text()
-    for name in ("token_distributions.png", "loss_curve.png", "confusion.png", "corruption_curve.png", "uar.csv",
-                 "comparisons.csv", "models_table.csv"):
+    for name in (
+        "token_distributions.png",
+        "loss_curve.png",
+        "confusion.png",
+        "corruption_curve.png",
+        "uar.csv",
+        "comparisons.csv",
+        "models_table.csv",
+    ):
         assert name in report, f"{name} is not in the report"
 
     # nothing changed: a rerun does nothing
@@ -70,6 +94,11 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables"}
     assert after(lambda c: c["analysis"].update(resamples=300)) == analysis_only
     assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
-    assert after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5])) == {"build_prompts", "run_inference"} | analysis_only
-    assert after(lambda c: c["corpora"]["demo"]["tokens"].update(normalise="dataset")) == {
-        "bin_tokens", "plot_token_diagnostics", "build_prompts", "finetune", "run_inference"} | analysis_only
+    assert (
+        after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5]))
+        == {"build_prompts", "run_inference"} | analysis_only
+    )
+    assert (
+        after(lambda c: c["corpora"]["demo"]["tokens"].update(normalise="dataset"))
+        == {"bin_tokens", "plot_token_diagnostics", "build_prompts", "finetune", "run_inference"} | analysis_only
+    )

@@ -14,16 +14,30 @@ import pytest
 
 from tests.workflow.conftest import copy_workflow, snakemake, write_config
 
-DEMO = {"type": "synthetic", "seed": 5, "female_speakers": 3, "male_speakers": 3, "utterances_per_class": 3,
-        "test_speakers_per_gender": 1, "tokens": {"normalise": "speaker", "per_gender": []}}
+DEMO = {
+    "type": "synthetic",
+    "seed": 5,
+    "female_speakers": 3,
+    "male_speakers": 3,
+    "utterances_per_class": 3,
+    "test_speakers_per_gender": 1,
+    "tokens": {"normalise": "speaker", "per_gender": []},
+}
 CONDITIONS = {"swap": ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"], "tokens_only": True}
 TEST_UTTERANCES, N_CONDITIONS = 2 * 4 * 3, 33
 
 
 def study(workflow: Path, model: Path) -> Path:
-    write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "finetune": {},
-                            "models": {"tiny": {"family": "qwen2-audio", "path": str(model), "batch_size": 16}},
-                            "analysis": {"resamples": 100}})
+    write_config(
+        workflow,
+        {
+            "corpora": {"demo": DEMO},
+            "conditions": CONDITIONS,
+            "finetune": {},
+            "models": {"tiny": {"family": "qwen2-audio", "path": str(model), "batch_size": 16}},
+            "analysis": {"resamples": 100},
+        },
+    )
     return workflow
 
 
@@ -49,8 +63,11 @@ def inference_job(workflow: Path) -> int | None:
         try:
             argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
             # the Python process itself, not the shell Snakemake may start it through
-            if ("python" in Path(argv[0]).name and any(a.endswith("run_inference.py") for a in argv)
-                    and Path(os.readlink(proc / "cwd")) == workflow):
+            if (
+                "python" in Path(argv[0]).name
+                and any(a.endswith("run_inference.py") for a in argv)
+                and Path(os.readlink(proc / "cwd")) == workflow
+            ):
                 return int(proc.name)
         except (OSError, ValueError):
             continue
@@ -67,14 +84,21 @@ def dead(pid: int) -> bool:
 
 def start(workflow: Path, *args: str) -> subprocess.Popen:
     """Snakemake in its own process group (to kill it with its jobs), its output in a file."""
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=workflow, start_new_session=True,
-                           stdout=open(workflow / "snakemake.out", "w"), stderr=subprocess.STDOUT)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workflow,
+        start_new_session=True,
+        stdout=open(workflow / "snakemake.out", "w"),  # noqa: SIM115 - the child process owns it
+        stderr=subprocess.STDOUT,
+    )
     run.output = workflow / "snakemake.out"
     return run
 
 
 def predictions(workflow: Path) -> pd.DataFrame:
-    table = pd.concat(pd.read_parquet(p) for p in sorted((workflow / "results/demo/tiny/predictions").glob("*.parquet")))
+    table = pd.concat(
+        pd.read_parquet(p) for p in sorted((workflow / "results/demo/tiny/predictions").glob("*.parquet"))
+    )
     return table.drop(columns="seconds").sort_values(["utt_id", "condition"]).reset_index(drop=True)
 
 
@@ -106,8 +130,10 @@ def test_killed_jobs_and_a_killed_run_recover_to_the_uninterrupted_results(tmp_p
     assert 0 < done_before_kill < per_shard  # really killed inside a shard
     # the resubmitted job reused every answer written before the kill (a row per prompt; a swap of a
     # MID token asks what aligned asks, so rows >= cache entries) and computed only the rest
-    counts = [re.search(r"(\d+) predictions \((\d+) computed, (\d+) from the cache\)", log.read_text()).groups()
-              for log in sorted((killed / "logs/demo/tiny/run_inference").glob("*.log"))]
+    counts = [
+        re.search(r"(\d+) predictions \((\d+) computed, (\d+) from the cache\)", log.read_text()).groups()
+        for log in sorted((killed / "logs/demo/tiny/run_inference").glob("*.log"))
+    ]
     fresh, resumed = sorted(int(cached) for _, _, cached in counts)
     assert fresh == 0 and resumed >= done_before_kill
     assert all(int(total) == int(computed) + int(cached) == per_shard for total, computed, cached in counts)
@@ -117,7 +143,9 @@ def test_killed_jobs_and_a_killed_run_recover_to_the_uninterrupted_results(tmp_p
     assert len(got) == TEST_UTTERANCES * N_CONDITIONS and not got.duplicated(["utt_id", "condition"]).any()
     pd.testing.assert_frame_equal(got, want)
     for table in ("uar.csv", "comparisons.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(killed / "results/demo/tiny/analysis" / table),
-                                      pd.read_csv(reference / "results/demo/tiny/analysis" / table))
+        pd.testing.assert_frame_equal(
+            pd.read_csv(killed / "results/demo/tiny/analysis" / table),
+            pd.read_csv(reference / "results/demo/tiny/analysis" / table),
+        )
     rerun = snakemake(killed, "--cores", "1")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr

@@ -8,8 +8,15 @@ import yaml
 
 from tests.workflow.conftest import snakemake, write_config
 
-DEMO = {"type": "synthetic", "seed": 2, "female_speakers": 2, "male_speakers": 2, "utterances_per_class": 2,
-        "test_speakers_per_gender": 1, "tokens": {"normalise": "speaker", "per_gender": []}}
+DEMO = {
+    "type": "synthetic",
+    "seed": 2,
+    "female_speakers": 2,
+    "male_speakers": 2,
+    "utterances_per_class": 2,
+    "test_speakers_per_gender": 1,
+    "tokens": {"normalise": "speaker", "per_gender": []},
+}
 CONDITIONS = {"shuffle_seeds": [0], "corrupt_p": [0.5], "corrupt_seeds": [0], "swap": ["ENERGY"], "tokens_only": True}
 
 
@@ -18,12 +25,21 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": {"tiny": model}})
     run = snakemake(workflow, "--cores", "2")
     prompts = pd.concat([pd.read_parquet(workflow / f"results/demo/prompts/{i}.parquet") for i in range(2)])
-    predictions = pd.concat([pd.read_parquet(workflow / f"results/demo/tiny/predictions/{i}.parquet") for i in range(2)])
+    predictions = pd.concat(
+        [pd.read_parquet(workflow / f"results/demo/tiny/predictions/{i}.parquet") for i in range(2)]
+    )
     assert len(predictions) == len(prompts) == 16 * 7  # 16 test utterances x 7 conditions
     merged = prompts.merge(predictions, on=["utt_id", "condition"], validate="1:1")
     assert len(merged) == len(prompts)
-    assert set(predictions["condition"]) == {"none", "aligned", "conflict", "shuffle_s0", "corrupt_p0.5_s0",
-                                             "swap_ENERGY", "tokens_only"}
+    assert set(predictions["condition"]) == {
+        "none",
+        "aligned",
+        "conflict",
+        "shuffle_s0",
+        "corrupt_p0.5_s0",
+        "swap_ENERGY",
+        "tokens_only",
+    }
     assert predictions["pred"].isin(["angry", "happy", "neutral", "sad"]).all()
     assert (predictions["model"] == str(tiny_qwen2_audio)).all()
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
@@ -51,8 +67,10 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     manifest = pd.read_parquet(workflow / "results/demo/manifest.parquet")
     assert accounting["manifest"] == len(manifest) and accounting["usable"] == (manifest["status"] == "ok").sum()
     assert accounting["evaluated"] == 16 and accounting["prompts"] == accounting["predictions"] == 16 * 7
-    assert (f"demo / tiny: {len(manifest)} in the manifest -> 0 failed audio checks -> {len(manifest)} usable -> "
-            "16 evaluated x 7 conditions = 112 prompts -> 112 predictions -> 16 per condition") in run.stderr
+    assert (
+        f"demo / tiny: {len(manifest)} in the manifest -> 0 failed audio checks -> {len(manifest)} usable -> "
+        "16 evaluated x 7 conditions = 112 prompts -> 112 predictions -> 16 per condition"
+    ) in run.stderr
 
     # provenance: every table names the config, versions, model and seeds; RUN.json reproduces the run
     record = json.loads((workflow / "results/demo/tiny/RUN.json").read_text())
@@ -82,7 +100,9 @@ def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap):
     model = {"family": "clap", "path": str(tiny_clap), "label_prompt": "a {label} voice"}
     write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": {"clap": model}})
     snakemake(workflow, "--cores", "2")
-    predictions = pd.concat([pd.read_parquet(workflow / f"results/demo/clap/predictions/{i}.parquet") for i in range(2)])
+    predictions = pd.concat(
+        [pd.read_parquet(workflow / f"results/demo/clap/predictions/{i}.parquet") for i in range(2)]
+    )
     assert len(predictions) == 16 * 7 and set(predictions["backend"]) == {"transformers:clap"}
     columns = [f"logprob_{label}" for label in ("angry", "happy", "neutral", "sad")]
     with_audio = predictions[predictions["condition"] != "tokens_only"]
@@ -92,13 +112,16 @@ def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap):
     assert uar.loc["aligned", "uar"] == uar.loc["none", "uar"] == uar.loc["conflict", "uar"]
     comparisons = pd.read_csv(workflow / "results/demo/clap/analysis/comparisons.csv").set_index(["a", "b"])
     gain = comparisons.loc[("aligned", "none")]
-    assert gain["delta_uar"] == 0 and gain["a_right_b_wrong"] == gain["a_wrong_b_right"] == 0 and gain["p_mcnemar"] == 1.0
+    assert (
+        gain["delta_uar"] == 0 and gain["a_right_b_wrong"] == gain["a_wrong_b_right"] == 0 and gain["p_mcnemar"] == 1.0
+    )
     assert (workflow / "results/demo/clap/figures/corruption_curve.png").stat().st_size > 5_000
 
 
 def test_unknown_model_family_fails_before_any_job(workflow, tiny_qwen2_audio):
-    write_config(workflow, {"corpora": {"demo": DEMO},
-                            "models": {"m": {"family": "qwen3-audio", "path": str(tiny_qwen2_audio)}}})
+    write_config(
+        workflow, {"corpora": {"demo": DEMO}, "models": {"m": {"family": "qwen3-audio", "path": str(tiny_qwen2_audio)}}}
+    )
     out = snakemake(workflow, "-n", check=False)
     assert out.returncode != 0 and "'qwen3-audio' is not in the registry" in out.stdout + out.stderr
 
@@ -106,9 +129,11 @@ def test_unknown_model_family_fails_before_any_job(workflow, tiny_qwen2_audio):
 def test_inference_jobs_declare_the_gpus_their_device_uses(workflow, tiny_qwen2_audio):
     # Snakemake (--resources gpu=N) and SLURM (--gpus) schedule on the declared count
     path = str(tiny_qwen2_audio)
-    models = {"on-cpu": {"family": "qwen2-audio", "path": path},
-              "one-gpu": {"family": "qwen2-audio", "path": path, "device": "cuda"},
-              "spread": {"family": "qwen2-audio", "path": path, "device": "auto", "gpus": 2}}
+    models = {
+        "on-cpu": {"family": "qwen2-audio", "path": path},
+        "one-gpu": {"family": "qwen2-audio", "path": path, "device": "cuda"},
+        "spread": {"family": "qwen2-audio", "path": path, "device": "auto", "gpus": 2},
+    }
     write_config(workflow, {"corpora": {"demo": DEMO}, "models": models})
     out = snakemake(workflow, "-n", "--cores", "2", "--forceall").stdout
     declared = {}

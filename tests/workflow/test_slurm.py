@@ -50,15 +50,28 @@ def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster, scaled_d
     cluster = copy_workflow(tmp_path / "cluster")
     write_config(cluster, config)
     command = [
-        "timeout", "-k", "10", "1200", sys.executable, "-m", "snakemake",
-        "--workflow-profile", "profiles/slurm",
-        "--default-resources", "slurm_partition=debug", "runtime=20", "mem_mb=1000",
+        "timeout",
+        "-k",
+        "10",
+        "1200",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--default-resources",
+        "slurm_partition=debug",
+        "runtime=20",
+        "mem_mb=1000",
         # the demo probes on CPU; ask for the GPU as a GPU model's jobs do, so they go through
         # --gpus=1 and the cluster's (fake) GPU
-        "--set-resources", "run_inference:gpu=1",
-        "--slurm-init-seconds-before-status-checks", "2",
+        "--set-resources",
+        "run_inference:gpu=1",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
         "--slurm-keep-successful-logs",  # the job ids, per rule, for sacct below
-        "--jobs", "4",
+        "--jobs",
+        "4",
     ]
     result = subprocess.run(command, cwd=cluster, env=slurm_cluster, capture_output=True, text=True, timeout=1300)
     assert result.returncode == 0, f"the SLURM run failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
@@ -70,7 +83,10 @@ def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster, scaled_d
         assert ids, f"no SLURM job of rule {rule}"
         accounting = subprocess.run(
             ["sacct", "-n", "-X", "-P", "-j", ids, "-o", "JobIDRaw,AllocTRES,State"],
-            env=slurm_cluster, capture_output=True, text=True, check=True,
+            env=slurm_cluster,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         return [line.split("|") for line in accounting.splitlines() if line.strip()]
 

@@ -27,7 +27,13 @@ def test_tokens_stage_end_to_end(workflow):
     tokens = pd.read_parquet(workflow / "results/demo/tokens.parquet")
     assert sorted(tokens["utt_id"]) == sorted(manifest["utt_id"])  # every utterance, once
     concepts = ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"]
-    assert tokens["token_string"].str.split("; ").map(lambda parts: [p.split("=")[0] for p in parts]).map(concepts.__eq__).all()
+    assert (
+        tokens["token_string"]
+        .str.split("; ")
+        .map(lambda parts: [p.split("=")[0] for p in parts])
+        .map(concepts.__eq__)
+        .all()
+    )
     shards = [pd.read_parquet(workflow / f"results/demo/lld/{i}.parquet") for i in range(2)]
     assert len(shards[0]) == len(shards[1]) == len(manifest) // 2
     assert set(shards[0]["utt_id"]).isdisjoint(shards[1]["utt_id"])
