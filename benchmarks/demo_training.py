@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cuealign.backends import load_backend
+from cuealign.audio import load_model_audio
+from cuealign.backends.loader import load_backend
 from cuealign.config import validate_config
 from cuealign.finetune import finetune
-from cuealign.inference import load_audio
 from cuealign.prompts import prompt_table
 
 CONDITIONS = dict(conflict=True, shuffle_seeds=[0], corrupt_p=[0.5, 1.0], corrupt_seeds=[0], swap=[], tokens_only=True)
@@ -73,7 +73,7 @@ def main() -> None:
         prompts = prompt_table(tokens, manifest, meta, conditions=CONDITIONS, prompt=config["prompt"], split="test")
         rows = []
         for (_, kind), group in prompts.groupby(["utt_id", "audio"]):
-            audio, _ = load_audio(group["path"].iloc[0], rate=16000, window_s=30, silence=kind == "silence")
+            audio, _ = load_model_audio(group["path"].iloc[0], rate=16000, window_s=30, silence=kind == "silence")
             scores = alm.score(audio, group["prefix_text"].iloc[0], list(group["suffix_text"]), labels)
             triples = zip(group["condition"], group["label"], scores, strict=True)
             rows += [(c, y, labels[int(np.argmax(s))]) for c, y, s in triples]

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from cuealign.backends import load_backend
+from cuealign.backends.loader import load_backend
 from cuealign.backends.tiny import build_tiny_alm
 
 LABELS = ["angry", "happy", "neutral", "sad"]

@@ -7,12 +7,16 @@ Files are never rewritten: any channel count and sample rate are accepted here a
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
+
+log = logging.getLogger(__name__)
 
 OK = "ok"
 
@@ -127,3 +131,27 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioI
             **measured,
         )
     return AudioInfo(status=OK, **measured)
+
+
+def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """Samples as float32 mono (channels averaged) at the file's own rate: what every stage that
+    reads audio after the checks (openSMILE, the models, fine-tuning) starts from."""
+    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return samples.mean(axis=1), int(rate)
+
+
+def load_model_audio(path: str, *, rate: int, window_s: float, silence: bool) -> tuple[np.ndarray, str]:
+    """Mono float32 at ``rate``; silence of the same length for tokens_only; (audio, policy)."""
+    mono, source_rate = read_mono(path)
+    if source_rate != rate:
+        divisor = np.gcd(int(source_rate), int(rate))
+        mono = signal.resample_poly(mono, rate // divisor, source_rate // divisor).astype(np.float32)
+    if silence:
+        mono = np.zeros_like(mono)
+    policy = "full"
+    limit = int(window_s * rate)
+    if mono.size > limit:
+        log.warning("%s: %.1f s is longer than the model's %.0f s window; truncated", path, mono.size / rate, window_s)
+        mono = mono[:limit]
+        policy = f"truncated to {window_s:g} s"
+    return mono, policy

@@ -16,12 +16,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import opensmile
 import pandas as pd
-import soundfile as sf
 from tqdm import tqdm
 
+from cuealign.audio import read_mono
 from cuealign.cache import KeyedJsonCache
 
 log = logging.getLogger(__name__)
@@ -63,12 +62,6 @@ def summary_columns() -> list[str]:
     return lld_names() + list(VOICED_SPECTRAL.values()) + ["voiced_fraction", "n_frames"]
 
 
-def load_mono(path: str | Path) -> tuple[np.ndarray, int]:
-    """Samples as float32 mono (channels averaged) at the file's own rate; openSMILE resamples."""
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return samples.mean(axis=1), int(rate)
-
-
 def summarise_llds(frames: pd.DataFrame) -> dict[str, float]:
     """File-level means of LLD frames: ``*_sma3nz`` over voiced frames, the rest over all frames."""
     voiced = frames[VOICING_LLD].to_numpy() > 0
@@ -89,7 +82,7 @@ def summarise_llds(frames: pd.DataFrame) -> dict[str, float]:
 
 def extract_file(path: str | Path) -> dict[str, float]:
     """openSMILE LLDs of one file, summarised."""
-    samples, rate = load_mono(path)
+    samples, rate = read_mono(path)
     frames = _smile().process_signal(samples, rate)
     return summarise_llds(frames)
 

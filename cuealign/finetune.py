@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cuealign.audio import load_model_audio
 from cuealign.backends.registry import family as family_of
 from cuealign.backends.transformers_alm import TransformersALM
-from cuealign.inference import load_audio
 from cuealign.interventions import SILENCE
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def build_examples(alm: TransformersALM, prompts: pd.DataFrame, labels: list[str
     examples = []
     for (utt_id, kind), rows in prompts.groupby(["utt_id", "audio"], sort=True):
         first = rows.iloc[0]
-        audio, _ = load_audio(
+        audio, _ = load_model_audio(
             first["path"], rate=alm.family.sampling_rate, window_s=alm.family.window_s, silence=kind == SILENCE
         )
         prefix, tail = alm.prefix_inputs(audio, first["prefix_text"])

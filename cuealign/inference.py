@@ -9,19 +9,17 @@ names no label is 'unparsed', kept and counted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
-from scipy import signal
 from tqdm import tqdm
 
+from cuealign.audio import load_model_audio
 from cuealign.cache import KeyedJsonCache, content_key
+from cuealign.provenance import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -66,37 +64,6 @@ def parse_answer(text: str, labels: list[str]) -> str:
     return UNPARSED
 
 
-def model_fingerprint(path: str) -> str:
-    """Identifies the weights without reading them: names, sizes and modification times of the
-    model folder's files (a retrained model at the same path gets a new fingerprint)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return path  # a hub id: its revision identifies it
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = file.stat()
-        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def load_audio(path: str, *, rate: int, window_s: float, silence: bool) -> tuple[np.ndarray, str]:
-    """Mono float32 at ``rate``; silence of the same length for tokens_only; (audio, policy)."""
-    samples, source_rate = sf.read(path, dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
-    if source_rate != rate:
-        divisor = np.gcd(int(source_rate), int(rate))
-        mono = signal.resample_poly(mono, rate // divisor, source_rate // divisor).astype(np.float32)
-    if silence:
-        mono = np.zeros_like(mono)
-    policy = "full"
-    limit = int(window_s * rate)
-    if mono.size > limit:
-        log.warning("%s: %.1f s is longer than the model's %.0f s window; truncated", path, mono.size / rate, window_s)
-        mono = mono[:limit]
-        policy = f"truncated to {window_s:g} s"
-    return mono, policy
-
-
 def predict_shard(
     prompts: pd.DataFrame,
     backend,
@@ -138,7 +105,7 @@ def predict_shard(
         answers = [cache.get(key) for key in keys]
         todo = [i for i, answer in enumerate(answers) if answer is None]
         if todo:
-            audio, policy = load_audio(
+            audio, policy = load_model_audio(
                 rows["path"].iloc[0],
                 rate=backend.family.sampling_rate,
                 window_s=backend.family.window_s,

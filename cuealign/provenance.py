@@ -120,3 +120,16 @@ def stamp(table: pd.DataFrame, run: dict) -> pd.DataFrame:
             f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}" for name, v in run["seeds"].items()
         ),
     )
+
+
+def model_fingerprint(path: str) -> str:
+    """Identifies the weights without reading them: names, sizes and modification times of the
+    model folder's files (a retrained model at the same path gets a new fingerprint)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path  # a hub id: its revision identifies it
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]

@@ -15,7 +15,6 @@ from cuealign.analysis import (
     to_latex,
     to_markdown,
 )
-from cuealign.inference import model_fingerprint
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]) as log:
@@ -51,7 +50,7 @@ with log_to(snakemake.log[0]) as log:
         corpus=snakemake.wildcards.corpus,
         model=snakemake.wildcards.model,
         spec=spec,
-        fingerprint=model_fingerprint(spec["path"]),
+        fingerprint=provenance.model_fingerprint(spec["path"]),
         workflow_dir=".",
     )
     with open(snakemake.output.run, "w") as stream:

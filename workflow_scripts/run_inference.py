@@ -1,7 +1,7 @@
 import pandas as pd
 import torch
 
-from cuealign.backends import load_backend
+from cuealign.backends.loader import load_backend
 from cuealign.cache import KeyedJsonCache
 from cuealign.inference import predict_shard
 from cuealign.runlog import log_to

@@ -20,6 +20,7 @@ import torch
 from transformers import AutoProcessor, ClapModel
 
 from cuealign.backends.registry import Family
+from cuealign.backends.weights import DTYPES, load_error
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ class ClapZeroShot:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
     ):
-        from cuealign.backends.transformers_alm import _DTYPES, _load_error
-
         self.family = family
         self.label_prompt = label_prompt
         torch_device, device_map = resolve_device(device)
@@ -50,9 +49,9 @@ class ClapZeroShot:
             self.processor = AutoProcessor.from_pretrained(path, **options)
             safe = {} if allow_pickle else {"use_safetensors": True}
             placement = {"device_map": device_map} if device_map else {}
-            model = ClapModel.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement, **safe)
+            model = ClapModel.from_pretrained(path, dtype=DTYPES[dtype], **options, **placement, **safe)
         except OSError as exc:
-            raise _load_error(path, allow_pickle, exc) from exc
+            raise load_error(path, allow_pickle, exc) from exc
         self.model = model.eval() if device_map else model.to(torch_device).eval()
         self.device = self.model.device
         self._texts: dict[tuple[str, ...], torch.Tensor] = {}

@@ -23,14 +23,13 @@ import torch
 import transformers
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
 
-from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, Family
-from cuealign.backends.registry import family as family_of
+from cuealign.backends.registry import Family
+from cuealign.backends.weights import DTYPES, load_error
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
 _SENTINEL = "@@cuealign-cues@@"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -59,17 +58,6 @@ def load_processor(path: str, family: Family, **options):
     raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
 
 
-def _load_error(path: str, allow_pickle: bool, exc: OSError) -> FileNotFoundError:
-    """What from_pretrained's OSError means for a user, and the fix."""
-    if Path(path).is_dir():
-        hint = "" if allow_pickle else " (weights are loaded from safetensors only unless allow_pickle: true)"
-        return FileNotFoundError(f"model folder {path!r} holds no weights this model can load{hint}: {exc}")
-    return FileNotFoundError(
-        f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
-        f"(nothing is downloaded at run time; fetch it once with `hf download {path}`): {exc}"
-    )
-
-
 class TransformersALM:
     """A chat audio-language model loaded from a local path or the local Hugging Face cache."""
 
@@ -94,9 +82,9 @@ class TransformersALM:
             placement = {"device_map": device_map} if device_map else {}
             # safetensors only, unless the user opted in to pickle weights (which can run code)
             safe = {} if allow_pickle else {"use_safetensors": True}
-            model = model_class.from_pretrained(path, dtype=_DTYPES[dtype], **options, **placement, **safe)
+            model = model_class.from_pretrained(path, dtype=DTYPES[dtype], **options, **placement, **safe)
         except OSError as exc:
-            raise _load_error(path, allow_pickle, exc) from exc
+            raise load_error(path, allow_pickle, exc) from exc
         if adapter:
             from peft import PeftModel
 
@@ -298,34 +286,3 @@ class TransformersALM:
                 )
             answers.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
         return answers
-
-
-def load_backend(spec: dict):
-    """The backend a validated config entry (config: models.<name>) describes."""
-    path = spec["path"]
-    if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
-        raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
-    family = family_of(spec["family"])
-    if family.backend == "clap":
-        from cuealign.backends.clap import ClapZeroShot
-
-        return ClapZeroShot(
-            path,
-            family=family,
-            label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT,
-            device=spec["device"],
-            dtype=spec["dtype"],
-            revision=spec.get("revision"),
-            trust_remote_code=spec["trust_remote_code"],
-            allow_pickle=spec.get("allow_pickle", False),
-        )
-    return TransformersALM(
-        path,
-        family=family,
-        device=spec["device"],
-        dtype=spec["dtype"],
-        revision=spec.get("revision"),
-        adapter=spec.get("adapter"),
-        trust_remote_code=spec["trust_remote_code"],
-        allow_pickle=spec.get("allow_pickle", False),
-    )

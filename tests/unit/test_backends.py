@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cuealign.backends import load_backend
+from cuealign.backends.loader import load_backend
 from cuealign.backends.registry import check_model_spec, family
 
 LABELS = ["angry", "happy", "neutral", "sad"]

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from cuealign.backends import load_backend
+from cuealign.backends.loader import load_backend
 from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, check_finetune_spec, check_model_spec
 from cuealign.cache import KeyedJsonCache
 from cuealign.config import config_schema, validate_config

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from cuealign.backends import load_backend
+from cuealign.audio import load_model_audio
+from cuealign.backends.loader import load_backend
 from cuealign.backends.registry import check_finetune_spec
 from cuealign.config import ConfigError, model_entries, validate_config
 from cuealign.finetune import build_examples, collate, epoch_plan, finetune, training_prompts
-from cuealign.inference import load_audio
 
 
 def finetune_spec(**changes):
@@ -28,7 +28,7 @@ def test_scores(alm, study, labels, n=3):
     prompts = training_prompts(study["tokens"], study["manifest"], study["meta"], prompt=study["prompt"], split="test")
     out = []
     for _, rows in list(prompts[prompts["audio"] == "original"].groupby("utt_id"))[:n]:
-        audio, _ = load_audio(rows["path"].iloc[0], rate=16000, window_s=30, silence=False)
+        audio, _ = load_model_audio(rows["path"].iloc[0], rate=16000, window_s=30, silence=False)
         out.append(alm.score(audio, rows["prefix_text"].iloc[0], list(rows["suffix_text"]), labels))
     return np.concatenate(out)
 
@@ -122,7 +122,7 @@ def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
     inputs, positions, targets = collate(examples, alm.pad_id)
     for row, example in enumerate(examples):
         prompt = first_utterance[first_utterance["condition"] == example.condition].iloc[0]
-        audio, _ = load_audio(prompt["path"], rate=16000, window_s=30, silence=example.condition == "tokens_only")
+        audio, _ = load_model_audio(prompt["path"], rate=16000, window_s=30, silence=example.condition == "tokens_only")
         prefix = alm.encode_prefix(audio, prompt["prefix_text"])
         expected = prefix.ids[0].tolist() + alm.ids(prompt["suffix_text"] + prefix.tail) + alm.ids(prompt["label"])
         assert inputs["input_ids"][row, : len(expected)].tolist() == expected

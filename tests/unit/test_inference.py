@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from cuealign.backends import load_backend
+from cuealign.audio import load_model_audio
+from cuealign.backends.loader import load_backend
 from cuealign.cache import KeyedJsonCache
-from cuealign.inference import UNPARSED, load_audio, parse_answer, predict_shard
+from cuealign.inference import UNPARSED, parse_answer, predict_shard
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -136,7 +137,7 @@ def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
     assert set(table["backend"]) == {f"transformers:{name}"} and table["pred"].isin(LABELS + [UNPARSED]).all()
     if mode == "score":  # and the answers are the backend's own scores for each row
         first = prompts[prompts["utt_id"] == "u0"]
-        audio, _ = load_audio(first["path"].iloc[0], rate=16000, window_s=30, silence=False)
+        audio, _ = load_model_audio(first["path"].iloc[0], rate=16000, window_s=30, silence=False)
         expected = backend.score(audio, PREFIX, list(first["suffix_text"]), LABELS)
         got = table[table["utt_id"] == "u0"][[f"logprob_{label}" for label in LABELS]].to_numpy()
         np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -200,9 +201,9 @@ def test_parse_answer(text, expected):
 def test_load_audio_resamples_mixes_truncates_and_silences(tmp_path):
     path = tmp_path / "x.wav"
     sf.write(path, np.stack([np.full(44100 * 2, 0.2), np.full(44100 * 2, 0.4)], axis=1), 44100)
-    audio, policy = load_audio(str(path), rate=16000, window_s=30.0, silence=False)
+    audio, policy = load_model_audio(str(path), rate=16000, window_s=30.0, silence=False)
     assert audio.shape == (32000,) and policy == "full" and abs(audio[1000] - 0.3) < 1e-3
-    short, policy = load_audio(str(path), rate=16000, window_s=1.0, silence=False)
+    short, policy = load_model_audio(str(path), rate=16000, window_s=1.0, silence=False)
     assert short.shape == (16000,) and policy == "truncated to 1 s"
-    quiet, _ = load_audio(str(path), rate=16000, window_s=30.0, silence=True)
+    quiet, _ = load_model_audio(str(path), rate=16000, window_s=30.0, silence=True)
     assert quiet.shape == (32000,) and not quiet.any()

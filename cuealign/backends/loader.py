@@ -1,0 +1,39 @@
+"""One entry point from a config entry to a loaded backend (the only module that knows them all)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cuealign.backends.clap import ClapZeroShot
+from cuealign.backends.registry import DEFAULT_LABEL_PROMPT
+from cuealign.backends.registry import family as family_of
+from cuealign.backends.transformers_alm import TransformersALM
+
+
+def load_backend(spec: dict):
+    """The backend a validated config entry (config: models.<name>) describes."""
+    path = spec["path"]
+    if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
+        raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
+    family = family_of(spec["family"])
+    if family.backend == "clap":
+        return ClapZeroShot(
+            path,
+            family=family,
+            label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT,
+            device=spec["device"],
+            dtype=spec["dtype"],
+            revision=spec.get("revision"),
+            trust_remote_code=spec["trust_remote_code"],
+            allow_pickle=spec.get("allow_pickle", False),
+        )
+    return TransformersALM(
+        path,
+        family=family,
+        device=spec["device"],
+        dtype=spec["dtype"],
+        revision=spec.get("revision"),
+        adapter=spec.get("adapter"),
+        trust_remote_code=spec["trust_remote_code"],
+        allow_pickle=spec.get("allow_pickle", False),
+    )
