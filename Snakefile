@@ -1,5 +1,6 @@
 from snakemake.utils import min_version
 
+from cuealign.checks import check_config
 from cuealign.config import validate_config
 
 min_version("9.0")
@@ -9,6 +10,7 @@ configfile: "config.yaml"
 
 
 validate_config(config)
+check_config(config, configfiles=workflow.configfiles)
 
 
 include: "rules/common.smk"

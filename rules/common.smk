@@ -1,11 +1,10 @@
 import re
+import sys
 
-from cuealign.backends.registry import check_finetune_spec, check_model_spec
+from cuealign.checks import corpus_setting, token_options, unprobed_note
 from cuealign.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files
 
-for _name, _spec in config["finetune"].items():
-    check_finetune_spec(_name, _spec, list(config["corpora"]))
 # Every model to probe: config models plus the ones the finetune rule trains.
 MODELS = model_entries(config)
 
@@ -14,6 +13,12 @@ wildcard_constraints:
     corpus="|".join(re.escape(name) for name in config["corpora"]),
     shard=r"\d+",
     model="|".join(re.escape(name) for name in MODELS) or "(?!)",
+
+
+onstart:
+    # a corpus with tokens and prompts but no model gets no results: say so where the user looks
+    if note := unprobed_note(config):
+        print(note, file=sys.stderr)
 
 
 SYNTHETIC_ROOT = "resources/synthetic/{corpus}"
@@ -80,22 +85,11 @@ def get_bin_tokens_lld(wildcards):
 
 def get_bin_tokens_options(wildcards):
     """The top-level tokens block with the corpus' own overrides on top."""
-    return config["tokens"] | config["corpora"][wildcards.corpus].get("tokens", {})
-
-
-def corpus_setting(corpus, key):
-    """A corpus' own value of a top-level setting, else the top-level one."""
-    return config["corpora"][corpus].get(key, config[key])
+    return token_options(config, wildcards.corpus)
 
 
 def get_build_prompts_outputs():
     return expand("results/{{corpus}}/prompts/{shard}.parquet", shard=shard_ids())
-
-
-for _name, _spec in MODELS.items():
-    check_model_spec(
-        _name, _spec, list(config["corpora"]), finetuned=_name in config["finetune"]
-    )
 
 
 def model_runs():

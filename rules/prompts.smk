@@ -15,7 +15,9 @@ rule build_prompts:
     params:
         conditions=config["conditions"],
         prompt=config["prompt"],
-        split=lambda wildcards: corpus_setting(wildcards.corpus, "evaluate_split"),
+        split=lambda wildcards: corpus_setting(
+            config, wildcards.corpus, "evaluate_split"
+        ),
         shards=config["shards"],
     script:
         "../workflow_scripts/build_prompts.py"

@@ -66,6 +66,11 @@ def _check_weights(where: str, path: str, names: list[str], allow_pickle: bool) 
     if any(name.endswith(".safetensors") or name.endswith(".safetensors.index.json") for name in names):
         return
     pickled = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES) or name.endswith(".bin.index.json"))
+    if not pickled:
+        raise ValueError(
+            f"{where} {path!r} holds no weights (no *.safetensors, nor pickle *.bin/*.pt): a model folder "
+            "needs its weights next to config.json; save it with save_pretrained, or point at the folder that has them"
+        )
     if pickled and not allow_pickle:
         key = where.rsplit(".", 1)[0] + ".allow_pickle"
         raise ValueError(

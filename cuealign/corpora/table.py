@@ -27,7 +27,7 @@ def read_table_corpus(
     *,
     table: str | Path,
     label_map: dict[str, str | None],
-    default_split: str = "test",
+    default_split: str | None = None,
 ) -> CorpusTable:
     """Read a corpus table; paths are relative to ``root`` and may not leave it."""
     root = require_dir(Path(root).resolve(), what="corpus root")
@@ -51,6 +51,11 @@ def read_table_corpus(
     gender = gender.astype(object).where(gender != "", None)
     if bad := sorted(set(gender.dropna()) - {"F", "M"}):
         raise CorpusError(f"{source}: gender must be F, M or empty, found {bad}")
+    if "split" not in raw and default_split is None:
+        raise CorpusError(
+            f"{source}: no split column; add one (train/dev/test, speaker-disjoint) or set the corpus' "
+            "default_split to the split every row belongs to"
+        )
     split = raw["split"] if "split" in raw else pd.Series(default_split, index=raw.index)
     if bad := sorted(set(split) - set(SPLITS)):
         raise CorpusError(f"{source}: split must be one of {list(SPLITS)}, found {bad}")

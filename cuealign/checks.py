@@ -1,0 +1,167 @@
+"""Every check of the configuration that can run before any job, in one place.
+
+The Snakefile calls :func:`check_config` right after the schema validation (ranges, types,
+uniqueness and misspelt keys live in the schema itself). What is checked here needs code: the
+conditions against the concepts, the prompt template, the token options, the models and
+fine-tuning entries against the files on disk, duplicate keys in the config files (YAML keeps
+the last one silently) and a corpus table's columns. Every problem is collected and reported
+at once, each naming the key or file and the fix.
+
+Nothing here imports torch or transformers: each cluster job parses the workflow again.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cuealign.backends.registry import check_finetune_spec, check_model_spec
+from cuealign.config import ConfigError, model_entries
+
+
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping key written twice (plain YAML keeps the last)."""
+
+
+def _construct_mapping(loader: _DuplicateKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}: line {line}: key {key!r} appears twice (first on line {seen[key]}); "
+                "YAML keeps only the last one, so everything under the first would be silently ignored. "
+                "Merge the two blocks into one"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_DuplicateKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def check_duplicate_keys(path: str | Path) -> None:
+    """Raise ConfigError naming the line of any key that a mapping of ``path`` holds twice."""
+    try:
+        with open(path) as stream:
+            yaml.load(stream, Loader=_DuplicateKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None  # without the YAML parser's frames
+
+
+def token_options(config: dict, corpus: str) -> dict:
+    """The top-level tokens block with the corpus' own overrides on top."""
+    return config["tokens"] | config["corpora"][corpus].get("tokens", {})
+
+
+def corpus_setting(config: dict, corpus: str, key: str) -> Any:
+    """A corpus' own value of a top-level setting, else the top-level one."""
+    return config["corpora"][corpus].get(key, config[key])
+
+
+def _check_conditions(config: dict) -> None:
+    from cuealign.interventions import conditions_from_config
+    from cuealign.tokens import VOICE_QUALITY
+
+    conditions_from_config(config["conditions"], [*config["tokens"]["concepts"], VOICE_QUALITY])
+
+
+def _check_prompt(config: dict) -> None:
+    from cuealign.prompts import PromptTemplate
+
+    template = PromptTemplate(config["prompt"]["template"], config["prompt"]["cues"], ("angry", "sad"))
+    try:
+        template.parts("ENERGY=HIGH")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"config: prompt.template or prompt.cues cannot be filled in ({exc!r}); "
+            "use only {audio}, {labels}, {cues} and {tokens}, and write a literal brace as {{ or }}"
+        ) from None
+
+
+def _check_tokens(config: dict, corpus: str | None) -> None:
+    """The top-level tokens block (corpus None: also when every corpus overrides part of it) or
+    one corpus' merged options."""
+    from cuealign.tokens import TokenOptions
+
+    TokenOptions.from_config(config["tokens"] if corpus is None else token_options(config, corpus))
+
+
+def _check_table_corpus(name: str, spec: dict) -> None:
+    """A manifest corpus: its root and table exist, and a table without a split column says
+    what its rows are (otherwise every utterance would silently become test)."""
+    where = f"config: corpora.{name}"
+    if not Path(spec["root"]).expanduser().is_dir():
+        raise ValueError(f"{where}.root {spec['root']!r} is not a folder")
+    table = Path(spec["table"]).expanduser()
+    if not table.is_file():
+        raise ValueError(f"{where}.table {spec['table']!r} does not exist")
+    with open(table, newline="", encoding="utf-8", errors="replace") as stream:
+        header = next(csv.reader(stream, delimiter="\t" if table.suffix.lower() in {".tsv", ".tab"} else ","), [])
+    if "split" not in [column.strip() for column in header] and spec.get("default_split") is None:
+        raise ValueError(
+            f"{where}.table {spec['table']!r} has no split column, so nothing says which utterances train the "
+            "tokens (and any fine-tuning) and which are evaluated. Add a split column (train/dev/test, "
+            "speaker-disjoint), or set default_split: test to evaluate every row (then set tokens.fit_split: test "
+            "or all in the corpus' tokens block, since there is no train split)"
+        )
+
+
+def unprobed_corpora(config: dict) -> list[str]:
+    """Corpora that no model (probed or fine-tuned) is run on."""
+    probed = set()
+    for spec in model_entries(config).values():
+        probed |= set(spec.get("corpora") or config["corpora"])
+    return [corpus for corpus in config["corpora"] if corpus not in probed]
+
+
+def unprobed_note(config: dict) -> str | None:
+    """One line for the start of a run: corpora that get tokens and prompts but no results."""
+    names = unprobed_corpora(config)
+    if not names:
+        return None
+    return (
+        f"cuealign: no model runs on corpus {', '.join(names)}: it gets a manifest, tokens and prompts but no "
+        "predictions or analysis. To probe it, add a model under models: (family, path, and corpora: "
+        f"[{names[0]}] or leave corpora out to run on every corpus), or a finetune: entry with corpus: {names[0]}"
+    )
+
+
+def check_config(config: dict, *, configfiles: Iterable[str | Path] = ()) -> None:
+    """Every check that needs more than the schema, on a schema-validated ``config``.
+
+    Raises ConfigError listing every problem found, each with the key (or file and line) and the fix.
+    """
+    for path in configfiles:
+        check_duplicate_keys(path)  # the first problem to fix: it changes what the rest sees
+    checks: list[tuple[str, Any]] = [
+        ("conditions", lambda: _check_conditions(config)),
+        ("prompt", lambda: _check_prompt(config)),
+        ("tokens", lambda: _check_tokens(config, None)),
+    ]
+    for name, spec in config["corpora"].items():
+        checks.append((f"corpora.{name}.tokens", lambda name=name: _check_tokens(config, name)))
+        if spec["type"] == "manifest":
+            checks.append((f"corpora.{name}", lambda name=name, spec=spec: _check_table_corpus(name, spec)))
+    corpora = list(config["corpora"])
+    for name, spec in config["finetune"].items():
+        checks.append((f"finetune.{name}", lambda name=name, spec=spec: check_finetune_spec(name, spec, corpora)))
+
+    def check_models() -> None:
+        for name, spec in model_entries(config).items():
+            check_model_spec(name, spec, corpora, finetuned=name in config["finetune"])
+
+    checks.append(("models", check_models))
+    problems = []
+    for _, check in checks:
+        try:
+            check()
+        except (ValueError, KeyError) as exc:  # ConfigError is a ValueError
+            problems.append(str(exc).strip("'\""))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))

@@ -1,0 +1,135 @@
+"""Every bad configuration value fails `snakemake -n`, before any job, with a message naming the
+key (or file and line) and the fix."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import yaml
+
+from cuealign.checks import unprobed_corpora, unprobed_note
+from cuealign.config import validate_config
+from tests.workflow.conftest import REPO, snakemake, write_config
+
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def _set(path: str, value):
+    def change(config, tmp_path):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return change
+
+
+def _model_with_only_config_json(config, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    config["models"] = {"mine": {"family": "qwen2-audio", "path": str(folder)}}
+
+
+def _table_corpus_without_split(config, tmp_path):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "meta.csv").write_text("path,label,speaker\na.wav,ang,s1\n")
+    config["corpora"]["mine"] = {
+        "type": "manifest",
+        "root": str(tmp_path / "audio"),
+        "table": str(tmp_path / "meta.csv"),
+        "label_map": {"ang": "angry"},
+    }
+
+
+BAD = {
+    "corrupt p out of [0, 1]": (_set("conditions.corrupt_p", [0.0, 1.5]), r"conditions\.corrupt_p\.1: 1\.5 is greater"),
+    "unknown swap concept": (_set("conditions.swap", ["LOUDNESS"]), r"conditions\.swap names 'LOUDNESS'.*concepts are"),
+    "repeated shuffle seed": (_set("conditions.shuffle_seeds", [0, 0]), r"conditions\.shuffle_seeds: .*non-unique"),
+    "repeated corrupt p": (_set("conditions.corrupt_p", [0.5, 0.5]), r"conditions\.corrupt_p: .*non-unique"),
+    "template without cues": (_set("prompt.template", "{audio}Which emotion?"), r"prompt\.template needs one \{cues\}"),
+    "template with an unknown slot": (
+        _set("prompt.template", "{audio}Which {emotion}?{cues}"),
+        r"prompt\.template has unknown slots \['emotion'\]",
+    ),
+    "cue block without tokens": (_set("prompt.cues", "Cues: none"), r"prompt\.cues needs exactly one \{tokens\}"),
+    "per_gender names no concept": (
+        _set("tokens.per_gender", ["LOUDNESS"]),
+        r"tokens\.per_gender names \['LOUDNESS'\]",
+    ),
+    "finetune on an unknown corpus": (
+        _set("finetune.demo-alm.corpus", "iemocap"),
+        r"finetune\.demo-alm\.corpus 'iemocap'",
+    ),
+    "unknown model family": (
+        _set("models", {"m": {"family": "qwen3-audio", "path": "/nonexistent"}}),
+        r"model family 'qwen3-audio' is not in the registry",
+    ),
+    "model folder with config.json only": (_model_with_only_config_json, r"models\.mine\.path .* holds no weights"),
+    "table corpus without split": (
+        _table_corpus_without_split,
+        r"corpora\.mine\.table .* has no split column.*default_split",
+    ),
+}
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("change, message", BAD.values(), ids=BAD.keys())
+def test_a_bad_value_fails_the_dry_run(workflow, tmp_path, change, message):
+    config = copy.deepcopy(DEFAULT)
+    change(config, tmp_path)
+    write_config(workflow, config)
+    result = snakemake(workflow, "-n", check=False, timeout=120)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert re.search(message, output, re.S), output
+    assert "Building DAG of jobs" not in output  # refused at parse, before any job is planned
+
+
+@pytest.mark.workflow
+def test_a_key_written_twice_is_an_error_naming_both_lines(workflow):
+    # What uncommenting the README's AF3/LoRA example does: a second finetune block.
+    text = (REPO / "config.yaml").read_text() + "\nfinetune:\n  other:\n    corpus: demo\n    family: qwen2-audio\n"
+    (workflow / "config.yaml").write_text(text)
+    lines = text.splitlines()
+    first, second = (1 + i for i, line in enumerate(lines) if line == "finetune:")
+    result = snakemake(workflow, "-n", check=False, timeout=120)
+    assert result.returncode != 0
+    assert f"line {second}: key 'finetune' appears twice (first on line {first})" in result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_every_problem_is_reported_at_once(workflow):
+    config = copy.deepcopy(DEFAULT)
+    config["conditions"]["swap"] = ["LOUDNESS"]
+    config["prompt"] = {"template": "{audio}Which emotion?"}
+    write_config(workflow, config)
+    result = snakemake(workflow, "-n", check=False, timeout=120)
+    output = result.stdout + result.stderr
+    assert "conditions.swap names 'LOUDNESS'" in output and "prompt.template needs one {cues}" in output
+
+
+@pytest.mark.workflow
+def test_the_default_config_passes(workflow):
+    snakemake(workflow, "-n", "--quiet", timeout=120)
+
+
+def test_a_corpus_no_model_runs_on_is_named():
+    config = validate_config(copy.deepcopy(DEFAULT) | {"finetune": {}})
+    assert unprobed_corpora(config) == ["demo"]
+    assert "no model runs on corpus demo" in unprobed_note(config)
+    assert unprobed_note(validate_config(copy.deepcopy(DEFAULT))) is None
+
+
+@pytest.mark.workflow
+def test_the_run_starts_with_the_note(workflow):
+    config = copy.deepcopy(DEFAULT)
+    config["finetune"] = {}
+    config["corpora"]["demo"] |= {"female_speakers": 1, "male_speakers": 1, "utterances_per_class": 1}
+    config["corpora"]["demo"] |= {"test_speakers_per_gender": 0}
+    write_config(workflow, config)
+    result = snakemake(workflow, "--cores", "1", "results/demo/manifest.parquet")
+    assert "no model runs on corpus demo" in result.stderr
