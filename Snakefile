@@ -9,6 +9,10 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# the report's landing page: what the study is and where to look
+report: "report/workflow.rst"
+
+
 validate_config(config)
 check_config(config, configfiles=workflow.configfiles)
 

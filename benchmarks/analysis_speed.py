@@ -14,23 +14,25 @@ import numpy as np
 import pandas as pd
 
 from cuealign.analysis import analyse
+from cuealign.interventions import Condition
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
 
 def simulated_predictions(n: int = 1241, speakers: int = 10, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     rng = np.random.default_rng(seed)
-    conditions = ["none", "aligned", "conflict"] + [f"shuffle_s{s}" for s in range(5)]
-    conditions += [f"corrupt_p{p:g}_s{s}" for p in (0, 0.2, 0.4, 0.6, 0.8, 1.0) for s in range(3)]
+    typed = [Condition("none"), Condition("aligned"), Condition("conflict")]
+    typed += [Condition("shuffle", seed=s) for s in range(5)]
+    typed += [Condition("corrupt", p=p, seed=s) for p in (0, 0.2, 0.4, 0.6, 0.8, 1.0) for s in range(3)]
     truth = rng.choice(LABELS, n)
     frames = []
-    for condition in conditions:
+    for condition in typed:
         logits = rng.normal(size=(n, 4)) + 1.5 * (np.array(LABELS) == truth[:, None])
         frames.append(
             pd.DataFrame(
                 {
                     "utt_id": [f"u{i:05d}" for i in range(n)],
-                    "condition": condition,
+                    **condition.as_row(),
                     "label": truth,
                     "speaker": [f"s{i % speakers}" for i in range(n)],
                     "pred": np.array(LABELS)[logits.argmax(1)],
@@ -38,7 +40,7 @@ def simulated_predictions(n: int = 1241, speakers: int = 10, seed: int = 0) -> t
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True), conditions
+    return pd.concat(frames, ignore_index=True), [c.name for c in typed]
 
 
 def main() -> None:

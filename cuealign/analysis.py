@@ -1,21 +1,24 @@
-"""From predictions to the study's tables: UAR per condition with speaker-clustered CIs, paired
-comparisons with exact McNemar and Holm, the corruption curve with Spearman, confusion shifts."""
+"""From predictions to the study's statistics: UAR per condition with speaker-clustered CIs,
+paired comparisons with exact McNemar and Holm, the corruption curve with Spearman, confusion
+and shifts. Conditions are read from their columns (kind, p, seed, concept), never from names.
+
+Formatting is cuealign.tables, cue following cuealign.cue_following, the utterance accounting
+cuealign.accounting."""
 
 from __future__ import annotations
 
 import logging
-import re
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.distance import jensenshannon
 
-from cuealign.stats import Bootstrap, holm, mcnemar_exact, percentile_ci, spearman, uar
+from cuealign.stats import Bootstrap, holm, label_distribution, mcnemar_exact, percentile_ci, spearman, uar
 
 log = logging.getLogger(__name__)
 
-_CORRUPT = re.compile(r"^corrupt_p(?P<p>[0-9.]+)_s(?P<seed>\d+)$")
-_SHUFFLE = re.compile(r"^shuffle_s(?P<seed>\d+)$")
 NEUTRAL = "neutral"
+UNPARSED = "unparsed"
 
 
 def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) -> None:
@@ -33,15 +36,6 @@ def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) ->
     utterances = predictions["utt_id"].nunique()
     if short := {c: int(n) for c, n in counts.items() if n != utterances}:
         raise ValueError(f"conditions without a prediction for every one of the {utterances} utterances: {short}")
-
-
-def family_of(condition: str) -> tuple[str, float | None, int | None]:
-    """(family, p, seed) of a condition name."""
-    if match := _CORRUPT.match(condition):
-        return "corrupt", float(match["p"]), int(match["seed"])
-    if match := _SHUFFLE.match(condition):
-        return "shuffle", None, int(match["seed"])
-    return condition, None, None
 
 
 def analyse(
@@ -63,48 +57,52 @@ def analyse(
     conditions = list(expected_conditions)
     resampled = {c: boot.uar(truth, wide_pred[c].to_numpy(), labels) for c in conditions}
 
+    what_of = predictions.drop_duplicates("condition").set_index("condition")
+    kinds = what_of.loc[conditions, ["kind", "p", "seed", "concept"]]
     rows = []
     for condition in conditions:
         pred = wide_pred[condition].to_numpy()
-        family, p, s = family_of(condition)
+        what = kinds.loc[condition]
         low, high = percentile_ci(resampled[condition], level)
         rows.append(
             dict(
                 condition=condition,
-                family=family,
-                p=p,
-                seed=s,
+                kind=what["kind"],
+                p=what["p"],
+                seed=what["seed"],
+                concept=what["concept"],
+                seeds=1,
                 n=len(pred),
                 uar=uar(truth, pred, labels),
                 ci_low=low,
                 ci_high=high,
                 accuracy=float(np.mean(pred == truth)),
-                unparsed_rate=float(np.mean(pred == "unparsed")),
+                unparsed_rate=float(np.mean(pred == UNPARSED)),
             )
         )
-    uar_table = pd.DataFrame(rows)
-    # Seed families as their mean (the per-seed rows stay above); CIs from the mean of the resamples.
-    for family, grouper in (("shuffle", None), ("corrupt", "p")):
-        members = uar_table[uar_table["family"] == family]
-        for key, group in members.groupby(grouper) if grouper else [(None, members)]:
-            if group.empty:
-                continue
-            mean_resampled = np.mean([resampled[c] for c in group["condition"]], axis=0)
-            low, high = percentile_ci(mean_resampled, level)
-            name = f"{family}_mean" if key is None else f"corrupt_p{key:g}_mean"
-            resampled[name] = mean_resampled
-            uar_table.loc[len(uar_table)] = dict(
-                condition=name,
-                family=family,
-                p=key,
-                seed=None,
-                n=int(group["n"].iloc[0]),
-                uar=float(group["uar"].mean()),
-                ci_low=low,
-                ci_high=high,
-                accuracy=float(group["accuracy"].mean()),
-                unparsed_rate=float(group["unparsed_rate"].mean()),
-            )
+    uar_table = pd.DataFrame(rows).astype({"p": "float64", "seed": "Int64"})
+    # Conditions with seeds as their mean (the per-seed rows stay above): one row per shuffle and
+    # per corruption level, its CI from the mean of the per-seed resamples.
+    seeded = uar_table[uar_table["seed"].notna()]
+    for (kind, p), group in seeded.groupby(["kind", "p"], dropna=False, sort=False):
+        mean_resampled = np.mean([resampled[c] for c in group["condition"]], axis=0)
+        low, high = percentile_ci(mean_resampled, level)
+        name = f"{kind}_mean" if pd.isna(p) else f"{kind}_p{p:g}_mean"
+        resampled[name] = mean_resampled
+        uar_table.loc[len(uar_table)] = dict(
+            condition=name,
+            kind=kind,
+            p=p,
+            seed=pd.NA,
+            concept=None,
+            seeds=len(group),
+            n=int(group["n"].iloc[0]),
+            uar=float(group["uar"].mean()),
+            ci_low=low,
+            ci_high=high,
+            accuracy=float(group["accuracy"].mean()),
+            unparsed_rate=float(group["unparsed_rate"].mean()),
+        )
 
     correct = {c: wide_pred[c].to_numpy() == truth for c in conditions}
     comparisons = []
@@ -132,8 +130,9 @@ def analyse(
     if len(comparisons):
         comparisons["p_holm"] = holm(comparisons["p_mcnemar"].tolist())
 
-    curve_points = uar_table[(uar_table["family"] == "corrupt") & uar_table["seed"].notna()]
-    curve = uar_table[uar_table["condition"].str.match(r"^corrupt_p[0-9.]+_mean$")].sort_values("p")
+    corrupt = uar_table[uar_table["kind"] == "corrupt"]
+    curve_points = corrupt[corrupt["seed"].notna()]
+    curve = corrupt[corrupt["seed"].isna()].sort_values("p")
     if len(curve_points) >= 3 and curve_points["p"].nunique() > 1 and curve_points["uar"].nunique() > 1:
         rho, rho_p = spearman(curve_points["p"].to_numpy(), curve_points["uar"].to_numpy())
     else:
@@ -160,8 +159,15 @@ def analyse(
             for c in conditions
         ]
     )
-    if predictions.filter(like="logprob_").notna().all().all() and predictions.filter(like="logprob_").shape[1]:
-        shifts["mean_js_vs_aligned"] = [_mean_js(predictions, c, labels) for c in conditions]
+    logp_columns = [f"logprob_{label}" for label in labels]
+    if predictions[logp_columns].notna().all().all():
+        aligned_probs = label_probabilities(predictions, "aligned", labels)
+        # scipy gives the Jensen-Shannon distance; its square is the divergence (bits)
+        distance = {
+            c: jensenshannon(label_probabilities(predictions, c, labels), aligned_probs, base=2, axis=1)
+            for c in conditions
+        }
+        shifts["mean_js_vs_aligned"] = [float(np.mean(distance[c] ** 2)) for c in conditions]
     return {
         "uar": uar_table,
         "comparisons": comparisons,
@@ -172,235 +178,8 @@ def analyse(
     }
 
 
-def _distributions(predictions: pd.DataFrame, condition: str, labels: list[str]) -> np.ndarray:
+def label_probabilities(predictions: pd.DataFrame, condition: str, labels: list[str]) -> np.ndarray:
+    """Each utterance's distribution over the labels under ``condition`` (utt_id order): the
+    label log-probs renormalised over the labels."""
     rows = predictions[predictions["condition"] == condition].sort_values("utt_id")
-    logp = rows[[f"logprob_{label}" for label in labels]].to_numpy()
-    logp = logp - logp.max(axis=1, keepdims=True)
-    probs = np.exp(logp)
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
-def _mean_js(predictions: pd.DataFrame, condition: str, labels: list[str]) -> float:
-    """Mean Jensen-Shannon divergence (bits) of the label distributions against aligned."""
-    p, q = _distributions(predictions, condition, labels), _distributions(predictions, "aligned", labels)
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = lambda a, b: np.nansum(np.where(a > 0, a * np.log2(a / b), 0.0), axis=1)  # noqa: E731
-    return float(np.mean((kl(p, m) + kl(q, m)) / 2))
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _p(value: float) -> str:
-    return "" if value is None or np.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
-
-
-def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
-    """The paper's Table II/III row: UAR without and with tokens, the gain, its CI and p-values."""
-    table = result["uar"].set_index("condition")
-    gain = result["comparisons"].set_index("comparison").loc["aligned - none"]
-    return pd.DataFrame(
-        [
-            {
-                "corpus": corpus,
-                "model": model,
-                "UAR without tokens": _fmt(table.loc["none", "uar"]),
-                "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
-                "delta": _fmt(gain["delta_uar"]),
-                "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
-                "p (McNemar)": _p(gain["p_mcnemar"]),
-                "p (Holm)": _p(gain["p_holm"]),
-                "unparsed (none / aligned)": (
-                    f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}"
-                ),
-            }
-        ]
-    )
-
-
-def intervention_table(result: dict) -> pd.DataFrame:
-    """Each condition: UAR [CI], its difference from aligned [CI] with p-values, and the shifts."""
-    uar_rows = result["uar"].set_index("condition")
-    versus = result["comparisons"].set_index("comparison")
-    shifts = result["shifts"].set_index("condition")
-    rows = []
-    for condition, row in uar_rows.iterrows():
-        entry = {
-            "condition": condition,
-            "UAR": _fmt(row["uar"]),
-            "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
-        }
-        key = f"aligned - {condition}"
-        if key in versus.index:
-            v = versus.loc[key]
-            entry |= {
-                "aligned - condition": _fmt(v["delta_uar"]),
-                "CI": f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]",
-                "p (McNemar)": _p(v["p_mcnemar"]),
-                "p (Holm)": _p(v["p_holm"]),
-            }
-        if condition in shifts.index:
-            entry |= {
-                "neutral shift": _fmt(shifts.loc[condition, "neutral_shift"]),
-                "flip rate": _fmt(shifts.loc[condition, "flip_rate_vs_aligned"]),
-            }
-        rows.append(entry)
-    return pd.DataFrame(rows).fillna("")
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def to_latex(table: pd.DataFrame) -> str:
-    escape = lambda text: str(text).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
-    lines = [
-        r"\begin{tabular}{" + "l" * len(table.columns) + "}",
-        r"\toprule",
-        " & ".join(map(escape, table.columns)) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(map(escape, row)) + r" \\" for row in table.itertuples(index=False)]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
-
-
-def parse_token_string(text: str, *, template: str, separator: str) -> dict[str, str]:
-    """Invert cuealign.tokens.serialise: 'ENERGY=HIGH; PITCH=LOW' -> {'ENERGY': 'HIGH', ...}."""
-    pattern = re.compile(
-        "^"
-        + re.escape(template)
-        .replace(r"\{concept\}", "(?P<concept>[A-Z_]+)")
-        .replace(r"\{token\}", "(?P<token>[A-Z_]+)")
-        + "$"
-    )
-    parsed = {}
-    for part in filter(None, text.split(separator)):
-        match = pattern.match(part.strip(" ."))
-        if match is None:
-            raise ValueError(f"token string part {part!r} does not match the template {template!r}")
-        parsed[match["concept"]] = match["token"]
-    return parsed
-
-
-def class_given_token(tokens: pd.DataFrame, labels_of: pd.Series, concepts: list[str], labels: list[str]) -> dict:
-    """log P(class | concept = value) on the fitted utterances, add-one smoothed."""
-    table = {}
-    for concept in concepts:
-        counts = pd.crosstab(tokens[concept], labels_of).reindex(columns=labels, fill_value=0) + 1
-        table[concept] = np.log(counts.div(counts.sum(axis=1), axis=0))
-    return table
-
-
-def cue_following(
-    predictions: pd.DataFrame,
-    prompts: pd.DataFrame,
-    association: dict,
-    *,
-    labels: list[str],
-    template: str,
-    separator: str,
-) -> pd.DataFrame:
-    """Per conflict/swap condition: does the model's probability move toward the classes the
-    changed tokens point to? ``cue_alignment`` is the mean cosine (over utterances whose tokens
-    changed) between the per-class change of log-probability against aligned and the per-class
-    pull of the changed tokens (both centred over classes); ``toward_pointed_class`` the share of
-    those utterances where the class the change points to most gains relative to the others."""
-    logp_columns = [f"logprob_{label}" for label in labels]
-    if predictions[logp_columns].isna().any().any():
-        return pd.DataFrame(columns=["condition", "utterances", "cue_alignment", "toward_pointed_class"])
-    strings = prompts.set_index(["condition", "utt_id"])["token_string"]
-    logp = predictions.set_index(["condition", "utt_id"])[logp_columns]
-    rows = []
-    for condition in sorted(c for c in predictions["condition"].unique() if c == "conflict" or c.startswith("swap_")):
-        cosines, toward = [], []
-        for utt_id in logp.loc[condition].index:
-            old = parse_token_string(strings.loc[("aligned", utt_id)], template=template, separator=separator)
-            new = parse_token_string(strings.loc[(condition, utt_id)], template=template, separator=separator)
-            pull = np.zeros(len(labels))
-            for concept, value in new.items():
-                if concept in association and value != old.get(concept):
-                    table = association[concept]
-                    if value in table.index and old.get(concept) in table.index:
-                        pull += (table.loc[value] - table.loc[old[concept]]).to_numpy()
-            if not np.any(pull):
-                continue
-            change = logp.loc[(condition, utt_id)].to_numpy() - logp.loc[("aligned", utt_id)].to_numpy()
-            pull, change = pull - pull.mean(), change - change.mean()
-            norm = np.linalg.norm(pull) * np.linalg.norm(change)
-            cosines.append(float(pull @ change / norm) if norm > 0 else 0.0)
-            toward.append(bool(change[np.argmax(pull)] > 0))
-        rows.append(
-            dict(
-                condition=condition,
-                utterances=len(cosines),
-                cue_alignment=float(np.mean(cosines)) if cosines else float("nan"),
-                toward_pointed_class=float(np.mean(toward)) if toward else float("nan"),
-            )
-        )
-    return pd.DataFrame(rows)
-
-
-def accounting(
-    manifest: pd.DataFrame, prompts: pd.DataFrame, predictions: pd.DataFrame, uar_table: pd.DataFrame
-) -> pd.DataFrame:
-    """Every utterance from the manifest to the final table, one step per row (step, count, note).
-
-    Raises if a step loses or adds rows that the step before does not explain.
-    """
-    usable = manifest[manifest["status"] == "ok"]
-    failed = manifest.loc[manifest["status"] != "ok", "status"].value_counts().sort_index()
-    evaluated = prompts["utt_id"].nunique()
-    conditions = list(dict.fromkeys(prompts["condition"]))
-    splits = ", ".join(f"{split} {n}" for split, n in usable["split"].value_counts().sort_index().items())
-    per_condition = uar_table.loc[uar_table["condition"].isin(conditions), "n"]
-    rows = [("manifest", len(manifest), "utterances the corpus lists (after the label map)")]
-    rows += [
-        (f"failed audio check: {status}", int(n), "kept in the manifest and listed in bad_files.csv")
-        for status, n in failed.items()
-    ]
-    rows += [
-        ("usable", len(usable), f"by split: {splits}"),
-        ("evaluated", evaluated, f"split {', '.join(sorted(prompts['split'].unique()))}"),
-        ("conditions", len(conditions), ""),
-        ("prompts", len(prompts), f"{evaluated} utterances x {len(conditions)} conditions"),
-        (
-            "predictions",
-            len(predictions),
-            f"{int((predictions['pred'] == 'unparsed').sum())} unparsed, kept and scored as wrong",
-        ),
-        (
-            "per condition in uar.csv",
-            int(per_condition.min()) if len(per_condition) else 0,
-            "every condition scores every evaluated utterance",
-        ),
-    ]
-    problems = []
-    if len(usable) + int(failed.sum()) != len(manifest):
-        problems.append("usable + failed != manifest")
-    if not set(prompts["utt_id"]) <= set(usable["utt_id"]):
-        problems.append("prompts name utterances that are not usable")
-    if len(prompts) != evaluated * len(conditions):
-        problems.append(f"prompts {len(prompts)} != {evaluated} x {len(conditions)}")
-    if len(predictions) != len(prompts):
-        problems.append(f"predictions {len(predictions)} != prompts {len(prompts)}")
-    if len(per_condition) != len(conditions) or (per_condition != evaluated).any():
-        problems.append(f"uar.csv n {sorted(set(per_condition))} != {evaluated} evaluated utterances")
-    if problems:
-        raise ValueError("utterances do not reconcile from the manifest to the tables: " + "; ".join(problems))
-    return pd.DataFrame(rows, columns=["step", "count", "note"])
-
-
-def accounting_line(table: pd.DataFrame) -> str:
-    """The accounting on one line, as printed at the end of the analysis."""
-    count = dict(zip(table["step"], table["count"], strict=True))
-    failed = int(table.loc[table["step"].str.startswith("failed"), "count"].sum())
-    return (
-        f"{count['manifest']} in the manifest -> {failed} failed audio checks -> {count['usable']} usable -> "
-        f"{count['evaluated']} evaluated x {count['conditions']} conditions = {count['prompts']} prompts -> "
-        f"{count['predictions']} predictions -> {count['per condition in uar.csv']} per condition in uar.csv"
-    )
+    return label_distribution(rows[[f"logprob_{label}" for label in labels]])

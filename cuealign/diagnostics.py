@@ -13,6 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from cuealign.tables import to_html  # noqa: E402
+from cuealign.tokens import TokensMeta  # noqa: E402
+
 
 def concept_correlations(tokens: pd.DataFrame, concepts: list[str]) -> pd.DataFrame:
     """Spearman correlation between the concepts' scores (DYNAMICS vs ENERGY is expected to be high:
@@ -54,7 +57,7 @@ def plot_token_distributions(
     rows = int(np.ceil(len(names) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
     classes = sorted(labels.unique())
-    for ax, name in zip(axes.flat, names, strict=True):
+    for ax, name in zip(axes.flat, names, strict=False):  # the grid's spare axes are hidden below
         vocabulary = [v for v in vocabularies[name] if (tokens[name] == v).any()] or vocabularies[name]
         share = pd.crosstab(labels, tokens[name], normalize="index").reindex(
             index=classes, columns=vocabulary, fill_value=0
@@ -84,21 +87,32 @@ def plot_token_distributions(
 def write_diagnostics(
     tokens: pd.DataFrame,
     manifest: pd.DataFrame,
-    meta: dict,
+    meta: TokensMeta | dict,
     *,
     figure_png: str | Path,
     figure_svg: str | Path,
     correlations_csv: str | Path,
     association_csv: str | Path,
+    correlations_html: str | Path | None = None,
+    association_html: str | Path | None = None,
     corpus: str = "",
 ) -> None:
     """All token diagnostics of one corpus, over all its tokenised utterances."""
     labels = tokens[["utt_id"]].merge(manifest[["utt_id", "label"]], on="utt_id", how="left")["label"]
-    concepts = list(meta["concepts"])
-    vocabularies = {name: spec["labels"] + ["UNVOICED"] for name, spec in meta["concepts"].items()}
-    vocabularies["VOICE_QUALITY"] = meta["voice_quality"]["labels"]
-    concept_correlations(tokens, concepts).round(4).to_csv(correlations_csv)
-    label_association(tokens, labels, list(vocabularies)).round(6).to_csv(association_csv, index=False)
+    meta = TokensMeta.of(meta)
+    vocabularies = meta.vocabularies(unvoiced=True)
+    concepts = meta.names[:-1]  # the scalar concepts (VOICE_QUALITY has no score)
+    correlations = concept_correlations(tokens, concepts).round(4)
+    association = label_association(tokens, labels, list(vocabularies)).round(6)
+    correlations.to_csv(correlations_csv)
+    association.to_csv(association_csv, index=False)
+    pages = [
+        (correlations_html, correlations.reset_index(names="concept"), "Spearman correlation of the concept scores"),
+        (association_html, association, "Association of each token with the label"),
+    ]
+    for path, table, title in pages:
+        if path is not None:
+            Path(path).write_text(to_html(table, title=f"{corpus}: {title}"))
     fig = plot_token_distributions(
         tokens, labels, vocabularies, title=f"{corpus}: concept tokens per class (n = {len(tokens)})"
     )

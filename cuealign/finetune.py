@@ -29,9 +29,11 @@ import torch
 from cuealign.audio import load_model_audio
 from cuealign.backends.registry import family as family_of
 from cuealign.backends.transformers_alm import TransformersALM
-from cuealign.interventions import SILENCE
+from cuealign.interventions import SILENCE, Condition
+from cuealign.tokens import TokensMeta
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("cuealign.progress")  # shown on the terminal by cuealign.runlog
 
 # Conditions a model can be trained under: the token block absent or the utterance's own, with
 # the audio or (tokens_only) with silence of the same length, which makes the text channel carry
@@ -53,13 +55,20 @@ class Example:
 
 
 def training_prompts(
-    tokens: pd.DataFrame, manifest: pd.DataFrame, meta: dict, *, prompt: dict, split: str
+    tokens: pd.DataFrame,
+    manifest: pd.DataFrame,
+    meta: TokensMeta | dict,
+    *,
+    prompt: dict,
+    split: str,
+    conditions: list[Condition] | None = None,
 ) -> pd.DataFrame:
-    """The ``split``'s utterances under the trainable conditions, as the prompts stage writes them."""
+    """The ``split``'s utterances under ``conditions`` (every trainable one by default), as the
+    prompts stage writes them."""
     from cuealign.prompts import prompt_table
 
-    only_trainable = dict(conflict=False, shuffle_seeds=[], corrupt_p=[], corrupt_seeds=[], swap=[], tokens_only=True)
-    return prompt_table(tokens, manifest, meta, conditions=only_trainable, prompt=prompt, split=split)
+    chosen = conditions if conditions is not None else [Condition(kind) for kind in TRAINABLE_CONDITIONS]
+    return prompt_table(tokens, manifest, meta, conditions=chosen, prompt=prompt, split=split)
 
 
 def build_examples(alm: TransformersALM, prompts: pd.DataFrame, labels: list[str]) -> list[Example]:
@@ -184,13 +193,13 @@ def train(
                     }
                 )
                 if progress is not None:
-                    progress(rows[-1], total)
+                    progress(rows[-1], total, steps_per_epoch=steps_per_epoch, epochs=epochs)
     finally:
         model.eval()
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
 
 
-def _progress(row: dict, total: int) -> None:
+def _progress(row: dict, total: int, *, steps_per_epoch: int, epochs: int) -> None:
     if row["step"] == 1 or row["step"] % 10 == 0 or row["step"] == total:
         log.info(
             "step %d/%d (epoch %d): loss %.3f, batch accuracy %.2f, %.0f s",
@@ -201,6 +210,55 @@ def _progress(row: dict, total: int) -> None:
             row["accuracy"],
             row["seconds"],
         )
+    if row["step"] % steps_per_epoch == 0 or row["step"] == total:  # an epoch ends: say so on the terminal
+        progress_log.info(
+            "epoch %d/%d: loss %.3f, batch accuracy %.2f, %.0f s",
+            row["epoch"],
+            epochs,
+            row["loss"],
+            row["accuracy"],
+            row["seconds"],
+        )
+
+
+def check_training(history: pd.DataFrame, predictions: np.ndarray, labels: list[str], *, where: str) -> list[str]:
+    """Warnings for a model that did not learn: its loss did not fall (the last epoch's mean loss
+    is not below 95 % of the first's), or its answers on ``where`` (the utterances it was checked
+    on) collapsed to one class (95 % or more). Each is logged as a warning on the terminal too."""
+    warnings = []
+    by_epoch = history.groupby("epoch")["loss"].mean()
+    if len(by_epoch) >= 2 and not by_epoch.iloc[-1] < 0.95 * by_epoch.iloc[0]:
+        warnings.append(
+            f"the training loss did not fall (epoch 1: {by_epoch.iloc[0]:.3f}, epoch {by_epoch.index[-1]}: "
+            f"{by_epoch.iloc[-1]:.3f}): the model has probably not learnt; raise epochs or learning_rate, "
+            "or check that the train split is large enough"
+        )
+    if len(predictions):
+        values, counts = np.unique(predictions, return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] >= 0.95 * len(predictions) and len(labels) > 1:
+            warnings.append(
+                f"its answers collapsed to one class: {labels[int(values[top])]!r} for "
+                f"{counts[top]} of {len(predictions)} {where} examples; its UAR will sit at chance whatever the "
+                "tokens say. Train longer, or on more utterances"
+            )
+    for warning in warnings:
+        progress_log.warning("fine-tuning: %s", warning)
+    return warnings
+
+
+def predict_examples(alm: TransformersALM, examples: list[Example], label_first_tokens: list[int]) -> np.ndarray:
+    """Score mode's answer (the index of the label whose first token is likeliest) for each example."""
+    answers = []
+    alm.model.eval()
+    with torch.inference_mode():
+        for first in range(0, len(examples), 16):
+            batch = examples[first : first + 16]
+            inputs, positions, _ = collate(batch, alm.pad_id)
+            logits = alm.model(**{k: v.to(alm.device) for k, v in inputs.items()}).logits
+            first_logits = torch.stack([logits[row, pos[0]] for row, pos in enumerate(positions)])
+            answers += first_logits[:, label_first_tokens].argmax(dim=-1).cpu().tolist()
+    return np.array(answers, dtype=int)
 
 
 def load_for_training(spec: dict, texts: list[str], workdir: Path) -> TransformersALM:
@@ -243,7 +301,7 @@ def finetune(
     *,
     tokens: pd.DataFrame,
     manifest: pd.DataFrame,
-    meta: dict,
+    meta: TokensMeta | dict,
     prompt: dict,
     out_dir: str | Path,
 ) -> tuple[pd.DataFrame, TransformersALM]:
@@ -251,8 +309,8 @@ def finetune(
     the whole model and its processor (full) or the adapter (lora). Returns the training log and
     the trained model, ready to score."""
     torch.manual_seed(spec["seed"])
-    prompts = training_prompts(tokens, manifest, meta, prompt=prompt, split=spec["split"])
-    prompts = prompts[prompts["condition"].isin([c for c in TRAINABLE_CONDITIONS if spec["mix"].get(c, 0) > 0])]
+    mixed = [Condition(kind) for kind in TRAINABLE_CONDITIONS if spec["mix"].get(kind, 0) > 0]
+    prompts = training_prompts(tokens, manifest, meta, prompt=prompt, split=spec["split"], conditions=mixed)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     # The demo tokenizer learns its merges from every text the model will see, labels included.
     texts = sorted(set(prompts["prefix_text"]) | set(prompts["suffix_text"])) + labels
@@ -278,6 +336,14 @@ def finetune(
             seed=spec["seed"],
             label_first_tokens=[alm.ids(label)[0] for label in labels],
             progress=_progress,
+        )
+        # did it learn? its answers on the utterances it trained on, with tokens where it saw them
+        shown = [e for e in examples if e.condition == ("aligned" if spec["mix"].get("aligned", 0) > 0 else "none")]
+        check_training(
+            history,
+            predict_examples(alm, shown, [alm.ids(label)[0] for label in labels]),
+            labels,
+            where=f"train ({shown[0].condition if shown else 'none'})",
         )
         out_dir = Path(out_dir)
         alm.model.save_pretrained(out_dir)  # safetensors; a PEFT model saves its adapter only

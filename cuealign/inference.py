@@ -19,9 +19,13 @@ from tqdm import tqdm
 
 from cuealign.audio import load_model_audio
 from cuealign.cache import KeyedJsonCache, content_key
+from cuealign.interventions import CONDITION_COLUMNS
 from cuealign.provenance import model_fingerprint
+from cuealign.tokens import TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("cuealign.progress")  # shown on the terminal by cuealign.runlog
+PROGRESS_EVERY_S = 30.0
 
 UNPARSED = "unparsed"
 # Words an answer may use for a class (lower case). The first word of the answer that is a label,
@@ -87,9 +91,14 @@ def predict_shard(
     }
     if backend.family.backend == "clap":  # what CLAP compares the audio with
         asked["label_prompt"] = spec["label_prompt"]
+    # what a prediction row keeps of its prompt: who, what truth, which condition (as data) and
+    # which tokens it was shown, so the analysis never reads them back out of names or strings
+    carry = ["utt_id", *CONDITION_COLUMNS, "label", "split", "speaker"]
+    carry += [column for column in prompts.columns if column.startswith(TOKEN_PREFIX)]
     records: list[dict] = []
     computed = 0
     groups = prompts.groupby(["utt_id", "audio"], sort=False)
+    started = last_report = time.perf_counter()
     for (_, audio_kind), rows in tqdm(
         groups, total=groups.ngroups, desc="utterances", disable=not progress, mininterval=10
     ):
@@ -132,13 +141,20 @@ def predict_shard(
                 cache.put(keys[i], answer)  # as soon as the utterance is done: a kill loses at most one
                 answers[i] = answer
             computed += len(todo)
-        for row, answer in zip(rows.itertuples(), answers, strict=True):
+        now = time.perf_counter()
+        if now - last_report >= PROGRESS_EVERY_S:
+            last_report = now
+            progress_log.info(
+                "%d of %d prompts answered (%d computed), %.1f prompts/s",
+                len(records) + len(rows),
+                len(prompts),
+                computed,
+                (len(records) + len(rows)) / (now - started),
+            )
+        carried = rows[carry].to_dict("records")
+        for row, answer in zip(carried, answers, strict=True):
             record = {
-                "utt_id": row.utt_id,
-                "condition": row.condition,
-                "label": row.label,
-                "split": row.split,
-                "speaker": row.speaker,
+                **row,
                 "pred": answer["pred"],
                 "raw_output": answer["raw_output"],
                 "seconds": answer["seconds"],
@@ -148,6 +164,8 @@ def predict_shard(
                 record[f"logprob_{label}"] = value
             records.append(record)
     table = pd.DataFrame.from_records(records)
+    if len(table):
+        table = table.astype({"p": "float64", "seed": "Int64"})
     table = table.assign(
         model=spec["path"],
         revision=spec.get("revision") or "",
@@ -159,11 +177,14 @@ def predict_shard(
         batch_size=spec["batch_size"],
     )
     unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
-    log.info(
-        "%d predictions (%d computed, %d from the cache), %d unparsed",
+    elapsed = time.perf_counter() - started
+    progress_log.info(
+        "%d predictions (%d computed, %d from the cache), %d unparsed; %.1f s, %.1f computed prompts/s",
         len(table),
         computed,
         len(table) - computed,
         unparsed,
+        elapsed,
+        computed / elapsed if elapsed > 0 else 0.0,
     )
     return table

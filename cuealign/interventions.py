@@ -17,10 +17,14 @@ utterances in utt_id order, so a condition is the same whatever else is configur
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from cuealign.tokens import token_column
 
 VOICE_QUALITY = "VOICE_QUALITY"
 # Opposites on the phonation continuum (lax <-> tense, regular <-> irregular). CREAKY has no
@@ -37,11 +41,17 @@ SILENCE = "silence"
 ORIGINAL = "original"
 
 
+Kind = Literal["none", "aligned", "conflict", "shuffle", "corrupt", "swap", "tokens_only"]
+# How prompts, predictions and tables carry a condition: its name (for reading) and its parts
+# (for computing); nothing downstream parses the name.
+CONDITION_COLUMNS = ["condition", "kind", "p", "seed", "concept"]
+
+
 @dataclass(frozen=True)
 class Condition:
-    """One intervention; ``name`` is what tables call it."""
+    """One intervention; ``name`` is what tables call it, the fields are what code reads."""
 
-    kind: str  # none, aligned, conflict, shuffle, corrupt, swap, tokens_only
+    kind: Kind
     seed: int | None = None
     p: float | None = None
     concept: str | None = None
@@ -55,6 +65,16 @@ class Condition:
         if self.kind == "swap":
             return f"swap_{self.concept}"
         return self.kind
+
+    def as_row(self) -> dict:
+        """The CONDITION_COLUMNS of this condition (p a float, seed an int, or null)."""
+        return {
+            "condition": self.name,
+            "kind": self.kind,
+            "p": float(self.p) if self.p is not None else None,
+            "seed": self.seed,
+            "concept": self.concept,
+        }
 
     @property
     def audio(self) -> str:
@@ -122,10 +142,12 @@ def corrupt_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], *, 
     return out
 
 
-def shuffle_strings(strings: pd.Series, *, seed: int) -> pd.Series:
-    """The token strings permuted across utterances (marginals kept, alignment broken)."""
+def shuffle_rows(tokens: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """The utterances' token sets permuted across utterances (marginals kept, alignment broken)."""
     rng = np.random.default_rng([seed, 0x5EED])
-    return pd.Series(strings.to_numpy()[rng.permutation(len(strings))], index=strings.index)
+    shuffled = tokens.iloc[rng.permutation(len(tokens))].reset_index(drop=True)
+    shuffled["utt_id"] = tokens["utt_id"].to_numpy()
+    return shuffled
 
 
 def condition_tokens(
@@ -133,43 +155,34 @@ def condition_tokens(
     conditions: list[Condition],
     *,
     vocabularies: dict[str, list[str]],
-    serialise,
+    serialise: Callable[[pd.DataFrame], list[str]],
 ) -> pd.DataFrame:
-    """One row per utterance x condition: utt_id, condition, audio, token_string.
+    """One row per utterance x condition: utt_id, the condition as data (CONDITION_COLUMNS), audio,
+    one token_<CONCEPT> column per concept (null under none) and token_string.
 
-    ``tokens`` holds the evaluated split only (shuffles permute within it); ``serialise`` turns a
-    token table into strings (cuealign.tokens.serialise with the run's options).
+    ``tokens`` holds the evaluated split only (shuffles permute within it); ``vocabularies`` are
+    the concepts in prompt order; ``serialise`` turns a token table into strings
+    (TokensMeta.serialise).
     """
     tokens = tokens.sort_values("utt_id").reset_index(drop=True)
     concepts = list(vocabularies)
-    aligned = pd.Series(serialise(tokens), index=tokens.index)
     frames = []
     for condition in conditions:
-        if condition.kind == "none":
-            strings = pd.Series("", index=tokens.index)
-        elif condition.kind in ("aligned", "tokens_only"):
-            strings = aligned
+        if condition.kind in ("none", "aligned", "tokens_only"):
+            changed = tokens
         elif condition.kind == "conflict":
-            strings = pd.Series(serialise(conflict_tokens(tokens, vocabularies, concepts)), index=tokens.index)
+            changed = conflict_tokens(tokens, vocabularies, concepts)
         elif condition.kind == "swap":
-            strings = pd.Series(
-                serialise(conflict_tokens(tokens, vocabularies, [condition.concept])), index=tokens.index
-            )
+            changed = conflict_tokens(tokens, vocabularies, [condition.concept])
         elif condition.kind == "shuffle":
-            strings = shuffle_strings(aligned, seed=condition.seed)
+            changed = shuffle_rows(tokens, seed=condition.seed)
         elif condition.kind == "corrupt":
-            corrupted = corrupt_tokens(tokens, vocabularies, p=condition.p, seed=condition.seed)
-            strings = pd.Series(serialise(corrupted), index=tokens.index)
+            changed = corrupt_tokens(tokens, vocabularies, p=condition.p, seed=condition.seed)
         else:  # pragma: no cover - Condition kinds are closed
             raise ValueError(condition.kind)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "utt_id": tokens["utt_id"],
-                    "condition": condition.name,
-                    "audio": condition.audio,
-                    "token_string": strings,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+        frame = pd.DataFrame({"utt_id": tokens["utt_id"], **condition.as_row(), "audio": condition.audio})
+        for concept in concepts:
+            frame[token_column(concept)] = changed[concept].to_numpy() if condition.has_tokens else None
+        frame["token_string"] = serialise(changed) if condition.has_tokens else ""
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True).astype({"p": "float64", "seed": "Int64", "concept": "object"})

@@ -35,12 +35,13 @@ def confusion_grid(confusion: pd.DataFrame, conditions: list[str], labels: list[
     return fig
 
 
-def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "") -> plt.Figure:
+def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "", spearman: dict | None = None) -> plt.Figure:
     """UAR against corruption probability: per-seed points, the seed mean with its CI band, and
     the aligned, audio-only and chance levels (the paper's Figure 3)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
-    points = uar[(uar["family"] == "corrupt") & uar["seed"].notna()]
-    means = uar[uar["condition"].str.match(r"^corrupt_p[0-9.]+_mean$")].sort_values("p")
+    corrupt = uar[uar["kind"] == "corrupt"]
+    points = corrupt[corrupt["seed"].notna()]
+    means = corrupt[corrupt["seed"].isna()].sort_values("p")
     ax.fill_between(means["p"], means["ci_low"], means["ci_high"], alpha=0.25, label="95% CI (speaker bootstrap)")
     ax.plot(means["p"], means["uar"], marker="o", label="corrupted tokens (mean over seeds)")
     ax.scatter(points["p"], points["uar"], s=12, color="black", alpha=0.5, label="single seeds")
@@ -52,6 +53,14 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "") -> pl
     ax.set_ylabel("UAR")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="best")
+    if spearman is not None:
+        if spearman.get("rho") is None:
+            summary = f"Spearman's rho undefined ({spearman.get('points', 0)} points or a flat curve)"
+        else:
+            summary = (
+                f"Spearman's rho {spearman['rho']:.2f} (p = {spearman['p_value']:.2g}, {spearman['points']} points)"
+            )
+        title = f"{title}\n{summary}" if title else summary
     if title:
         ax.set_title(title, fontsize=10)
     return fig
@@ -81,3 +90,14 @@ def loss_curve(history: pd.DataFrame, *, title: str = "") -> plt.Figure:
     ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.set_title(title)
     return fig
+
+
+def confusion_conditions(uar: pd.DataFrame) -> list[str]:
+    """The conditions the confusion figure shows, as present: aligned, conflict, the first shuffle
+    seed, full corruption (first seed) and audio only."""
+    seeded = uar[uar["seed"].notna()]
+    wanted = ["aligned", "conflict"]
+    wanted += seeded.loc[seeded["kind"] == "shuffle", "condition"].head(1).tolist()
+    wanted += seeded.loc[(seeded["kind"] == "corrupt") & (seeded["p"] == 1.0), "condition"].head(1).tolist()
+    wanted += ["none"]
+    return [c for c in wanted if c in set(uar["condition"])]

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cuealign.interventions import CONDITION_COLUMNS, Condition, condition_tokens
+from cuealign.tokens import TOKEN_PREFIX, TokensMeta
+
 AUDIO_SLOT, CUES_SLOT, LABELS_SLOT, TOKENS_SLOT = "audio", "cues", "labels", "tokens"
 AUDIO_MARKER = "<audio>"  # where the audio sits, in the human-readable text column
 
 PROMPT_COLUMNS = [
     "utt_id",
-    "condition",
+    *CONDITION_COLUMNS,
     "audio",
     "token_string",
     "prefix_text",
@@ -93,22 +96,21 @@ def build_prompts(conditions: pd.DataFrame, manifest: pd.DataFrame, template: Pr
     rows["prefix_text"] = prefix
     rows["suffix_text"] = suffix
     rows["text"] = [AUDIO_MARKER + p + s for p, s in zip(prefix, suffix, strict=True)]
-    return rows[PROMPT_COLUMNS]
+    return rows[PROMPT_COLUMNS + [c for c in conditions.columns if c.startswith(TOKEN_PREFIX)]]
 
 
 def prompt_table(
     tokens: pd.DataFrame,
     manifest: pd.DataFrame,
-    meta: dict,
+    meta: TokensMeta | dict,
     *,
-    conditions: dict,
+    conditions: list[Condition],
     prompt: dict,
     split: str,
 ) -> pd.DataFrame:
-    """Every utterance of ``split`` under every configured condition, as prompts."""
-    from cuealign.interventions import condition_tokens, conditions_from_config
-    from cuealign.tokens import UNVOICED, VOICE_QUALITY, serialise
-
+    """Every utterance of ``split`` under each of ``conditions``, as prompts: the condition as
+    data, each concept's token in its own column, and the texts."""
+    meta = TokensMeta.of(meta)
     usable = manifest[manifest["status"] == "ok"]
     evaluated = usable if split == "all" else usable[usable["split"] == split]
     if evaluated.empty:
@@ -126,15 +128,11 @@ def prompt_table(
             "class (the corpus' test_sessions / test_speakers / evaluate_split), or drop the class on purpose "
             "(label_map: <raw label>: null); bad_files.csv lists utterances lost to the audio checks"
         )
-    vocabularies = {name: spec["labels"] for name, spec in meta["concepts"].items()}
-    vocabularies[VOICE_QUALITY] = [v for v in meta["voice_quality"]["labels"] if v != UNVOICED]
-    names = list(vocabularies)
-    chosen = conditions_from_config(conditions, names)
     per_condition = condition_tokens(
         tokens[tokens["utt_id"].isin(evaluated["utt_id"])],
-        chosen,
-        vocabularies=vocabularies,
-        serialise=lambda table: serialise(table, names, **meta["format"]),
+        conditions,
+        vocabularies=meta.vocabularies(),
+        serialise=meta.serialise,
     )
     labels = tuple(sorted(usable["label"].unique()))
     template = PromptTemplate(prompt["template"], prompt["cues"], labels)

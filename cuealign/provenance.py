@@ -133,3 +133,19 @@ def model_fingerprint(path: str) -> str:
         stat = file.stat()
         digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def config_page(config: dict) -> str:
+    """The validated config as a readable page (YAML in the order the schema sorts it), with its hash."""
+    import html
+
+    import yaml
+
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Configuration</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:1.2em}pre{font-size:13px;background:#f6f6f6;"
+        "padding:1em}</style></head>\n"
+        f"<body><h3>Configuration (config_hash {config_hash(config)})</h3>\n"
+        f"<pre>{html.escape(text)}</pre>\n</body></html>\n"
+    )

@@ -1,6 +1,9 @@
-"""Send a workflow job's logging and progress bars to its Snakemake log file.
+"""Send a workflow job's logging and progress bars to its Snakemake log file, and its progress
+lines (the ``cuealign.progress`` logger: epochs and loss, utterances per second) to the terminal
+the user watches as well.
 
-Called only by workflow_scripts: the package itself just uses logging.getLogger(__name__).
+Called only by workflow_scripts: the package itself just uses logging.getLogger(__name__), and
+PROGRESS for the few lines a user should see while a long job runs.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+PROGRESS = "cuealign.progress"
+
 
 @contextlib.contextmanager
-def log_to(path: str | Path, *, level: int = logging.INFO) -> Iterator[logging.Logger]:
+def log_to(path: str | Path, *, level: int = logging.INFO, job: str = "") -> Iterator[logging.Logger]:
     """Log to ``path`` (and progress bars, which write to stderr) for the duration of a job.
 
     An exception is written to the log with its traceback, then re-raised so the job fails.
@@ -25,14 +30,21 @@ def log_to(path: str | Path, *, level: int = logging.INFO) -> Iterator[logging.L
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(level)
-        job = logging.getLogger("cuealign.job")
+        # progress lines also go to the terminal (stderr before the job's redirect), named by job
+        terminal = logging.StreamHandler(sys.__stderr__)
+        name = job or str(Path(path).with_suffix("")).removeprefix("logs/")
+        terminal.setFormatter(logging.Formatter(f"[{name}] %(levelname)s: %(message)s"))
+        progress = logging.getLogger(PROGRESS)
+        progress.addHandler(terminal)
+        job_log = logging.getLogger("cuealign.job")
         try:
             with contextlib.redirect_stderr(stream):
-                yield job
+                yield job_log
         except BaseException as exc:
-            job.exception("job failed: %s", exc)
+            job_log.exception("job failed: %s", exc)
             # Also say it where the user is looking, not only in the log file.
             print(f"{type(exc).__name__}: {exc}\n(full log: {path})", file=sys.__stderr__)
             raise
         finally:
             root.removeHandler(handler)
+            progress.removeHandler(terminal)

@@ -80,3 +80,11 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Spearman's rho and its two-sided p-value."""
     result = stats.spearmanr(x, y)
     return float(result.statistic), float(result.pvalue)
+
+
+def label_distribution(logp: np.ndarray) -> np.ndarray:
+    """Rows of label log-probs as distributions over the labels (softmax over the labels only:
+    a model's probability mass outside the label set is left out, as the argmax does)."""
+    logp = np.asarray(logp, dtype=float)
+    values = np.exp(logp - logp.max(axis=1, keepdims=True))
+    return values / values.sum(axis=1, keepdims=True)

@@ -22,9 +22,11 @@ steep, lax (breathy) source, low for a pressed one. That is how the rules use it
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -126,6 +128,65 @@ class Standardiser:
         )
 
 
+TOKEN_PREFIX = "token."  # prompts and predictions: one column token.<CONCEPT> per concept
+
+
+def token_column(concept: str) -> str:
+    """The prompts' and predictions' column holding a concept's token under a condition."""
+    return TOKEN_PREFIX + concept
+
+
+@dataclass(frozen=True)
+class TokensMeta:
+    """tokens_meta.json: everything tokenisation fitted, and the one reader of it that later
+    stages (prompts, interventions, fine-tuning, diagnostics, cue following) use."""
+
+    data: dict
+
+    @classmethod
+    def of(cls, meta: TokensMeta | dict) -> TokensMeta:
+        return meta if isinstance(meta, TokensMeta) else cls(meta)
+
+    @classmethod
+    def read(cls, path: str | Path) -> TokensMeta:
+        with open(path) as stream:
+            return cls(json.load(stream))
+
+    def write(self, path: str | Path) -> None:
+        with open(path, "w") as stream:
+            json.dump(self.data, stream, indent=2)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def names(self) -> list[str]:
+        """Every concept in prompt order, VOICE_QUALITY last."""
+        return [*self.data["concepts"], VOICE_QUALITY]
+
+    @property
+    def columns(self) -> list[str]:
+        """The token columns of prompts and predictions, in prompt order."""
+        return [token_column(name) for name in self.names]
+
+    def vocabularies(self, *, unvoiced: bool = False) -> dict[str, list[str]]:
+        """Each concept's tokens, lowest bin first. Without ``unvoiced`` (what interventions draw
+        from), UNVOICED is left out: it says that nothing was measured, not a value."""
+        out = {name: list(spec["labels"]) for name, spec in self.data["concepts"].items()}
+        out[VOICE_QUALITY] = [v for v in self.data["voice_quality"]["labels"] if v != UNVOICED]
+        if unvoiced:
+            out = {name: [*labels, UNVOICED] for name, labels in out.items()}
+        return out
+
+    def serialise(self, tokens: pd.DataFrame) -> list[str]:
+        """Token strings of a table with one column per concept (named by the concept)."""
+        return serialise(tokens, self.names, **self.data["format"])
+
+    def fit_rows(self, frame: pd.DataFrame) -> pd.Series:
+        """Which rows of a table with a split column the tokens were fitted on."""
+        return _fit_rows(frame, self.data["fit_split"])
+
+
 def _fit_rows(frame: pd.DataFrame, fit_split: str) -> pd.Series:
     return pd.Series(True, index=frame.index) if fit_split == ALL else frame["split"] == fit_split
 
@@ -199,7 +260,7 @@ def _merge(lld: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions) -> tuple[pd.DataFrame, dict]:
+def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions) -> tuple[pd.DataFrame, TokensMeta]:
     """Fit on ``options.fit_split`` and tokenise every utterance of ``lld`` with what was fitted.
 
     Returns (tokens, meta): tokens has utt_id, one ``<CONCEPT>_score`` and one ``<CONCEPT>``
@@ -222,7 +283,7 @@ def fit_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, options: TokenOptions)
     meta = fit_token_meta(_merge(lld, manifest), options)
     tokens = apply_tokens(lld, manifest, meta)
     meta |= {"n_manifest": len(manifest), "n_tokenised": len(tokens)}
-    return tokens, meta
+    return tokens, TokensMeta(meta)
 
 
 def fit_token_meta(frame: pd.DataFrame, options: TokenOptions) -> dict:
@@ -280,8 +341,9 @@ def _group_of(frame: pd.DataFrame, fitted_groups: dict, what: str) -> pd.Series:
     return group
 
 
-def apply_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, meta: dict) -> pd.DataFrame:
+def apply_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, meta: TokensMeta | dict) -> pd.DataFrame:
     """Tokenise LLD rows with a fitted tokens_meta.json (also for audio that was not fitted on)."""
+    meta = TokensMeta.of(meta).data
     frame = _merge(lld, manifest)
     concepts = tuple(Concept(n, spec["descriptors"], tuple(spec["labels"])) for n, spec in meta["concepts"].items())
     descriptors = sorted(next(iter(meta["standardisation"].values()))["centre"])
@@ -310,8 +372,7 @@ def apply_tokens(lld: pd.DataFrame, manifest: pd.DataFrame, meta: dict) -> pd.Da
             z[rows], thresholds, voiced=voiced[rows], lowest_pitch=lowest_pitch.to_numpy()[rows]
         )
     tokens[VOICE_QUALITY] = quality
-    names = list(meta["concepts"]) + [VOICE_QUALITY]
-    tokens["token_string"] = serialise(tokens, names, **meta["format"])
+    tokens["token_string"] = TokensMeta(meta).serialise(tokens)
     return tokens.reset_index(drop=True)
 
 

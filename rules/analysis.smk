@@ -6,18 +6,8 @@ rule analyse_predictions:
         prompts=get_shards("results/{corpus}/prompts/{shard}.parquet"),
         predictions=get_shards("results/{corpus}/{model}/predictions/{shard}.parquet"),
     output:
-        uar=report(
-            "results/{corpus}/{model}/analysis/uar.csv",
-            caption="../report/uar.rst",
-            category="Results",
-            subcategory="{corpus} / {model}",
-        ),
-        comparisons=report(
-            "results/{corpus}/{model}/analysis/comparisons.csv",
-            caption="../report/comparisons.rst",
-            category="Results",
-            subcategory="{corpus} / {model}",
-        ),
+        uar="results/{corpus}/{model}/analysis/uar.csv",
+        comparisons="results/{corpus}/{model}/analysis/comparisons.csv",
         curve="results/{corpus}/{model}/analysis/corruption_curve.csv",
         spearman="results/{corpus}/{model}/analysis/spearman.json",
         confusion="results/{corpus}/{model}/analysis/confusion.csv",
@@ -30,6 +20,42 @@ rule analyse_predictions:
         interventions_tex="results/{corpus}/{model}/analysis/table_interventions.tex",
         accounting="results/{corpus}/{model}/analysis/accounting.csv",
         run="results/{corpus}/{model}/RUN.json",
+        # the same tables as pages the report shows inline (CSV and Markdown only download there)
+        main_html=report(
+            "results/{corpus}/{model}/analysis/table_main.html",
+            caption="../report/table_main.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "1 UAR without and with tokens"},
+        ),
+        interventions_html=report(
+            "results/{corpus}/{model}/analysis/table_interventions.html",
+            caption="../report/uar.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "2 every condition"},
+        ),
+        comparisons_html=report(
+            "results/{corpus}/{model}/analysis/comparisons.html",
+            caption="../report/comparisons.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "3 paired comparisons"},
+        ),
+        cue_following_html=report(
+            "results/{corpus}/{model}/analysis/cue_following.html",
+            caption="../report/cue_following.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "4 cue following"},
+        ),
+        accounting_html=report(
+            "results/{corpus}/{model}/analysis/accounting.html",
+            caption="../report/accounting.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "5 accounting"},
+        ),
     log:
         "logs/{corpus}/{model}/analyse_predictions.log",
     benchmark:
@@ -53,12 +79,14 @@ rule collect_main_tables:
         tables=get_collect_main_tables_input,
     output:
         csv="results/models_table.csv",
-        md=report(
-            "results/models_table.md",
-            caption="../report/models_table.rst",
-            category="Results",
-        ),
+        md="results/models_table.md",
         tex="results/models_table.tex",
+        html=report(
+            "results/models_table.html",
+            caption="../report/models_table.rst",
+            category="1. Results",
+            subcategory="all corpora and models",
+        ),
     log:
         "logs/collect_main_tables.log",
     conda:

@@ -56,6 +56,7 @@ def get_all_targets():
     ]
     if results:
         results.append("results/models_table.md")
+    results.append("results/config.html")
     return (
         results
         + get_finetune_targets()

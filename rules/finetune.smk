@@ -9,7 +9,7 @@ rule finetune:
         curve=report(
             "results/{corpus}/{model}/finetune/loss_curve.png",
             caption="../report/loss_curve.rst",
-            category="Fine-tuning",
+            category="4. Fine-tuning",
             subcategory="{corpus} / {model}",
         ),
     log:

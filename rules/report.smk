@@ -3,18 +3,19 @@ rule plot_results:
         manifest="results/{corpus}/manifest.parquet",
         uar="results/{corpus}/{model}/analysis/uar.csv",
         confusion="results/{corpus}/{model}/analysis/confusion.csv",
+        spearman="results/{corpus}/{model}/analysis/spearman.json",
     output:
         confusion_png=report(
             "results/{corpus}/{model}/figures/confusion.png",
             caption="../report/confusion.rst",
-            category="Figures",
+            category="2. Figures",
             subcategory="{corpus} / {model}",
         ),
         confusion_svg="results/{corpus}/{model}/figures/confusion.svg",
         curve_png=report(
             "results/{corpus}/{model}/figures/corruption_curve.png",
             caption="../report/corruption_curve.rst",
-            category="Figures",
+            category="2. Figures",
             subcategory="{corpus} / {model}",
         ),
         curve_svg="results/{corpus}/{model}/figures/corruption_curve.svg",
@@ -29,3 +30,23 @@ rule plot_results:
         title=lambda wildcards: f"{wildcards.model} on {wildcards.corpus}",
     script:
         "../workflow_scripts/plot_results.py"
+
+
+rule write_config_page:
+    output:
+        page=report(
+            "results/config.html",
+            caption="../report/config.rst",
+            category="5. Configuration",
+        ),
+    log:
+        "logs/write_config_page.log",
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+    params:
+        config=config,
+    script:
+        "../workflow_scripts/write_config_page.py"

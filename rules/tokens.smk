@@ -27,20 +27,22 @@ rule plot_token_diagnostics:
         png=report(
             "results/{corpus}/tokens/token_distributions.png",
             caption="../report/token_distributions.rst",
-            category="Concept tokens",
+            category="3. Concept tokens",
             subcategory="{corpus}",
         ),
         svg="results/{corpus}/tokens/token_distributions.svg",
-        correlations=report(
-            "results/{corpus}/tokens/token_correlations.csv",
+        correlations="results/{corpus}/tokens/token_correlations.csv",
+        association="results/{corpus}/tokens/token_association.csv",
+        correlations_html=report(
+            "results/{corpus}/tokens/token_correlations.html",
             caption="../report/token_correlations.rst",
-            category="Concept tokens",
+            category="3. Concept tokens",
             subcategory="{corpus}",
         ),
-        association=report(
-            "results/{corpus}/tokens/token_association.csv",
+        association_html=report(
+            "results/{corpus}/tokens/token_association.html",
             caption="../report/token_association.rst",
-            category="Concept tokens",
+            category="3. Concept tokens",
             subcategory="{corpus}",
         ),
     log:

@@ -1,5 +1,3 @@
-import json
-
 import pandas as pd
 
 from cuealign.runlog import log_to
@@ -10,5 +8,4 @@ with log_to(snakemake.log[0]):
     lld = pd.concat([pd.read_parquet(path) for path in snakemake.input.lld], ignore_index=True)
     tokens, meta = fit_tokens(lld, manifest, TokenOptions.from_config(snakemake.params.options))
     tokens.to_parquet(snakemake.output.tokens, index=False)
-    with open(snakemake.output.meta, "w") as stream:
-        json.dump(meta, stream, indent=2)
+    meta.write(snakemake.output.meta)

@@ -1,20 +1,19 @@
-import json
-
 import pandas as pd
 
+from cuealign.interventions import conditions_from_config
 from cuealign.prompts import prompt_table
 from cuealign.runlog import log_to
 from cuealign.shards import split_by_shard
+from cuealign.tokens import TokensMeta
 
 with log_to(snakemake.log[0]) as log:
     manifest = pd.read_parquet(snakemake.input.manifest)
-    with open(snakemake.input.meta) as stream:
-        meta = json.load(stream)
+    meta = TokensMeta.read(snakemake.input.meta)
     prompts = prompt_table(
         pd.read_parquet(snakemake.input.tokens),
         manifest,
         meta,
-        conditions=snakemake.params.conditions,
+        conditions=conditions_from_config(snakemake.params.conditions, meta.names),
         prompt=snakemake.params.prompt,
         split=snakemake.params.split,
     )

@@ -1,8 +1,8 @@
 import pandas as pd
 
-from cuealign.analysis import to_latex, to_markdown
 from cuealign.provenance import COLUMNS
 from cuealign.runlog import log_to
+from cuealign.tables import MAIN_NOTE, to_html, to_latex, to_markdown
 
 with log_to(snakemake.log[0]):
     table = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in snakemake.input.tables])
@@ -13,3 +13,5 @@ with log_to(snakemake.log[0]):
         stream.write(to_markdown(table))
     with open(snakemake.output.tex, "w") as stream:
         stream.write(to_latex(table))
+    with open(snakemake.output.html, "w") as stream:
+        stream.write(to_html(table, title="Every corpus and model", note=MAIN_NOTE))

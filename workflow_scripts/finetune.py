@@ -1,16 +1,14 @@
-import json
-
 import pandas as pd
 import torch
 
 from cuealign.finetune import finetune
 from cuealign.plots import loss_curve
 from cuealign.runlog import log_to
+from cuealign.tokens import TokensMeta
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    with open(snakemake.input.meta) as stream:
-        meta = json.load(stream)
+    meta = TokensMeta.read(snakemake.input.meta)
     history, _ = finetune(
         snakemake.params.spec,
         tokens=pd.read_parquet(snakemake.input.tokens),

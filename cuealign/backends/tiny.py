@@ -63,6 +63,7 @@ def train_tokenizer(texts: list[str], *, vocab_size: int = 400, named: dict | No
         vocab_size=vocab_size,
         special_tokens=QWEN_SPECIAL + list(named.values()),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # a job's terminal is not the place for a progress bar of a second
     )
     tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(
@@ -202,7 +203,10 @@ def _build_tiny_clap(
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     bpe.train_from_iterator(texts, trainer)
     model_json = json.loads(bpe.to_str())["model"]

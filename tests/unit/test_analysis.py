@@ -4,23 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuealign.analysis import analyse, check_complete, family_of
+from cuealign.analysis import analyse, check_complete
+from cuealign.interventions import Condition
 from cuealign.stats import mcnemar_exact, uar
+from cuealign.tokens import token_column
 
 LABELS = ["angry", "happy", "neutral", "sad"]
-CONDITIONS = [
-    "none",
-    "aligned",
-    "conflict",
-    "shuffle_s0",
-    "shuffle_s1",
-    "corrupt_p0_s0",
-    "corrupt_p0_s1",
-    "corrupt_p0.5_s0",
-    "corrupt_p0.5_s1",
-    "corrupt_p1_s0",
-    "corrupt_p1_s1",
-]
+TYPED = [Condition("none"), Condition("aligned"), Condition("conflict")]
+TYPED += [Condition("shuffle", seed=s) for s in (0, 1)]
+TYPED += [Condition("corrupt", p=p, seed=s) for p in (0.0, 0.5, 1.0) for s in (0, 1)]
+CONDITIONS = [c.name for c in TYPED]
+TYPED_OF = {c.name: c for c in TYPED}
 ACCURACY = {
     "none": 0.4,
     "aligned": 0.8,
@@ -57,7 +51,7 @@ def simulate(seed=0, speakers=8, per_speaker=40):
             rows.append(
                 dict(
                     utt_id=f"u{i:04d}",
-                    condition=condition,
+                    **TYPED_OF[condition].as_row(),
                     label=truth[i],
                     speaker=f"s{i % speakers}",
                     pred=pred[i],
@@ -134,14 +128,35 @@ def test_a_missing_condition_or_utterance_is_an_error():
         check_complete(predictions.iloc[1:], CONDITIONS)
 
 
-def test_family_names():
-    assert family_of("corrupt_p0.4_s2") == ("corrupt", 0.4, 2)
-    assert family_of("shuffle_s3") == ("shuffle", None, 3)
-    assert family_of("swap_PITCH") == ("swap_PITCH", None, None)
+def test_conditions_are_read_from_their_columns_not_their_names():
+    # p = 5e-5 is named corrupt_p5e-05_s0: a name parser missed it and it left the curve
+    tiny_p = [Condition("none"), Condition("aligned")] + [Condition("corrupt", p=p, seed=0) for p in (5e-5, 0.5, 1.0)]
+    rng = np.random.default_rng(1)
+    rows = []
+    for c in tiny_p:
+        for i in range(40):
+            truth = LABELS[i % 4]
+            right = rng.random() < (0.9 - 0.5 * (c.p or 0))
+            rows.append(
+                dict(
+                    utt_id=f"u{i}",
+                    **c.as_row(),
+                    label=truth,
+                    speaker=f"s{i % 8}",
+                    pred=truth if right else "neutral",
+                    **{f"logprob_{lab}": -1.0 for lab in LABELS},
+                )
+            )
+    result = analyse(pd.DataFrame(rows), labels=LABELS, expected_conditions=[c.name for c in tiny_p], resamples=100)
+    assert "corrupt_p5e-05_s0" in [c.name for c in tiny_p]
+    assert result["curve"]["p"].tolist() == [5e-5, 0.5, 1.0] and result["spearman"]["points"] == 3
+    table = result["uar"].set_index("condition")
+    assert table.loc["corrupt_p5e-05_s0", "kind"] == "corrupt" and table.loc["corrupt_p5e-05_s0", "p"] == 5e-5
+    assert table.loc["corrupt_p5e-05_mean", "seeds"] == 1
 
 
 def test_tables_in_markdown_and_latex(result):
-    from cuealign.analysis import intervention_table, main_table, to_latex, to_markdown
+    from cuealign.tables import intervention_table, main_table, to_html, to_latex, to_markdown
 
     main = main_table(result, model="af3", corpus="iemocap")
     row = main.iloc[0]
@@ -151,12 +166,15 @@ def test_tables_in_markdown_and_latex(result):
         and row["UAR with tokens"] == f"{table.loc['aligned', 'uar']:.3f}"
     )
     markdown = to_markdown(main)
-    assert (
-        markdown.splitlines()[0].startswith("| corpus | model | UAR without tokens") and "| iemocap | af3 |" in markdown
-    )
+    header = [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
+    assert header[:3] == ["corpus", "model", "UAR without tokens"]
+    assert [cell.strip() for cell in markdown.splitlines()[2].strip("|").split("|")][:2] == ["iemocap", "af3"]
+    page = to_html(main, title="t <1>")
+    assert "<td>iemocap</td>" in page and f"<td>{row['UAR with tokens']}</td>" in page and "t &lt;1&gt;" in page
     latex = to_latex(intervention_table(result))
     assert (
         latex.startswith(r"\begin{tabular}")
+        and r"\toprule" in latex
         and r"corrupt\_p0.5\_mean" in latex
         and latex.count(r"\\") > len(CONDITIONS)
     )
@@ -174,46 +192,55 @@ def test_figures_are_drawn(result, tmp_path):
     assert "<svg" in (tmp_path / "c.svg").read_text()[:400]
 
 
-def test_parse_token_string_inverts_serialise():
-    from cuealign.analysis import parse_token_string
-    from cuealign.tokens import serialise
-
-    tokens = pd.DataFrame({"ENERGY": ["VERY_HIGH"], "VOICE_QUALITY": ["BREATHY"]})
-    for template, separator in (("{concept}={token}", "; "), ("<{concept}:{token}>", " ")):
-        (text,) = serialise(tokens, ["ENERGY", "VOICE_QUALITY"], template=template, separator=separator)
-        assert parse_token_string(text, template=template, separator=separator) == {
-            "ENERGY": "VERY_HIGH",
-            "VOICE_QUALITY": "BREATHY",
-        }
-
-
-def _cue_data(follow: bool):
+def _cue_data(shift: float):
     """ENERGY=HIGH marks angry, ENERGY=LOW marks sad; conflict swaps them. A cue-following model
-    moves probability from angry to sad when HIGH becomes LOW; an audio-only model does not move."""
-    from cuealign.analysis import class_given_token
+    moves log-probability from angry to sad by ``shift`` when HIGH becomes LOW (0: audio only)."""
+    from cuealign.cue_following import class_given_token
 
     train = pd.DataFrame({"ENERGY": ["HIGH"] * 10 + ["LOW"] * 10})
     train_labels = pd.Series(["angry"] * 9 + ["sad"] + ["sad"] * 9 + ["angry"])
     association = class_given_token(train, train_labels, ["ENERGY"], ["angry", "sad"])
-    prompts, predictions = [], []
+    predictions = []
     for i in range(6):
         high = i % 2 == 0
         aligned, conflict = ("HIGH", "LOW") if high else ("LOW", "HIGH")
-        for condition, value in (("aligned", aligned), ("conflict", conflict)):
-            prompts.append(dict(utt_id=f"u{i}", condition=condition, token_string=f"ENERGY={value}"))
-            angry = (-0.2 if value == "HIGH" else -2.0) if follow else -1.0
-            predictions.append(dict(utt_id=f"u{i}", condition=condition, logprob_angry=angry, logprob_sad=-1.0))
-    return pd.DataFrame(predictions), pd.DataFrame(prompts), association
+        for condition, value in ((Condition("aligned"), aligned), (Condition("conflict"), conflict)):
+            angry = -1.0 + (shift / 2 if value == "HIGH" else -shift / 2)
+            predictions.append(
+                dict(
+                    utt_id=f"u{i}",
+                    **condition.as_row(),
+                    **{token_column("ENERGY"): value},
+                    logprob_angry=angry,
+                    logprob_sad=-1.0,
+                )
+            )
+    return pd.DataFrame(predictions), association
+
+
+def _probability_of_sad(logp_angry: float) -> float:
+    return 1 / (1 + np.exp(logp_angry + 1.0))
 
 
 def test_cue_following_detects_a_model_that_follows_the_tokens():
-    from cuealign.analysis import cue_following
+    from cuealign.cue_following import cue_following
 
-    follows = cue_following(*_cue_data(True), labels=["angry", "sad"], template="{concept}={token}", separator="; ")
-    row = follows.set_index("condition").loc["conflict"]
+    row = cue_following(*_cue_data(1.8), labels=["angry", "sad"]).set_index("condition").loc["conflict"]
     assert row["utterances"] == 6 and row["cue_alignment"] == pytest.approx(1.0) and row["toward_pointed_class"] == 1.0
-    ignores = cue_following(*_cue_data(False), labels=["angry", "sad"], template="{concept}={token}", separator="; ")
-    assert ignores.set_index("condition").loc["conflict", "cue_alignment"] == pytest.approx(0.0)
+    # from definition: the pulled class's probability, after minus before
+    expected = _probability_of_sad(-1.9) - _probability_of_sad(-0.1)
+    assert row["probability_moved"] == pytest.approx(expected) and row["follows"]
+    ignores = cue_following(*_cue_data(0.0), labels=["angry", "sad"]).set_index("condition").loc["conflict"]
+    assert ignores["cue_alignment"] == pytest.approx(0.0) and not ignores["follows"]
+
+
+def test_a_model_that_barely_moves_is_not_called_a_follower():
+    from cuealign.cue_following import cue_following
+
+    # the right direction every time, but the top class moves by about 0.0004
+    row = cue_following(*_cue_data(0.0016), labels=["angry", "sad"]).set_index("condition").loc["conflict"]
+    assert row["toward_pointed_class"] == 1.0 and row["cue_alignment"] == pytest.approx(1.0)
+    assert row["probability_moved"] == pytest.approx(0.0004, rel=0.01) and not row["follows"]
 
 
 def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():

@@ -12,6 +12,7 @@ from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, check_finetune_spec
 from cuealign.cache import KeyedJsonCache
 from cuealign.config import config_schema, validate_config
 from cuealign.inference import predict_shard
+from cuealign.interventions import Condition
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SUFFIXES = ["", "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH.", "\nAcoustic cues: ENERGY=VERY_LOW."]
@@ -74,7 +75,7 @@ def test_long_audio_is_truncated_by_the_runner_so_scores_are_deterministic(clap,
         [
             dict(
                 utt_id="u0",
-                condition=c,
+                **Condition(c).as_row(),
                 audio="original",
                 prefix_text="p",
                 suffix_text=s,
@@ -106,7 +107,7 @@ def test_the_label_prompt_is_part_of_the_cache_key(clap, tiny_clap, tmp_path):
         [
             dict(
                 utt_id="u0",
-                condition="none",
+                **Condition("none").as_row(),
                 audio="original",
                 prefix_text="p",
                 suffix_text="",

@@ -174,3 +174,38 @@ def test_finetune_config_keys_are_checked():
                 }
             )
         )
+
+
+def _history(losses_by_epoch):
+    rows = [
+        {"step": i + 1, "epoch": epoch, "loss": loss, "accuracy": 0.5, "learning_rate": 1e-3, "seconds": float(i)}
+        for i, (epoch, loss) in enumerate((e + 1, loss) for e, losses in enumerate(losses_by_epoch) for loss in losses)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_model_that_did_not_learn_is_warned_about(caplog):
+    from cuealign.finetune import check_training
+
+    labels = ["angry", "happy", "neutral", "sad"]
+    healthy = check_training(_history([[1.4, 1.3], [0.6, 0.5]]), np.array([0, 1, 2, 3] * 4), labels, where="train")
+    assert healthy == []
+    flat = check_training(_history([[1.39, 1.38], [1.37, 1.38]]), np.array([0, 1, 2, 3] * 4), labels, where="train")
+    assert len(flat) == 1 and "training loss did not fall (epoch 1: 1.385, epoch 2: 1.375)" in flat[0]
+    collapsed = check_training(_history([[1.4], [0.9]]), np.array([2] * 63 + [1]), labels, where="train")
+    assert len(collapsed) == 1 and "collapsed to one class: 'neutral' for 63 of 64 train examples" in collapsed[0]
+    assert "fine-tuning: its answers collapsed" in caplog.text
+
+
+def test_progress_lines_reach_the_terminal_and_the_log(tmp_path, capfd):
+    import logging
+
+    from cuealign.runlog import PROGRESS, log_to
+
+    with log_to(tmp_path / "logs" / "demo" / "job.log"):
+        logging.getLogger(PROGRESS).info("epoch 1/2: loss 0.5")
+        logging.getLogger("cuealign.other").info("detail for the log only")
+    terminal = capfd.readouterr().err
+    assert "epoch 1/2: loss 0.5" in terminal and "detail for the log only" not in terminal
+    written = (tmp_path / "logs" / "demo" / "job.log").read_text()
+    assert "epoch 1/2: loss 0.5" in written and "detail for the log only" in written

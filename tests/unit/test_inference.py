@@ -9,6 +9,7 @@ from cuealign.audio import load_model_audio
 from cuealign.backends.loader import load_backend
 from cuealign.cache import KeyedJsonCache
 from cuealign.inference import UNPARSED, parse_answer, predict_shard
+from cuealign.interventions import Condition
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -41,7 +42,7 @@ def prompts(tmp_path):
             rows.append(
                 dict(
                     utt_id=f"u{u}",
-                    condition=condition,
+                    **Condition(condition).as_row(),
                     audio="original",
                     prefix_text=PREFIX,
                     suffix_text=suffix,
@@ -167,7 +168,9 @@ def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, ti
 def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny_qwen2_audio):
     cache = KeyedJsonCache(tmp_path, "p")
     predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
-    extra = prompts[prompts["condition"] == "none"].assign(condition="shuffle_s0", suffix_text="\nAcoustic cues: X.")
+    extra = prompts[prompts["condition"] == "none"].assign(
+        **Condition("shuffle", seed=0).as_row(), suffix_text="\nAcoustic cues: X."
+    )
     counting = Counting(backend)
     table = predict_shard(
         pd.concat([prompts, extra]), counting, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False

@@ -11,7 +11,7 @@ from cuealign.interventions import (
     corrupt_tokens,
     invert,
 )
-from cuealign.tokens import serialise
+from cuealign.tokens import serialise, token_column
 
 LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
 VQ = ["MODAL", "BREATHY", "PRESSED", "ROUGH", "CREAKY"]
@@ -138,3 +138,29 @@ def test_condition_table_is_reproducible_and_complete():
     assert by["corrupt_p0_s0"].equals(by["aligned"]) and by["tokens_only"].equals(by["aligned"])
     assert (first.loc[first["condition"] == "tokens_only", "audio"] == "silence").all()
     assert (by["conflict"] != by["aligned"]).mean() > 0.9
+
+
+def test_every_row_carries_its_condition_and_tokens_as_data():
+    tokens = make_tokens(n=50)
+    conditions = conditions_from_config(SPEC, NAMES)
+    table = condition_tokens(tokens, conditions, vocabularies=VOCAB, serialise=_serialise)
+    typed = table.drop_duplicates("condition").set_index("condition")
+    for condition in conditions:
+        row = typed.loc[condition.name]
+        assert row["kind"] == condition.kind
+        assert (pd.isna(row["p"]) and condition.p is None) or row["p"] == condition.p
+        assert (pd.isna(row["seed"]) and condition.seed is None) or row["seed"] == condition.seed
+        assert (row["concept"] is None and condition.concept is None) or row["concept"] == condition.concept
+    assert str(table["seed"].dtype) == "Int64" and str(table["p"].dtype) == "float64"
+    # the token columns are exactly what the token string says, under every condition with tokens
+    columns = [token_column(name) for name in NAMES]
+    shown = table[table["kind"] != "none"]
+    rebuilt = _serialise(shown[columns].set_axis(NAMES, axis=1))
+    assert rebuilt == shown["token_string"].tolist()
+    assert table.loc[table["kind"] == "none", columns].isna().all().all()
+    # conflict rows hold the inverted tokens; corrupt p = 0 rows the aligned ones
+    aligned = table[table["condition"] == "aligned"].set_index("utt_id")[columns]
+    conflict = table[table["condition"] == "conflict"].set_index("utt_id")[columns]
+    expected = conflict_tokens(tokens, VOCAB, NAMES).set_index("utt_id")[NAMES].set_axis(columns, axis=1)
+    pd.testing.assert_frame_equal(conflict, expected.loc[conflict.index], check_dtype=False)
+    pd.testing.assert_frame_equal(table[table["condition"] == "corrupt_p0_s0"].set_index("utt_id")[columns], aligned)

@@ -47,12 +47,18 @@ def test_build_prompts_joins_the_manifest():
         {
             "utt_id": ["u1", "u1", "u2"],
             "condition": ["none", "aligned", "aligned"],
+            "kind": ["none", "aligned", "aligned"],
+            "p": None,
+            "seed": None,
+            "concept": None,
             "audio": "original",
+            "token.E": [None, "H", "L"],
             "token_string": ["", "E=H", "E=L"],
         }
     )
     prompts = build_prompts(conditions, manifest, PromptTemplate(DEFAULT, CUES, ("angry", "sad")))
-    assert list(prompts.columns) == PROMPT_COLUMNS
+    assert list(prompts.columns) == PROMPT_COLUMNS + ["token.E"]
+    assert prompts["token.E"].isna().tolist() == [True, False, False] and prompts["token.E"].iloc[1] == "H"
     assert prompts["text"].iloc[1] == AUDIO_MARKER + prompts["prefix_text"].iloc[1] + "\nAcoustic cues: E=H."
     assert prompts["prefix_text"].nunique() == 1
     assert prompts["path"].tolist() == ["/a.wav", "/a.wav", "/b.wav"]
@@ -62,9 +68,12 @@ def test_build_prompts_joins_the_manifest():
 
 def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_study):
     from cuealign.config import validate_config
+    from cuealign.interventions import conditions_from_config
     from cuealign.prompts import prompt_table
+    from cuealign.tokens import TokensMeta
 
-    conditions = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
+    spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
+    conditions = conditions_from_config(spec, TokensMeta.of(tiny_study["meta"]).names)
     manifest = tiny_study["manifest"].copy()
     args = dict(conditions=conditions, prompt=tiny_study["prompt"], split="test")
     assert prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)["label"].nunique() == 4

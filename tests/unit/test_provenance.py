@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cuealign import provenance
-from cuealign.analysis import accounting, accounting_line
+from cuealign.accounting import accounting, accounting_line
 from cuealign.config import load_config
 
 

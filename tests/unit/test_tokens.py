@@ -86,20 +86,20 @@ def test_meta_alone_tokenises_new_audio_the_same_way():
     lld, manifest = make_data(n_train=100, n_test=20)
     for overrides in ({"per_gender": ["PITCH", "VOICE_QUALITY"]}, {"normalise": "speaker", "per_gender": []}):
         tokens, meta = fit_tokens(lld, manifest, default_options(**overrides))
-        meta = json.loads(json.dumps(meta))
+        meta = json.loads(json.dumps(meta.data))
         pd.testing.assert_frame_equal(apply_tokens(lld, manifest, meta), tokens)
     # new audio from a new speaker, dataset normalisation: one loud file gets the top bin
     tokens, meta = fit_tokens(lld, manifest, default_options(per_gender=[]))
     new = lld.iloc[[0]].assign(utt_id="new", **{LOUD: 50.0})
     info = manifest.iloc[[0]].assign(utt_id="new", speaker="stranger", split="test")
-    assert apply_tokens(new, info, json.loads(json.dumps(meta)))["ENERGY"].item() == "VERY_HIGH"
+    assert apply_tokens(new, info, json.loads(json.dumps(meta.data)))["ENERGY"].item() == "VERY_HIGH"
     # speaker normalisation: a speaker the fit never saw is standardised on its own utterances,
     # exactly as a fitted speaker was (so renaming a speaker changes none of its tokens)
     tokens, meta = fit_tokens(lld, manifest, default_options(normalise="speaker", per_gender=[]))
     speaker = manifest["speaker"].iloc[0]
     rows = manifest["speaker"] == speaker
     renamed = manifest[rows].assign(speaker="stranger")
-    moved = apply_tokens(lld[lld["utt_id"].isin(renamed["utt_id"])], renamed, json.loads(json.dumps(meta)))
+    moved = apply_tokens(lld[lld["utt_id"].isin(renamed["utt_id"])], renamed, json.loads(json.dumps(meta.data)))
     pd.testing.assert_frame_equal(
         moved.reset_index(drop=True), tokens[tokens["utt_id"].isin(renamed["utt_id"])].reset_index(drop=True)
     )

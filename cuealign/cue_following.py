@@ -1,0 +1,105 @@
+"""Does the model follow the tokens? Under conflict and swap conditions, compare how each
+utterance's label distribution moved (against aligned) with where the changed tokens point.
+
+Where the tokens point comes from the fit split alone: log P(class | concept = token), add-one
+smoothed (:func:`class_given_token`). A changed token pulls toward the classes its new value is
+more typical of than its old one. Three numbers per condition:
+
+- ``cue_alignment``: the mean cosine between the per-class change of log-probability and the
+  per-class pull (both centred over classes): the direction of the move, -1 to 1;
+- ``toward_pointed_class``: the share of utterances whose most-pulled class gained log-probability
+  relative to the others (direction only);
+- ``probability_moved``: the effect size, the mean over utterances of the probability (renormalised
+  over the labels) that moved to the classes the change pulls toward (those with a positive centred
+  pull). A model that moves by 0.0004 in the right direction has the right direction and no effect.
+
+``follows`` needs both: a direction (cue_alignment > 0) and an effect of at least
+``min_probability_moved`` (config: analysis.cue_following_min_shift).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cuealign.stats import label_distribution
+from cuealign.tokens import token_column
+
+COLUMNS = [
+    "condition",
+    "utterances",
+    "cue_alignment",
+    "toward_pointed_class",
+    "probability_moved",
+    "follows",
+]
+
+
+def class_given_token(tokens: pd.DataFrame, labels_of: pd.Series, concepts: list[str], labels: list[str]) -> dict:
+    """log P(class | concept = value) on the fitted utterances, add-one smoothed."""
+    table = {}
+    for concept in concepts:
+        counts = pd.crosstab(tokens[concept], labels_of).reindex(columns=labels, fill_value=0) + 1
+        table[concept] = np.log(counts.div(counts.sum(axis=1), axis=0))
+    return table
+
+
+def _pull(old: pd.DataFrame, new: pd.DataFrame, association: dict, labels: list[str]) -> np.ndarray:
+    """(utterances, labels): the summed change of log P(class | token) over the concepts whose token
+    changed (tokens the fit split never showed pull nowhere)."""
+    pull = np.zeros((len(old), len(labels)))
+    for concept, table in association.items():
+        column = token_column(concept)
+        if column not in old:
+            continue
+        table = table.reindex(columns=labels)
+        before = table.reindex(old[column].to_numpy()).to_numpy()
+        after = table.reindex(new[column].to_numpy()).to_numpy()
+        changed = (old[column].to_numpy() != new[column].to_numpy())[:, None]
+        pull += np.where(changed & np.isfinite(before) & np.isfinite(after), after - before, 0.0)
+    return pull
+
+
+def cue_following(
+    predictions: pd.DataFrame,
+    association: dict,
+    *,
+    labels: list[str],
+    min_probability_moved: float = 0.05,
+) -> pd.DataFrame:
+    """One row per conflict or swap condition (COLUMNS), over the utterances whose tokens changed
+    in a way the fit split gives a direction to. Needs label log-probs (score mode); without them
+    (generate mode) the table is empty."""
+    logp_columns = [f"logprob_{label}" for label in labels]
+    if predictions[logp_columns].isna().any().any():
+        return pd.DataFrame(columns=COLUMNS)
+    by_condition = {c: rows.set_index("utt_id").sort_index() for c, rows in predictions.groupby("condition")}
+    aligned = by_condition["aligned"]
+    kinds = predictions.drop_duplicates("condition").set_index("condition")["kind"]
+    rows = []
+    for condition in [c for c in kinds.index if kinds[c] in ("conflict", "swap")]:
+        changed = by_condition[condition].loc[aligned.index]
+        pull = _pull(aligned, changed, association, labels)
+        keep = np.any(pull != 0, axis=1)
+        pull = pull[keep] - pull[keep].mean(axis=1, keepdims=True)
+        after, before = changed.loc[keep, logp_columns].to_numpy(float), aligned.loc[keep, logp_columns].to_numpy(float)
+        change = (after - before) - (after - before).mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(pull, axis=1) * np.linalg.norm(change, axis=1)
+        cosines = np.divide(np.sum(pull * change, axis=1), norms, out=np.zeros(len(pull)), where=norms > 0)
+        toward = change[np.arange(len(pull)), np.argmax(pull, axis=1)] > 0
+        moved = label_distribution(after) - label_distribution(before)
+        probability_moved = np.sum(np.where(pull > 0, moved, 0.0), axis=1)
+        n = int(keep.sum())
+        alignment = float(np.mean(cosines)) if n else float("nan")
+        effect = float(np.mean(probability_moved)) if n else float("nan")
+        rows.append(
+            dict(
+                condition=condition,
+                utterances=n,
+                cue_alignment=alignment,
+                toward_pointed_class=float(np.mean(toward)) if n else float("nan"),
+                probability_moved=effect,
+                follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+            )
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,164 @@
+"""The study's tables as a reader sees them: the paper's Table II/III row, the interventions
+table, and their Markdown, LaTeX and HTML renderings (pandas' own writers)."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return "" if value is None or np.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
+
+
+def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
+    """The paper's Table II/III row: UAR without and with tokens, the gain, its CI and p-values."""
+    table = result["uar"].set_index("condition")
+    gain = result["comparisons"].set_index("comparison").loc["aligned - none"]
+    return pd.DataFrame(
+        [
+            {
+                "corpus": corpus,
+                "model": model,
+                "UAR without tokens": _fmt(table.loc["none", "uar"]),
+                "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
+                "delta": _fmt(gain["delta_uar"]),
+                "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
+                "p (McNemar)": _p(gain["p_mcnemar"]),
+                "p (Holm)": _p(gain["p_holm"]),
+                "unparsed (none / aligned)": (
+                    f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}"
+                ),
+            }
+        ]
+    )
+
+
+def intervention_table(result: dict) -> pd.DataFrame:
+    """Each condition: UAR [CI], its difference from aligned [CI] with p-values, and the shifts."""
+    uar_rows = result["uar"].set_index("condition")
+    versus = result["comparisons"].set_index("comparison")
+    shifts = result["shifts"].set_index("condition")
+    rows = []
+    for condition, row in uar_rows.iterrows():
+        entry = {
+            "condition": condition,
+            "UAR": _fmt(row["uar"]),
+            "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
+        }
+        key = f"aligned - {condition}"
+        if key in versus.index:
+            v = versus.loc[key]
+            entry |= {
+                "aligned - condition": _fmt(v["delta_uar"]),
+                "CI": f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]",
+                "p (McNemar)": _p(v["p_mcnemar"]),
+                "p (Holm)": _p(v["p_holm"]),
+            }
+        if condition in shifts.index:
+            entry |= {
+                "neutral shift": _fmt(shifts.loc[condition, "neutral_shift"]),
+                "flip rate": _fmt(shifts.loc[condition, "flip_rate_vs_aligned"]),
+            }
+        rows.append(entry)
+    return pd.DataFrame(rows).fillna("")
+
+
+def comparisons_table(result: dict) -> pd.DataFrame:
+    """Every paired comparison: the UAR difference [CI], the discordant counts, raw and Holm p."""
+    rows = [
+        {
+            "comparison": c["comparison"],
+            "delta UAR": _fmt(c["delta_uar"]),
+            "95% CI": f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]",
+            "a right, b wrong": int(c["a_right_b_wrong"]),
+            "a wrong, b right": int(c["a_wrong_b_right"]),
+            "p (McNemar)": _p(c["p_mcnemar"]),
+            "p (Holm)": _p(c["p_holm"]),
+        }
+        for _, c in result["comparisons"].iterrows()
+    ]
+    return pd.DataFrame(rows)
+
+
+def cue_following_table(cues: pd.DataFrame) -> pd.DataFrame:
+    """cue_following.csv as a reader sees it."""
+    return pd.DataFrame(
+        {
+            "condition": cues["condition"],
+            "utterances": cues["utterances"],
+            "direction (cosine)": cues["cue_alignment"].map(_fmt),
+            "toward the pointed class": cues["toward_pointed_class"].map(_fmt),
+            "probability moved": cues["probability_moved"].map(_fmt),
+            "follows the tokens": cues["follows"].map({True: "yes", False: "no"}),
+        }
+    )
+
+
+MAIN_NOTE = (
+    "The paper's Table II/III row: UAR with audio only (none) and with aligned concept tokens, the gain "
+    "with its speaker-clustered bootstrap CI, the exact McNemar p-value and its Holm adjustment, and the "
+    "share of unparsed answers."
+)
+INTERVENTIONS_NOTE = (
+    "UAR per condition with its speaker-clustered bootstrap CI; seeded conditions per seed and as the mean "
+    "over seeds (rows ending in _mean). Where aligned was compared with the condition: the difference, its "
+    "CI, the exact McNemar p and its Holm adjustment. Neutral shift: the change in the share of neutral "
+    "answers against aligned; flip rate: the share of answers that differ from aligned."
+)
+COMPARISONS_NOTE = (
+    "Aligned minus audio only, aligned minus each perturbation, each perturbation minus audio only: the "
+    "UAR difference with its paired bootstrap CI, the discordant utterances (a right and b wrong, and the "
+    "reverse), the exact McNemar p-value, and the Holm-adjusted p over all comparisons of this table."
+)
+CUE_FOLLOWING_NOTE = (
+    "Under conflict and swap: does the label distribution move where the changed tokens point (the "
+    "classes the new token is more typical of than the old one in the fit split)? Direction: the mean "
+    "cosine between the change of log-probability and the tokens' pull (-1 to 1); toward the pointed "
+    "class: the share of utterances whose most-pulled class gained; probability moved: the mean "
+    "probability moved to the pulled classes (the effect size). A model follows the tokens only with "
+    "both a positive direction and an effect of at least the configured minimum "
+    "(analysis.cue_following_min_shift)."
+)
+ACCOUNTING_NOTE = (
+    "Every utterance from the manifest to the tables: how many failed an audio check (listed in "
+    "bad_files.csv), how many were usable and evaluated, the prompts (utterances x conditions), the "
+    "predictions and the unparsed answers (kept and scored as wrong)."
+)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (pandas through tabulate)."""
+    return table.to_markdown(index=False, tablefmt="github") + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular, every cell and header escaped for LaTeX."""
+    styler = table.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    return styler.to_latex(hrules=True, column_format="l" * len(table.columns))
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.2em; color: #222; }
+table { border-collapse: collapse; font-size: 14px; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+p.note { max-width: 60em; color: #444; }
+"""
+
+
+def to_html(table: pd.DataFrame, *, title: str, note: str = "") -> str:
+    """A standalone HTML page of the table, for the Snakemake report (which shows HTML inline,
+    where a CSV or Markdown file would only download)."""
+    body = table.to_html(index=False, border=0, na_rep="", escape=True)
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head>\n<body><h3>{html.escape(title)}</h3>{note_html}\n{body}\n</body></html>\n"
+    )
