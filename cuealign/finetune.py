@@ -193,13 +193,14 @@ def train(
                     }
                 )
                 if progress is not None:
-                    progress(rows[-1], total, steps_per_epoch=steps_per_epoch, epochs=epochs)
+                    progress(rows, total, steps_per_epoch=steps_per_epoch, epochs=epochs)
     finally:
         model.eval()
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
 
 
-def _progress(row: dict, total: int, *, steps_per_epoch: int, epochs: int) -> None:
+def _progress(rows: list[dict], total: int, *, steps_per_epoch: int, epochs: int) -> None:
+    row = rows[-1]
     if row["step"] == 1 or row["step"] % 10 == 0 or row["step"] == total:
         log.info(
             "step %d/%d (epoch %d): loss %.3f, batch accuracy %.2f, %.0f s",
@@ -211,12 +212,13 @@ def _progress(row: dict, total: int, *, steps_per_epoch: int, epochs: int) -> No
             row["seconds"],
         )
     if row["step"] % steps_per_epoch == 0 or row["step"] == total:  # an epoch ends: say so on the terminal
+        epoch = [r for r in rows if r["epoch"] == row["epoch"]]
         progress_log.info(
-            "epoch %d/%d: loss %.3f, batch accuracy %.2f, %.0f s",
+            "epoch %d/%d: mean loss %.3f, mean batch accuracy %.2f, %.0f s",
             row["epoch"],
             epochs,
-            row["loss"],
-            row["accuracy"],
+            float(np.mean([r["loss"] for r in epoch])),
+            float(np.mean([r["accuracy"] for r in epoch])),
             row["seconds"],
         )
 

@@ -111,6 +111,8 @@ def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: st
 
 def stamp(table: pd.DataFrame, run: dict) -> pd.DataFrame:
     """``table`` with the provenance columns (COLUMNS) appended."""
+    if clash := [column for column in COLUMNS if column in table.columns]:
+        raise ValueError(f"the table already has provenance column(s) {clash}; stamping would overwrite them")
     source = run["model_source"]
     return table.assign(
         config_hash=run["config_hash"],

@@ -57,7 +57,7 @@ def demo_section(root: str | Path = ".") -> str:
         if name in uar.index:
             row = uar.loc[name]
             lines.append(
-                f"| {shown.format(seeds=int(row['seeds']))} | {row['uar']:.3f} | "
+                f"| {shown.format(seeds=int(row['n_seeds']))} | {row['uar']:.3f} | "
                 f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] |"
             )
     gain = comparisons.loc["aligned - none"]
@@ -96,10 +96,12 @@ def demo_section(root: str | Path = ".") -> str:
     return "\n".join(lines)
 
 
-def update(root: str | Path = ".", *, readme: str | Path = "README.md") -> bool:
-    """Rewrite README's demo block and copy the figures; True if anything changed."""
+def update(root: str | Path = ".", *, repo: str | Path | None = None) -> bool:
+    """Rewrite README's demo block and copy the figures from the run in ``root`` into ``repo``
+    (the same folder by default); True if anything changed."""
     root = Path(root)
-    path = root / readme
+    repo = Path(repo) if repo is not None else root
+    path = repo / "README.md"
     text = path.read_text()
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path}: the markers of the demo block are missing ({BEGIN!r} ... {END!r})")
@@ -109,8 +111,8 @@ def update(root: str | Path = ".", *, readme: str | Path = "README.md") -> bool:
     changed = new != text
     path.write_text(new)
     for target, source in FIGURES.items():
-        if not (root / target).exists() or (root / target).read_bytes() != (root / source).read_bytes():
-            shutil.copyfile(root / source, root / target)
+        if not (repo / target).exists() or (repo / target).read_bytes() != (root / source).read_bytes():
+            shutil.copyfile(root / source, repo / target)
             changed = True
     return changed
 
@@ -118,8 +120,10 @@ def update(root: str | Path = ".", *, readme: str | Path = "README.md") -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Rewrite README.md's demo results from the default run.")
     parser.add_argument("--root", default=".", help="the workflow folder that ran `snakemake --cores 2`")
+    parser.add_argument("--repo", default=None, help="the checkout whose README.md and docs/ to write (default: root)")
     args = parser.parse_args()
-    print("README.md and docs/ updated" if update(args.root) else "README.md and docs/ already match the run")
+    changed = update(args.root, repo=args.repo)
+    print("README.md and docs/ updated" if changed else "README.md and docs/ already match the run")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PROGRESS = "cuealign.progress"
+# Libraries that install their own stderr handler when imported (often before a job's log is open):
+# their messages (deprecation notices and the like) belong in the job's log, not on the terminal.
+LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "huggingface_hub", "torch")
 
 
 @contextlib.contextmanager
@@ -37,6 +40,12 @@ def log_to(path: str | Path, *, level: int = logging.INFO, job: str = "") -> Ite
         progress = logging.getLogger(PROGRESS)
         progress.addHandler(terminal)
         job_log = logging.getLogger("cuealign.job")
+        redirected = [
+            (handler, handler.setStream(stream))
+            for name in LIBRARY_LOGGERS
+            for handler in logging.getLogger(name).handlers
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, sys.stderr)
+        ]
         try:
             with contextlib.redirect_stderr(stream):
                 yield job_log
@@ -48,3 +57,5 @@ def log_to(path: str | Path, *, level: int = logging.INFO, job: str = "") -> Ite
         finally:
             root.removeHandler(handler)
             progress.removeHandler(terminal)
+            for library_handler, previous in redirected:
+                library_handler.setStream(previous)

@@ -135,7 +135,8 @@ ACCOUNTING_NOTE = (
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pandas through tabulate)."""
-    return table.to_markdown(index=False, tablefmt="github") + "\n"
+    # cells are already formatted text: tabulate must not re-read "0.510" as a number and print 0.51
+    return table.to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def to_latex(table: pd.DataFrame) -> str:

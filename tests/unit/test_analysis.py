@@ -152,7 +152,7 @@ def test_conditions_are_read_from_their_columns_not_their_names():
     assert result["curve"]["p"].tolist() == [5e-5, 0.5, 1.0] and result["spearman"]["points"] == 3
     table = result["uar"].set_index("condition")
     assert table.loc["corrupt_p5e-05_s0", "kind"] == "corrupt" and table.loc["corrupt_p5e-05_s0", "p"] == 5e-5
-    assert table.loc["corrupt_p5e-05_mean", "seeds"] == 1
+    assert table.loc["corrupt_p5e-05_mean", "n_seeds"] == 1
 
 
 def test_tables_in_markdown_and_latex(result):

@@ -73,3 +73,12 @@ def scaled_default_study(tmp_path_factory) -> Path:
     write_config(workdir, scaled_down(yaml.safe_load((workdir / "config.yaml").read_text())))
     snakemake(workdir, "--cores", "2", "--report-after-run", "--report", "report.html")
     return workdir
+
+
+@pytest.fixture(scope="session")
+def default_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The default study exactly as the README runs it (its numbers are the README's), with its
+    report; and what the run printed."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("default-study-full"))
+    run = snakemake(workdir, "--cores", "2", "--report-after-run", "--report", "report.html", timeout=1800)
+    return workdir, run

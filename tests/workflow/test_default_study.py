@@ -1,12 +1,17 @@
 """The default config: its whole DAG, and a scaled-down run of it end to end with the report."""
 
+import base64
+import html
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from tests.workflow.conftest import snakemake, write_config
+from tests.workflow.conftest import REPO, snakemake, write_config
 
 
 def planned_jobs(workflow) -> dict[str, int]:
@@ -69,11 +74,22 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
         "loss_curve.png",
         "confusion.png",
         "corruption_curve.png",
-        "uar.csv",
-        "comparisons.csv",
-        "models_table.csv",
+        "table_main.html",
+        "table_interventions.html",
+        "comparisons.html",
+        "cue_following.html",
+        "accounting.html",
+        "models_table.html",
+        "config.html",
     ):
         assert name in report, f"{name} is not in the report"
+
+    # the prompts and predictions carry the condition and its tokens as data
+    assert {"kind", "p", "seed", "concept", "token.ENERGY", "token.VOICE_QUALITY"} <= set(predictions.columns)
+    conflict = predictions[predictions["condition"] == "conflict"].set_index("utt_id")
+    aligned_rows = predictions[predictions["condition"] == "aligned"].set_index("utt_id").loc[conflict.index]
+    flipped = {"VERY_LOW": "VERY_HIGH", "LOW": "HIGH", "MID": "MID", "HIGH": "LOW", "VERY_HIGH": "VERY_LOW"}
+    assert (conflict["token.PITCH"] == aligned_rows["token.PITCH"].map(flipped).fillna("UNVOICED")).all()
 
     # nothing changed: a rerun does nothing
     rerun = snakemake(workflow, "--cores", "2")
@@ -91,7 +107,8 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     original = yaml.safe_load((workflow / "config.yaml").read_text())
     (workflow / "config.yaml").write_text(yaml.safe_dump(original, sort_keys=True))  # keys moved: nothing reruns
     assert after(lambda c: None) == set()
-    analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables"}
+    # any config change also rewrites the report's config page (seconds)
+    analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables", "write_config_page"}
     assert after(lambda c: c["analysis"].update(resamples=300)) == analysis_only
     assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
     assert (
@@ -102,3 +119,94 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
         after(lambda c: c["corpora"]["demo"]["tokens"].update(normalise="dataset"))
         == {"bin_tokens", "plot_token_diagnostics", "build_prompts", "finetune", "run_inference"} | analysis_only
     )
+
+
+def _readme_block() -> str:
+    from cuealign.readme import BEGIN, END
+
+    return (REPO / "README.md").read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
+
+
+def test_the_readme_quotes_what_the_default_run_produces(default_study):
+    """Every demo number in the README and every figure under docs/ is what the code makes now."""
+    from matplotlib.image import imread
+
+    from cuealign.readme import FIGURES, demo_section
+
+    workdir, _ = default_study
+    assert _readme_block() == demo_section(workdir).strip(), (
+        "README.md's demo results differ from the default run: run `snakemake --cores 2` and "
+        "`python -m cuealign.readme`, then commit README.md and docs/"
+    )
+    for target, source in FIGURES.items():
+        committed, produced = imread(REPO / target), imread(workdir / source)
+        assert committed.shape == produced.shape, f"{target} is not the run's {source}"
+        assert float(abs(committed - produced).mean()) < 0.002, f"{target} is not the run's {source}"
+
+
+def test_the_terminal_shows_progress_and_no_noise(default_study):
+    _, run = default_study
+    printed = run.stdout + run.stderr
+    assert "[demo/demo-alm/finetune] INFO: epoch 20/20: mean loss" in printed
+    assert re.search(r"\[demo/demo-alm/run_inference/\d\] INFO: \d+ predictions \(\d+ computed", printed)
+    assert "demo / demo-alm: 288 in the manifest" in printed  # the accounting line
+    for noise in ("FutureWarning", "DeprecationWarning", "it/s]"):
+        assert noise not in printed, f"{noise!r} reached the terminal"
+
+
+CHROMIUM = next(
+    (shutil.which(name) for name in ("chromium-headless-shell", "chromium", "chromium-browser") if shutil.which(name)),
+    None,
+)
+
+
+def _rendered_text(page: Path) -> str:
+    """What a real browser (headless Chromium) renders of a page, scripts run, as text."""
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    return html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"(?s)<(script|style)[^>]*>.*?</\1>", " ", dom)))
+
+
+def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(default_study, tmp_path):
+    assert CHROMIUM, "headless Chromium is needed (.ci/run installs chromium-headless-shell)"
+    workdir, _ = default_study
+    report = workdir / "report.html"
+    landing = " ".join(_rendered_text(report).split())
+    assert "do audio-language models use acoustic cues?" in landing and "Where to look" in landing
+
+    text = report.read_text()
+    results = json.loads(re.search(r"var results = (\{.*?\});?\s*</script>", text, re.S).group(1))
+    pages = {Path(path).name: entry for path, entry in results.items() if path.endswith(".html")}
+    for name in (
+        "table_main.html",
+        "table_interventions.html",
+        "comparisons.html",
+        "cue_following.html",
+        "accounting.html",
+        "models_table.html",
+        "config.html",
+        "token_association.html",
+    ):
+        assert name in pages, f"{name} is not in the report"
+        assert pages[name]["mime_type"] == "text/html"  # shown inline (an iframe), not only for download
+    # the headline table, rendered by the browser, shows the numbers of table_main.csv
+    uri = pages["table_main.html"]["data_uri"]
+    page = tmp_path / "table_main.html"
+    page.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+    shown = " ".join(_rendered_text(page).split())
+    main = pd.read_csv(workdir / "results/demo/demo-alm/analysis/table_main.csv", dtype=str).iloc[0]
+    for column in ("UAR without tokens", "UAR with tokens", "delta", "95% CI of delta", "p (McNemar)"):
+        assert f"{column}" in shown and main[column] in shown, f"{column} {main[column]} is not shown"
