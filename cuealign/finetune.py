@@ -223,18 +223,35 @@ def _progress(rows: list[dict], total: int, *, steps_per_epoch: int, epochs: int
         )
 
 
-def check_training(history: pd.DataFrame, predictions: np.ndarray, labels: list[str], *, where: str) -> list[str]:
-    """Warnings for a model that did not learn: its loss did not fall (the last epoch's mean loss
-    is not below 95 % of the first's), or its answers on ``where`` (the utterances it was checked
-    on) collapsed to one class (95 % or more). Each is logged as a warning on the terminal too."""
+def check_training(
+    history: pd.DataFrame,
+    predictions: np.ndarray,
+    labels: list[str],
+    *,
+    where: str,
+    validation: tuple[float, float] | None = None,
+) -> list[str]:
+    """Warnings for a model that did not learn: its validation loss (before and after training,
+    where a dev split gives one; else the training loss, first epoch against last) did not fall
+    below 95 % of where it started, or its answers on ``where`` collapsed to one class (95 % or
+    more). Each is logged as a warning on the terminal too."""
     warnings = []
-    by_epoch = history.groupby("epoch")["loss"].mean()
-    if len(by_epoch) >= 2 and not by_epoch.iloc[-1] < 0.95 * by_epoch.iloc[0]:
-        warnings.append(
-            f"the training loss did not fall (epoch 1: {by_epoch.iloc[0]:.3f}, epoch {by_epoch.index[-1]}: "
-            f"{by_epoch.iloc[-1]:.3f}): the model has probably not learnt; raise epochs or learning_rate, "
-            "or check that the train split is large enough"
-        )
+    if validation is not None:
+        before, after = validation
+        if not after < 0.95 * before:
+            warnings.append(
+                f"the validation loss on the dev split did not fall (before training {before:.3f}, after "
+                f"{after:.3f}): the model has probably not learnt; raise epochs or learning_rate, or check "
+                "that the train split is large enough"
+            )
+    else:
+        by_epoch = history.groupby("epoch")["loss"].mean()
+        if len(by_epoch) >= 2 and not by_epoch.iloc[-1] < 0.95 * by_epoch.iloc[0]:
+            warnings.append(
+                f"the training loss did not fall (epoch 1: {by_epoch.iloc[0]:.3f}, epoch {by_epoch.index[-1]}: "
+                f"{by_epoch.iloc[-1]:.3f}; the corpus has no dev split to validate on): the model has probably "
+                "not learnt; raise epochs or learning_rate, or check that the train split is large enough"
+            )
     if len(predictions):
         values, counts = np.unique(predictions, return_counts=True)
         top = int(np.argmax(counts))
@@ -249,18 +266,36 @@ def check_training(history: pd.DataFrame, predictions: np.ndarray, labels: list[
     return warnings
 
 
-def predict_examples(alm: TransformersALM, examples: list[Example], label_first_tokens: list[int]) -> np.ndarray:
-    """Score mode's answer (the index of the label whose first token is likeliest) for each example."""
-    answers = []
+def evaluate(alm: TransformersALM, examples: list[Example], label_first_tokens: list[int]) -> tuple[float, np.ndarray]:
+    """The mean cross-entropy of the label tokens (nats per token, as the training loss) and score
+    mode's answer (the index of the label whose first token is likeliest) for each example."""
+    answers, losses = [], []
     alm.model.eval()
     with torch.inference_mode():
         for first in range(0, len(examples), 16):
             batch = examples[first : first + 16]
-            inputs, positions, _ = collate(batch, alm.pad_id)
+            inputs, positions, targets = collate(batch, alm.pad_id)
             logits = alm.model(**{k: v.to(alm.device) for k, v in inputs.items()}).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for row, (pos, tgt) in enumerate(zip(positions, targets, strict=True)):
+                losses += (-logprobs[row, pos.to(alm.device), tgt.to(alm.device)]).cpu().tolist()
             first_logits = torch.stack([logits[row, pos[0]] for row, pos in enumerate(positions)])
             answers += first_logits[:, label_first_tokens].argmax(dim=-1).cpu().tolist()
-    return np.array(answers, dtype=int)
+    return float(np.mean(losses)) if losses else float("nan"), np.array(answers, dtype=int)
+
+
+def _validation_examples(alm, tokens, manifest, meta, prompt, spec, labels, condition) -> list[Example]:
+    """The corpus' dev utterances under ``condition``, when it has a dev split that is not the one
+    trained on (the validation loss is measured on them); none otherwise."""
+    usable = manifest[manifest["status"] == "ok"]
+    if spec["split"] in ("dev", "all") or not (usable["split"] == "dev").any():
+        return []
+    try:
+        dev = training_prompts(tokens, manifest, meta, prompt=prompt, split="dev", conditions=[Condition(condition)])
+    except ValueError as exc:  # e.g. a class the dev split lacks: validate on the training loss instead
+        log.warning("no validation on the dev split: %s", exc)
+        return []
+    return build_examples(alm, dev, labels)
 
 
 def load_for_training(spec: dict, texts: list[str], workdir: Path) -> TransformersALM:
@@ -319,6 +354,11 @@ def finetune(
     with tempfile.TemporaryDirectory() as workdir:
         alm = load_for_training(spec, texts, Path(workdir))
         examples = build_examples(alm, prompts, labels)
+        first_tokens = [alm.ids(label)[0] for label in labels]
+        # with tokens where it was shown them, else audio only
+        watched = "aligned" if spec["mix"].get("aligned", 0) > 0 else "none"
+        validation_examples = _validation_examples(alm, tokens, manifest, meta, prompt, spec, labels, watched)
+        before = evaluate(alm, validation_examples, first_tokens)[0] if validation_examples else None
         log.info(
             "%d train utterances of %d speakers, conditions %s, %d trainable parameters",
             prompts["utt_id"].nunique(),
@@ -339,14 +379,13 @@ def finetune(
             label_first_tokens=[alm.ids(label)[0] for label in labels],
             progress=_progress,
         )
-        # did it learn? its answers on the utterances it trained on, with tokens where it saw them
-        shown = [e for e in examples if e.condition == ("aligned" if spec["mix"].get("aligned", 0) > 0 else "none")]
-        check_training(
-            history,
-            predict_examples(alm, shown, [alm.ids(label)[0] for label in labels]),
-            labels,
-            where=f"train ({shown[0].condition if shown else 'none'})",
-        )
+        # did it learn? on the dev split where the corpus has one, else on what it trained on
+        if validation_examples:
+            after, answers = evaluate(alm, validation_examples, first_tokens)
+            check_training(history, answers, labels, where="dev", validation=(before, after))
+        else:
+            shown = [e for e in examples if e.condition == watched]
+            check_training(history, evaluate(alm, shown, first_tokens)[1], labels, where=f"train ({watched})")
         out_dir = Path(out_dir)
         alm.model.save_pretrained(out_dir)  # safetensors; a PEFT model saves its adapter only
         if spec["method"] == "full":

@@ -191,10 +191,17 @@ def test_a_model_that_did_not_learn_is_warned_about(caplog):
     healthy = check_training(_history([[1.4, 1.3], [0.6, 0.5]]), np.array([0, 1, 2, 3] * 4), labels, where="train")
     assert healthy == []
     flat = check_training(_history([[1.39, 1.38], [1.37, 1.38]]), np.array([0, 1, 2, 3] * 4), labels, where="train")
-    assert len(flat) == 1 and "training loss did not fall (epoch 1: 1.385, epoch 2: 1.375)" in flat[0]
+    assert (
+        len(flat) == 1
+        and "training loss did not fall (epoch 1: 1.385, epoch 2: 1.375; the corpus has no dev split" in flat[0]
+    )
     collapsed = check_training(_history([[1.4], [0.9]]), np.array([2] * 63 + [1]), labels, where="train")
     assert len(collapsed) == 1 and "collapsed to one class: 'neutral' for 63 of 64 train examples" in collapsed[0]
     assert "fine-tuning: its answers collapsed" in caplog.text
+    # with a dev split, the validation loss before and after training decides
+    unlearnt = check_training(_history([[1.4], [0.2]]), np.arange(16) % 4, labels, where="dev", validation=(1.39, 1.35))
+    assert len(unlearnt) == 1 and "validation loss on the dev split did not fall (before training 1.390" in unlearnt[0]
+    assert check_training(_history([[1.4], [1.4]]), np.arange(16) % 4, labels, where="dev", validation=(1.4, 0.7)) == []
 
 
 def test_progress_lines_reach_the_terminal_and_the_log(tmp_path, capfd):
@@ -209,3 +216,13 @@ def test_progress_lines_reach_the_terminal_and_the_log(tmp_path, capfd):
     assert "epoch 1/2: loss 0.5" in terminal and "detail for the log only" not in terminal
     written = (tmp_path / "logs" / "demo" / "job.log").read_text()
     assert "epoch 1/2: loss 0.5" in written and "detail for the log only" in written
+
+
+def test_a_dev_split_validates_the_training_and_an_unlearnt_model_is_named(tiny_study, tmp_path, caplog):
+    study = dict(tiny_study)
+    manifest = study["manifest"].copy()
+    manifest.loc[manifest["split"] == "test", "split"] = "dev"  # the held-out speakers as a dev split
+    study["manifest"] = manifest
+    spec = finetune_spec(epochs=1, learning_rate=1e-7, batch_size=8)  # far too little to learn anything
+    finetune(spec, out_dir=tmp_path / "m", **study)
+    assert "validation loss on the dev split did not fall" in caplog.text

@@ -13,6 +13,19 @@ import yaml
 
 from tests.workflow.conftest import REPO, snakemake, write_config
 
+# the tables and pages the report shows inline
+REPORT_PAGES = (
+    "table_main.html",
+    "table_interventions.html",
+    "comparisons.html",
+    "cue_following.html",
+    "accounting.html",
+    "models_table.html",
+    "config.html",
+    "token_association.html",
+    "token_correlations.html",
+)
+
 
 def planned_jobs(workflow) -> dict[str, int]:
     """The jobs a dry run would run, by rule."""
@@ -69,19 +82,7 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     assert json.loads((results / "demo-alm/analysis/spearman.json").read_text())["points"] == 6 * 3
 
     report = (workflow / "report.html").read_text()
-    for name in (
-        "token_distributions.png",
-        "loss_curve.png",
-        "confusion.png",
-        "corruption_curve.png",
-        "table_main.html",
-        "table_interventions.html",
-        "comparisons.html",
-        "cue_following.html",
-        "accounting.html",
-        "models_table.html",
-        "config.html",
-    ):
+    for name in ("token_distributions.png", "loss_curve.png", "confusion.png", "corruption_curve.png", *REPORT_PAGES):
         assert name in report, f"{name} is not in the report"
 
     # the prompts and predictions carry the condition and its tokens as data
@@ -190,16 +191,7 @@ def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(defaul
     text = report.read_text()
     results = json.loads(re.search(r"var results = (\{.*?\});?\s*</script>", text, re.S).group(1))
     pages = {Path(path).name: entry for path, entry in results.items() if path.endswith(".html")}
-    for name in (
-        "table_main.html",
-        "table_interventions.html",
-        "comparisons.html",
-        "cue_following.html",
-        "accounting.html",
-        "models_table.html",
-        "config.html",
-        "token_association.html",
-    ):
+    for name in REPORT_PAGES:
         assert name in pages, f"{name} is not in the report"
         assert pages[name]["mime_type"] == "text/html"  # shown inline (an iframe), not only for download
     # the headline table, rendered by the browser, shows the numbers of table_main.csv
