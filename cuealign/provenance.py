@@ -101,8 +101,10 @@ def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: st
         "versions": versions(),
         "workflow_commit": _commit(Path(workflow_dir)),
         "reproduce": (
-            "Write the 'config' below to a YAML file, check out workflow_commit, install the versions "
-            "listed, then: snakemake --cores 4 --configfile <that file> "
+            "Write the 'config' below to a YAML file keeping its key order (json.dump, or yaml.safe_dump "
+            "with sort_keys=False: the order of tokens.concepts is the order of the prompt's cue block), "
+            "check out workflow_commit, install the versions listed, then: "
+            "snakemake --cores 4 --configfile <that file> "
             f"results/{corpus}/{model}/analysis/table_main.md"
         ),
         "config": config,
