@@ -52,7 +52,7 @@ def torch_imported_at_parse(workflow: Path, *, pythonpath: str | None = None) ->
         text=True,
         check=True,
     )
-    return any(line.rstrip().endswith("| torch") for line in out.stderr.splitlines())
+    return any(line.split("|")[-1].strip() == "torch" for line in out.stderr.splitlines())
 
 
 def main() -> None:

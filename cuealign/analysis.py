@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
-from cuealign.stats import Bootstrap, holm, label_distribution, mcnemar_exact, percentile_ci, spearman, uar
+from cuealign.stats import (
+    Bootstrap,
+    holm,
+    label_distribution,
+    mcnemar_exact,
+    percentile_ci,
+    spearman_permutation,
+    uar,
+)
+from cuealign.tokens import TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,7 @@ def analyse(
     resampled = {c: boot.uar(truth, wide_pred[c].to_numpy(), labels) for c in conditions}
 
     what_of = predictions.drop_duplicates("condition").set_index("condition")
+    changed_share = realised_changes(predictions)
     kinds = what_of.loc[conditions, ["kind", "p", "seed", "concept"]]
     rows = []
     for condition in conditions:
@@ -81,6 +91,7 @@ def analyse(
             )
         )
     uar_table = pd.DataFrame(rows).astype({"p": "float64", "seed": "Int64"})
+    uar_table["changed_share"] = [changed_share.get(c, np.nan) for c in uar_table["condition"]]
     # Conditions with seeds as their mean (the per-seed rows stay above): one row per shuffle and
     # per corruption level, its CI from the mean of the per-seed resamples.
     seeded = uar_table[uar_table["seed"].notna()]
@@ -102,6 +113,7 @@ def analyse(
             ci_high=high,
             accuracy=float(group["accuracy"].mean()),
             unparsed_rate=float(group["unparsed_rate"].mean()),
+            changed_share=float(group["changed_share"].mean()),
         )
 
     correct = {c: wide_pred[c].to_numpy() == truth for c in conditions}
@@ -131,17 +143,17 @@ def analyse(
         comparisons["p_holm"] = holm(comparisons["p_mcnemar"].tolist())
 
     corrupt = uar_table[uar_table["kind"] == "corrupt"]
-    curve_points = corrupt[corrupt["seed"].notna()]
-    curve = corrupt[corrupt["seed"].isna()].sort_values("p")
-    if len(curve_points) >= 3 and curve_points["p"].nunique() > 1 and curve_points["uar"].nunique() > 1:
-        rho, rho_p = spearman(curve_points["p"].to_numpy(), curve_points["uar"].to_numpy())
-    else:
-        rho, rho_p = float("nan"), float("nan")
-    # None (JSON null) where rho is undefined: fewer than 3 points, or a flat curve
+    curve = corrupt[corrupt["seed"].isna()].sort_values("p")  # one point per level: the mean over seeds
+    rho = rho_p = None
+    method = "undefined: fewer than 3 corruption levels, or a flat curve"
+    if len(curve) >= 3 and curve["uar"].nunique() > 1:
+        rho, rho_p, method = spearman_permutation(curve["p"].to_numpy(), curve["uar"].to_numpy())
     spearman_result = {
-        "rho": None if np.isnan(rho) else rho,
-        "p_value": None if np.isnan(rho_p) else rho_p,
-        "points": int(len(curve_points)),
+        "rho": rho,  # None (JSON null) where undefined
+        "p_value": rho_p,
+        "points": int(len(curve)),
+        "over": "corruption levels, each the mean UAR over its seeds",
+        "method": method,
         "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0]),
     }
 
@@ -176,6 +188,20 @@ def analyse(
         "confusion": confusion,
         "shifts": shifts,
     }
+
+
+def realised_changes(predictions: pd.DataFrame) -> dict[str, float]:
+    """Per corruption condition, the share of its tokens (utterances x concepts) that differ from
+    aligned: what corruption at p really did (with the paper's draw, less than p)."""
+    columns = [c for c in predictions.columns if c.startswith(TOKEN_PREFIX)]
+    if not columns:
+        return {}
+    aligned = predictions[predictions["condition"] == "aligned"].set_index("utt_id")[columns]
+    out = {}
+    for condition, rows in predictions[predictions["kind"] == "corrupt"].groupby("condition"):
+        shown = rows.set_index("utt_id")[columns]
+        out[condition] = float((shown != aligned.loc[shown.index]).to_numpy().mean())
+    return out
 
 
 def label_probabilities(predictions: pd.DataFrame, condition: str, labels: list[str]) -> np.ndarray:

@@ -3,11 +3,13 @@
 Conditions (their names are the ``condition`` column everywhere downstream):
   none              no token block (audio only)
   aligned           the utterance's own tokens
-  conflict          every ordinal bin inverted (VERY_LOW<->VERY_HIGH, LOW<->HIGH, MID stays);
-                    VOICE_QUALITY through CONFLICT_VOICE_QUALITY; UNVOICED stays
+  conflict          every ordinal bin inverted (VERY_LOW<->VERY_HIGH, LOW<->HIGH, MID stays), as
+                    the paper; VOICE_QUALITY stays unless conditions.conflict_voice_quality, then
+                    through CONFLICT_VOICE_QUALITY; UNVOICED stays
   shuffle_s{seed}   token strings permuted across the utterances of the evaluated split
-  corrupt_p{p}_s{seed}  each token, with probability p, replaced by a different token drawn
-                    uniformly from its concept's vocabulary (so p is the share that changes)
+  corrupt_p{p}_s{seed}  each token, with probability p, replaced by a token drawn uniformly from
+                    its concept's whole vocabulary (the paper's; it may stay the same), or with
+                    conditions.corrupt_draw: other from the other tokens (p is then the share changed)
   swap_{CONCEPT}    only that concept inverted as in conflict (attributes effects per concept)
   tokens_only       aligned tokens with silence of the same length instead of the audio
 
@@ -115,7 +117,8 @@ def invert(token: str, labels: list[str]) -> str:
 
 
 def conflict_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], concepts: list[str]) -> pd.DataFrame:
-    """``tokens`` with the given concepts inverted."""
+    """``tokens`` with the given concepts inverted (VOICE_QUALITY, which has no order, through
+    CONFLICT_VOICE_QUALITY)."""
     out = tokens.copy()
     for concept in concepts:
         if concept == VOICE_QUALITY:
@@ -125,8 +128,18 @@ def conflict_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], co
     return out
 
 
-def corrupt_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], *, p: float, seed: int) -> pd.DataFrame:
-    """Each token replaced with probability ``p`` by another token of its concept's vocabulary."""
+def corrupt_tokens(
+    tokens: pd.DataFrame,
+    vocabularies: dict[str, list[str]],
+    *,
+    p: float,
+    seed: int,
+    draw: Literal["vocabulary", "other"] = "vocabulary",
+) -> pd.DataFrame:
+    """Each token, with probability ``p``, replaced by a token drawn uniformly from its concept's
+    vocabulary: the whole vocabulary (``vocabulary``, the paper's definition: the draw may give the
+    same token back, so p = 1 changes a share (k - 1) / k of a k-token vocabulary), or the other
+    tokens only (``other``: p is then the share that changes)."""
     out = tokens.copy()
     rng = np.random.default_rng([seed, int(round(p * 1_000_000))])
     for concept, vocabulary in vocabularies.items():  # dict order: the config's concept order
@@ -134,10 +147,13 @@ def corrupt_tokens(tokens: pd.DataFrame, vocabularies: dict[str, list[str]], *, 
         change = rng.random(len(out)) < p
         draws = rng.random(len(out))
         current = out[concept].to_numpy()
-        replaced = []
-        for token, draw in zip(current, draws, strict=True):
-            others = vocabulary[vocabulary != token]  # UNVOICED is in no vocabulary: all are others
-            replaced.append(others[int(draw * len(others))])
+        if draw == "vocabulary":
+            replaced = vocabulary[(draws * len(vocabulary)).astype(int)]
+        else:
+            replaced = []
+            for token, u in zip(current, draws, strict=True):
+                others = vocabulary[vocabulary != token]  # UNVOICED is in no vocabulary: all are others
+                replaced.append(others[int(u * len(others))])
         out[concept] = np.where(change, replaced, current)
     return out
 
@@ -156,6 +172,8 @@ def condition_tokens(
     *,
     vocabularies: dict[str, list[str]],
     serialise: Callable[[pd.DataFrame], list[str]],
+    corrupt_draw: Literal["vocabulary", "other"] = "vocabulary",
+    conflict_voice_quality: bool = False,
 ) -> pd.DataFrame:
     """One row per utterance x condition: utt_id, the condition as data (CONDITION_COLUMNS), audio,
     one token_<CONCEPT> column per concept (null under none) and token_string.
@@ -166,18 +184,20 @@ def condition_tokens(
     """
     tokens = tokens.sort_values("utt_id").reset_index(drop=True)
     concepts = list(vocabularies)
+    # the paper's conflict inverts the ordinal concepts; VOICE_QUALITY has no order to invert
+    inverted = [c for c in concepts if c != VOICE_QUALITY or conflict_voice_quality]
     frames = []
     for condition in conditions:
         if condition.kind in ("none", "aligned", "tokens_only"):
             changed = tokens
         elif condition.kind == "conflict":
-            changed = conflict_tokens(tokens, vocabularies, concepts)
+            changed = conflict_tokens(tokens, vocabularies, inverted)
         elif condition.kind == "swap":
             changed = conflict_tokens(tokens, vocabularies, [condition.concept])
         elif condition.kind == "shuffle":
             changed = shuffle_rows(tokens, seed=condition.seed)
         elif condition.kind == "corrupt":
-            changed = corrupt_tokens(tokens, vocabularies, p=condition.p, seed=condition.seed)
+            changed = corrupt_tokens(tokens, vocabularies, p=condition.p, seed=condition.seed, draw=corrupt_draw)
         else:  # pragma: no cover - Condition kinds are closed
             raise ValueError(condition.kind)
         frame = pd.DataFrame({"utt_id": tokens["utt_id"], **condition.as_row(), "audio": condition.audio})

@@ -55,11 +55,10 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "", spear
     ax.legend(fontsize=7, loc="best")
     if spearman is not None:
         if spearman.get("rho") is None:
-            summary = f"Spearman's rho undefined ({spearman.get('points', 0)} points or a flat curve)"
+            summary = f"Spearman's rho undefined ({spearman.get('points', 0)} levels or a flat curve)"
         else:
-            summary = (
-                f"Spearman's rho {spearman['rho']:.2f} (p = {spearman['p_value']:.2g}, {spearman['points']} points)"
-            )
+            rho, p, levels = spearman["rho"], spearman["p_value"], spearman["points"]
+            summary = f"Spearman's rho {rho:.2f} over {levels} level means (permutation p = {p:.2g})"
         title = f"{title}\n{summary}" if title else summary
     if title:
         ax.set_title(title, fontsize=10)

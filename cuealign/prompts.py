@@ -107,6 +107,8 @@ def prompt_table(
     conditions: list[Condition],
     prompt: dict,
     split: str,
+    corrupt_draw: str = "vocabulary",
+    conflict_voice_quality: bool = False,
 ) -> pd.DataFrame:
     """Every utterance of ``split`` under each of ``conditions``, as prompts: the condition as
     data, each concept's token in its own column, and the texts."""
@@ -133,6 +135,8 @@ def prompt_table(
         conditions,
         vocabularies=meta.vocabularies(),
         serialise=meta.serialise,
+        corrupt_draw=corrupt_draw,
+        conflict_voice_quality=conflict_voice_quality,
     )
     labels = tuple(sorted(usable["label"].unique()))
     template = PromptTemplate(prompt["template"], prompt["cues"], labels)

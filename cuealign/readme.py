@@ -67,9 +67,11 @@ def demo_section(root: str | Path = ".") -> str:
         f"Aligned - none: {gain['delta_uar']:+.3f} UAR, 95 % CI [{gain['ci_low']:.3f}, {gain['ci_high']:.3f}], "
         f"exact McNemar p = {_p(gain['p_mcnemar'])} ({int(gain['a_right_b_wrong'])} utterances right only with "
         f"tokens, {int(gain['a_wrong_b_right'])} only without; {_p(gain['p_holm'])} after Holm over all "
-        f"{len(comparisons)} comparisons of the run). Spearman's rho of UAR against p = "
-        + ("undefined" if rho is None else f"{rho:.2f}")
-        + f" over the {spearman['points']} corruption points.",
+        f"{len(comparisons)} comparisons of the run). Spearman's rho of UAR against p over the "
+        f"{spearman['points']} corruption levels (each the mean of its seeds) = "
+        + ("undefined" if rho is None else f"{rho:.2f}, {spearman['method']} p = {_p(spearman['p_value'])}")
+        + ". At p = 1 the paper's corruption changed "
+        f"{uar.loc['corrupt_p1_mean', 'changed_share']:.0%} of the tokens (a redrawn token may come back).",
     ]
     if "conflict" in cues.index:
         c = cues.loc["conflict"]

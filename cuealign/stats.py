@@ -9,6 +9,7 @@ so the CI of a difference between conditions reflects only how the conditions di
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,9 +78,30 @@ def holm(pvalues: list[float]) -> np.ndarray:
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Spearman's rho and its two-sided p-value."""
+    """Spearman's rho and its two-sided p-value (scipy's t approximation)."""
     result = stats.spearmanr(x, y)
     return float(result.statistic), float(result.pvalue)
+
+
+EXACT_UP_TO = 100_000  # permutations: n! <= this (n <= 8 points) enumerates them all
+
+
+def spearman_permutation(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple[float, float, str]:
+    """Spearman's rho, its two-sided permutation p-value and how it was found: every pairing of
+    the points enumerated (exact) for up to 8 points, else EXACT_UP_TO random pairings (seeded).
+    For the corruption curve's few levels the t approximation (``spearman``) is not to be trusted."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    # one sample: its order against x is what is permuted (n! pairings)
+    result = stats.permutation_test(
+        (y,),
+        lambda b: stats.spearmanr(x, b).statistic,
+        permutation_type="pairings",
+        n_resamples=EXACT_UP_TO,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    exact = math.factorial(len(x)) <= EXACT_UP_TO
+    return float(result.statistic), float(result.pvalue), "exact permutation" if exact else "Monte Carlo permutation"
 
 
 def label_distribution(logp: np.ndarray) -> np.ndarray:

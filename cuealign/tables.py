@@ -52,6 +52,8 @@ def intervention_table(result: dict) -> pd.DataFrame:
             "UAR": _fmt(row["uar"]),
             "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
         }
+        if "changed_share" in row and pd.notna(row["changed_share"]):  # what corruption really changed
+            entry["tokens changed"] = _fmt(row["changed_share"])
         key = f"aligned - {condition}"
         if key in versus.index:
             v = versus.loc[key]
@@ -108,7 +110,8 @@ MAIN_NOTE = (
 )
 INTERVENTIONS_NOTE = (
     "UAR per condition with its speaker-clustered bootstrap CI; seeded conditions per seed and as the mean "
-    "over seeds (rows ending in _mean). Where aligned was compared with the condition: the difference, its "
+    "over seeds (rows ending in _mean); for corruption, the share of tokens that really changed. Where "
+    "aligned was compared with the condition: the difference, its "
     "CI, the exact McNemar p and its Holm adjustment. Neutral shift: the change in the share of neutral "
     "answers against aligned; flip rate: the share of answers that differ from aligned."
 )

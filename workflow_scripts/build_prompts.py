@@ -16,6 +16,8 @@ with log_to(snakemake.log[0]) as log:
         conditions=conditions_from_config(snakemake.params.conditions, meta.names),
         prompt=snakemake.params.prompt,
         split=snakemake.params.split,
+        corrupt_draw=snakemake.params.conditions["corrupt_draw"],
+        conflict_voice_quality=snakemake.params.conditions["conflict_voice_quality"],
     )
     log.info(
         "%d prompts: %d utterances of split %s x %d conditions (%s)",

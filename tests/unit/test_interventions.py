@@ -96,17 +96,26 @@ def test_swap_changes_only_its_concept():
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
-def test_corruption_changes_a_share_p_of_tokens_within_the_vocabulary(p):
+@pytest.mark.parametrize("draw", ["vocabulary", "other"])
+def test_corruption_changes_the_share_its_definition_says(p, draw):
     tokens = make_tokens(n=4000)
-    corrupted = corrupt_tokens(tokens, VOCAB, p=p, seed=3)
+    corrupted = corrupt_tokens(tokens, VOCAB, p=p, seed=3, draw=draw)
     for concept, vocabulary in VOCAB.items():
         changed = corrupted[concept] != tokens[concept]
-        assert changed.mean() == pytest.approx(p, abs=0.03)
-        assert corrupted.loc[changed, concept].isin(vocabulary).all()
+        # from the definition: a token is drawn with probability p; "vocabulary" draws one of k
+        # (the same one with probability 1/k, unless it is UNVOICED, which no vocabulary holds)
+        in_vocabulary = tokens[concept].isin(vocabulary)
+        stays = 1 / len(vocabulary) if draw == "vocabulary" else 0.0
+        expected = (p * (1 - np.where(in_vocabulary, stays, 0.0))).mean()
+        assert changed.mean() == pytest.approx(expected, abs=0.03)
+        assert corrupted[concept][changed].isin(vocabulary).all()
+    if p == 1.0 and draw == "vocabulary":  # the draws are uniform over the vocabulary
+        shares = corrupted["ENERGY"].value_counts(normalize=True)
+        assert shares.reindex(LEVELS).to_numpy() == pytest.approx([0.2] * 5, abs=0.03)
     # reproducible from the seed, different for another seed
-    pd.testing.assert_frame_equal(corrupt_tokens(tokens, VOCAB, p=p, seed=3), corrupted)
+    pd.testing.assert_frame_equal(corrupt_tokens(tokens, VOCAB, p=p, seed=3, draw=draw), corrupted)
     if p > 0:
-        assert not corrupt_tokens(tokens, VOCAB, p=p, seed=4).equals(corrupted)
+        assert not corrupt_tokens(tokens, VOCAB, p=p, seed=4, draw=draw).equals(corrupted)
 
 
 def test_shuffle_preserves_marginals_and_breaks_alignment():
@@ -161,6 +170,14 @@ def test_every_row_carries_its_condition_and_tokens_as_data():
     # conflict rows hold the inverted tokens; corrupt p = 0 rows the aligned ones
     aligned = table[table["condition"] == "aligned"].set_index("utt_id")[columns]
     conflict = table[table["condition"] == "conflict"].set_index("utt_id")[columns]
-    expected = conflict_tokens(tokens, VOCAB, NAMES).set_index("utt_id")[NAMES].set_axis(columns, axis=1)
+    # the paper's conflict: the ordinal concepts inverted, VOICE_QUALITY as it was
+    ordinal = [name for name in NAMES if name != "VOICE_QUALITY"]
+    expected = conflict_tokens(tokens, VOCAB, ordinal).set_index("utt_id")[NAMES].set_axis(columns, axis=1)
     pd.testing.assert_frame_equal(conflict, expected.loc[conflict.index], check_dtype=False)
+    assert (conflict["token.VOICE_QUALITY"] == aligned.loc[conflict.index, "token.VOICE_QUALITY"]).all()
+    flipped = condition_tokens(
+        tokens, conditions, vocabularies=VOCAB, serialise=_serialise, conflict_voice_quality=True
+    ).query("condition == 'conflict'")
+    expected = conflict_tokens(tokens, VOCAB, NAMES).set_index("utt_id")["VOICE_QUALITY"]
+    assert (flipped.set_index("utt_id")["token.VOICE_QUALITY"] == expected.loc[flipped["utt_id"]]).all()
     pd.testing.assert_frame_equal(table[table["condition"] == "corrupt_p0_s0"].set_index("utt_id")[columns], aligned)

@@ -93,3 +93,34 @@ def test_paired_resamples_make_a_constant_shift_exact():
     boot = Bootstrap.draw(speaker, resamples=200, seed=0)
     assert np.all(boot.uar(truth, pred, LABELS) - boot.uar(truth, pred.copy(), LABELS) == 0)
     assert Bootstrap.draw(speaker, resamples=200, seed=0).weights.tolist() == boot.weights.tolist()
+
+
+def test_spearman_permutation_p_is_the_share_of_pairings_as_extreme():
+    import itertools
+
+    from scipy import stats as scipy_stats
+
+    from cuealign.stats import spearman_permutation
+
+    levels = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    uars = np.array([0.95, 0.75, 0.61, 0.52, 0.46, 0.36])
+    rho, p, method = spearman_permutation(levels, uars)
+    # from the definition: every one of the 720 pairings, |rho| at least the observed one
+    observed = scipy_stats.spearmanr(levels, uars).statistic
+    as_extreme = [
+        abs(scipy_stats.spearmanr(levels, uars[list(order)]).statistic) >= abs(observed) - 1e-12
+        for order in itertools.permutations(range(6))
+    ]
+    assert rho == pytest.approx(-1.0) and method == "exact permutation"
+    assert p == pytest.approx(np.mean(as_extreme)) and p == pytest.approx(2 / 720)
+    # a non-monotone curve
+    bumpy = np.array([0.9, 0.7, 0.8, 0.5, 0.6, 0.4])
+    rho, p, _ = spearman_permutation(levels, bumpy)
+    observed = scipy_stats.spearmanr(levels, bumpy).statistic
+    expected = np.mean(
+        [
+            abs(scipy_stats.spearmanr(levels, bumpy[list(order)]).statistic) >= abs(observed) - 1e-12
+            for order in itertools.permutations(range(6))
+        ]
+    )
+    assert rho == pytest.approx(observed) and p == pytest.approx(expected)
