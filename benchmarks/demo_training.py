@@ -26,7 +26,9 @@ from cuealign.audio import load_model_audio
 from cuealign.backends.loader import load_backend
 from cuealign.config import validate_config
 from cuealign.finetune import finetune
+from cuealign.interventions import conditions_from_config
 from cuealign.prompts import prompt_table
+from cuealign.tokens import TokensMeta
 
 CONDITIONS = dict(conflict=True, shuffle_seeds=[0], corrupt_p=[0.5, 1.0], corrupt_seeds=[0], swap=[], tokens_only=True)
 
@@ -70,7 +72,8 @@ def main() -> None:
         alm = load_backend(
             {"family": "qwen2-audio", "path": folder, "device": "cpu", "dtype": "float32", "trust_remote_code": False}
         )
-        prompts = prompt_table(tokens, manifest, meta, conditions=CONDITIONS, prompt=config["prompt"], split="test")
+        conditions = conditions_from_config(CONDITIONS, TokensMeta.of(meta).names)
+        prompts = prompt_table(tokens, manifest, meta, conditions=conditions, prompt=config["prompt"], split="test")
         rows = []
         for (_, kind), group in prompts.groupby(["utt_id", "audio"]):
             audio, _ = load_model_audio(group["path"].iloc[0], rate=16000, window_s=30, silence=kind == "silence")
