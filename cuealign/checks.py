@@ -139,26 +139,26 @@ def check_config(config: dict, *, configfiles: Iterable[str | Path] = ()) -> Non
     """
     for path in configfiles:
         check_duplicate_keys(path)  # the first problem to fix: it changes what the rest sees
-    checks: list[tuple[str, Any]] = [
-        ("conditions", lambda: _check_conditions(config)),
-        ("prompt", lambda: _check_prompt(config)),
-        ("tokens", lambda: _check_tokens(config, None)),
+    checks: list = [
+        lambda: _check_conditions(config),
+        lambda: _check_prompt(config),
+        lambda: _check_tokens(config, None),
     ]
     for name, spec in config["corpora"].items():
-        checks.append((f"corpora.{name}.tokens", lambda name=name: _check_tokens(config, name)))
+        checks.append(lambda name=name: _check_tokens(config, name))
         if spec["type"] == "manifest":
-            checks.append((f"corpora.{name}", lambda name=name, spec=spec: _check_table_corpus(name, spec)))
+            checks.append(lambda name=name, spec=spec: _check_table_corpus(name, spec))
     corpora = list(config["corpora"])
     for name, spec in config["finetune"].items():
-        checks.append((f"finetune.{name}", lambda name=name, spec=spec: check_finetune_spec(name, spec, corpora)))
+        checks.append(lambda name=name, spec=spec: check_finetune_spec(name, spec, corpora))
 
     def check_models() -> None:
         for name, spec in model_entries(config).items():
             check_model_spec(name, spec, corpora, finetuned=name in config["finetune"])
 
-    checks.append(("models", check_models))
+    checks.append(check_models)
     problems = []
-    for _, check in checks:
+    for check in checks:
         try:
             check()
         except (ValueError, KeyError) as exc:  # ConfigError is a ValueError

@@ -30,10 +30,11 @@ from cuealign.audio import load_model_audio
 from cuealign.backends.registry import family as family_of
 from cuealign.backends.transformers_alm import TransformersALM
 from cuealign.interventions import SILENCE, Condition
+from cuealign.runlog import PROGRESS
 from cuealign.tokens import TokensMeta
 
 log = logging.getLogger(__name__)
-progress_log = logging.getLogger("cuealign.progress")  # shown on the terminal by cuealign.runlog
+progress_log = logging.getLogger(PROGRESS)  # shown on the terminal by cuealign.runlog
 
 # Conditions a model can be trained under: the token block absent or the utterance's own, with
 # the audio or (tokens_only) with silence of the same length, which makes the text channel carry

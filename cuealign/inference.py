@@ -21,10 +21,11 @@ from cuealign.audio import load_model_audio
 from cuealign.cache import KeyedJsonCache, content_key
 from cuealign.interventions import CONDITION_COLUMNS
 from cuealign.provenance import model_fingerprint
+from cuealign.runlog import PROGRESS
 from cuealign.tokens import TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
-progress_log = logging.getLogger("cuealign.progress")  # shown on the terminal by cuealign.runlog
+progress_log = logging.getLogger(PROGRESS)  # shown on the terminal by cuealign.runlog
 PROGRESS_EVERY_S = 30.0
 
 UNPARSED = "unparsed"
