@@ -1,9 +1,21 @@
 """eGeMAPSv02 low-level descriptors with openSMILE, summarised per file, with a content-keyed cache.
 
-Why voiced frames only: openSMILE sets the ``*_sma3nz`` LLDs (F0, jitter, shimmer, HNR, the
-harmonic relations, formants) to 0 in unvoiced frames, so a plain mean over all frames pulls them
-toward 0 by the file's share of silence and consonants. Those are averaged over voiced frames
-(F0 > 0) only; the others over all frames. The four spectral-balance LLDs are also averaged over
+Why voiced, non-zero frames: openSMILE sets the ``*_sma3nz`` LLDs (F0, jitter, shimmer, HNR,
+the harmonic relations, formants) to 0 in unvoiced frames, so a plain mean over all frames pulls
+them toward 0 by the file's share of silence and consonants; and it also writes 0 for jitter and
+shimmer in some frames inside voiced stretches (where a period could not be measured). openSMILE's
+own eGeMAPSv02 functionals (``*_sma3nz_amean``) average the non-zero frames, so those LLDs are
+averaged over voiced frames (F0 > 0) whose value is not 0: averaging the zeros in put jitter and
+shimmer 10-29 % low, by class (FINDINGS.md). The others are averaged over all frames.
+
+Where the means depart from openSMILE's functionals, on purpose or by framing (measured on the
+synthetic corpus by tests/unit/test_features.py, tolerances in FUNCTIONAL_TOLERANCE):
+- ``F1-3amplitudeLogRelF0``: openSMILE writes -201 (not 0) in unvoiced frames, so its non-zero
+  amean averages the placeholders in (about -50 dB); ours is over voiced frames only.
+- The all-frame LLDs (loudness, spectral flux, MFCCs): openSMILE's functionals come from its own
+  framing of the signal; means agree within a few per cent of the value.
+- No all-frame functional exists for the four spectral-balance LLDs; their voiced means are
+  compared with alphaRatioV etc. The four spectral-balance LLDs are also averaged over
 voiced frames, under the names eGeMAPS' own functionals give them (alphaRatioV, hammarbergIndexV,
 slopeV0-500, slopeV500-1500): over all frames, pauses and their faint broadband noise read as
 "bright" and swamp the voice's own tilt.
@@ -29,13 +41,46 @@ FEATURE_SET = opensmile.FeatureSet.eGeMAPSv02
 SAMPLE_RATE = 16000
 VOICING_LLD = "F0semitoneFrom27.5Hz_sma3nz"
 # Bump when the per-file summary changes, so cached rows of the old summary are not reused.
-SUMMARY_VERSION = "voiced-means-v2"
+SUMMARY_VERSION = "voiced-nonzero-means-v3"
 # LLD -> name of its voiced-frame mean (eGeMAPS functional naming)
 VOICED_SPECTRAL = {
     "alphaRatio_sma3": "alphaRatioV_sma3nz",
     "hammarbergIndex_sma3": "hammarbergIndexV_sma3nz",
     "slope0-500_sma3": "slopeV0-500_sma3nz",
     "slope500-1500_sma3": "slopeV500-1500_sma3nz",
+}
+
+# How close each file-level mean comes to openSMILE's own eGeMAPSv02 functional (``<LLD>_amean``,
+# loudness spelt in lower case there), measured on the 288 files of the synthetic demo corpus.
+# EXACT: the same frames averaged (max relative difference 6e-8); within 1 % is required. The
+# others: openSMILE's functionals frame the signal their own way, so the deviation is given in
+# units of the descriptor's spread between files (what the binning sees): the largest measured,
+# with a margin. F1-3amplitudeLogRelF0 departs on purpose (see above) and is not compared.
+EXACT_FUNCTIONALS = (
+    "F0semitoneFrom27.5Hz_sma3nz",
+    "jitterLocal_sma3nz",
+    "shimmerLocaldB_sma3nz",
+    "HNRdBACF_sma3nz",
+    "logRelF0-H1-H2_sma3nz",
+    "logRelF0-H1-A3_sma3nz",
+)
+FRAMED_FUNCTIONALS = {  # descriptor -> tolerance (between-file SDs); measured max in the comment
+    "Loudness_sma3": 0.2,  # 0.09
+    "spectralFlux_sma3": 0.2,  # 0.10
+    "mfcc1_sma3": 0.4,  # 0.23
+    "mfcc2_sma3": 0.1,  # 0.04
+    "mfcc3_sma3": 0.1,  # 0.04
+    "mfcc4_sma3": 0.1,  # 0.06
+    "F1frequency_sma3nz": 0.3,  # 0.17
+    "F2frequency_sma3nz": 0.3,  # 0.14
+    "F3frequency_sma3nz": 0.3,  # 0.15
+    "F1bandwidth_sma3nz": 0.6,  # 0.40
+    "F2bandwidth_sma3nz": 0.4,  # 0.27
+    "F3bandwidth_sma3nz": 0.4,  # 0.21
+    "alphaRatioV_sma3nz": 0.3,  # 0.14
+    "hammarbergIndexV_sma3nz": 0.3,  # 0.19
+    "slopeV0-500_sma3nz": 0.1,  # 0.04
+    "slopeV500-1500_sma3nz": 0.3,  # 0.14
 }
 
 _local = threading.local()
@@ -63,13 +108,15 @@ def summary_columns() -> list[str]:
 
 
 def summarise_llds(frames: pd.DataFrame) -> dict[str, float]:
-    """File-level means of LLD frames: ``*_sma3nz`` over voiced frames, the rest over all frames."""
+    """File-level means of LLD frames: ``*_sma3nz`` over voiced frames whose value is not 0 (as
+    openSMILE's functionals average them), the rest over all frames."""
     voiced = frames[VOICING_LLD].to_numpy() > 0
     row: dict[str, float] = {}
     for name in frames.columns:
         values = frames[name].to_numpy(dtype=float)
         if name.endswith("_sma3nz"):
-            row[name] = float(values[voiced].mean()) if voiced.any() else float("nan")
+            kept = values[voiced & (values != 0)]
+            row[name] = float(kept.mean()) if kept.size else float("nan")
         else:
             row[name] = float(values.mean()) if values.size else float("nan")
     for name, voiced_name in VOICED_SPECTRAL.items():
