@@ -2,6 +2,7 @@ from snakemake.utils import min_version
 
 from cuealign.checks import check_config
 from cuealign.config import validate_config
+from cuealign.folds import expand_folds
 
 min_version("9.0")
 
@@ -15,6 +16,8 @@ report: "report/workflow.rst"
 
 validate_config(config)
 check_config(config, configfiles=workflow.configfiles)
+# IEMOCAP leave-one-session-out: one corpus per fold, pooled in the analysis (cuealign/folds.py)
+FOLDS = expand_folds(config)
 
 
 include: "rules/common.smk"

@@ -71,6 +71,26 @@ def _check_conditions(config: dict) -> None:
     conditions_from_config(config["conditions"], [*config["tokens"]["concepts"], VOICE_QUALITY])
 
 
+def _check_families(config: dict) -> None:
+    """User-declared comparison families (the paper's default leaves out what a run lacks)."""
+    from cuealign.interventions import PAPER_FAMILIES, check_families, conditions_from_config
+    from cuealign.tokens import VOICE_QUALITY
+
+    families = config["analysis"]["families"]
+    if families == PAPER_FAMILIES:
+        return
+    conditions = conditions_from_config(config["conditions"], [*config["tokens"]["concepts"], VOICE_QUALITY])
+    check_families(families, conditions)
+
+
+def _check_folds(config: dict) -> None:
+    import copy
+
+    from cuealign.folds import expand_folds
+
+    expand_folds(copy.deepcopy(config))
+
+
 def _check_prompt(config: dict) -> None:
     from cuealign.prompts import PromptTemplate
 
@@ -117,7 +137,8 @@ def unprobed_corpora(config: dict) -> list[str]:
     probed = set()
     for spec in model_entries(config).values():
         probed |= set(spec.get("corpora") or config["corpora"])
-    return [corpus for corpus in config["corpora"] if corpus not in probed]
+    # a fold corpus (IEMOCAP leave-one-session-out) is probed through its corpus
+    return [c for c, spec in config["corpora"].items() if c not in probed and "fold_of" not in spec]
 
 
 def unprobed_note(config: dict) -> str | None:
@@ -141,6 +162,8 @@ def check_config(config: dict, *, configfiles: Iterable[str | Path] = ()) -> Non
         check_duplicate_keys(path)  # the first problem to fix: it changes what the rest sees
     checks: list = [
         lambda: _check_conditions(config),
+        lambda: _check_families(config),
+        lambda: _check_folds(config),
         lambda: _check_prompt(config),
         lambda: _check_tokens(config, None),
     ]

@@ -103,3 +103,34 @@ def cue_following(
             )
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def pool_cue_following(tables: list[pd.DataFrame], *, min_probability_moved: float = 0.05) -> pd.DataFrame:
+    """Per-fold cue following (each fold's token pull from its own fit split) as one table: every
+    column is a mean over utterances, so the pooled value is the utterance-weighted mean of the
+    folds' (exactly what one table over all utterances would give), and follows is decided again."""
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return pd.DataFrame(columns=COLUMNS)
+    both = pd.concat(tables, ignore_index=True)
+    rows = []
+    for condition, group in both.groupby("condition", sort=False):
+        n = int(group["utterances"].sum())
+        weights = group["utterances"].to_numpy(float)
+
+        def mean(column, group=group, weights=weights, n=n):
+            values = group[column].to_numpy(float)
+            return float(np.sum(np.where(weights > 0, values, 0.0) * weights) / n) if n else float("nan")
+
+        alignment, effect = mean("cue_alignment"), mean("probability_moved")
+        rows.append(
+            dict(
+                condition=condition,
+                utterances=n,
+                cue_alignment=alignment,
+                toward_pointed_class=mean("toward_pointed_class"),
+                probability_moved=effect,
+                follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+            )
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -87,6 +87,71 @@ class Condition:
         return self.kind != "none"
 
 
+def seeds_mean_name(kind: str, p: float | None) -> str:
+    """What the analysis calls the mean over the seeds of a shuffle or of one corruption level
+    (its row in the tables and its name in analysis.families)."""
+    return f"{kind}_mean" if p is None or p != p else f"{kind}_p{p:g}_mean"
+
+
+def tested_names(conditions: list[Condition]) -> list[str]:
+    """The names a comparison can use: each condition without seeds, and each mean over seeds
+    (a single seed is tested through its mean)."""
+    out = [c.name for c in conditions if c.seed is None]
+    out += list(dict.fromkeys(seeds_mean_name(c.kind, c.p) for c in conditions if c.seed is not None))
+    return out
+
+
+# The paper's comparisons (Section 4): the token gain; aligned against each full perturbation;
+# each full perturbation against audio only (the "format prior", Holm-corrected there). Seeded
+# conditions enter as the mean over their seeds.
+PAPER_FAMILIES = {
+    "gain": ["aligned - none"],
+    "aligned vs perturbed": ["aligned - conflict", "aligned - shuffle_mean", "aligned - corrupt_p1_mean"],
+    "perturbed vs audio only": ["conflict - none", "shuffle_mean - none", "corrupt_p1_mean - none"],
+}
+EXPLORATORY = "exploratory"
+
+
+def parse_comparison(text: str) -> tuple[str, str]:
+    """'a - b' -> (a, b)."""
+    parts = [part.strip() for part in text.split(" - ")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(
+            f"config: analysis.families: a comparison is written 'a - b' (two condition names), not {text!r}"
+        )
+    return parts[0], parts[1]
+
+
+def check_families(families: dict[str, list[str]], conditions: list[Condition]) -> None:
+    """Declared comparison families name conditions of the run, never compare a condition with
+    itself (corruption at p = 0 asks what aligned asks) and never repeat a test."""
+    names = tested_names(conditions)
+    aligned_too = {seeds_mean_name(c.kind, c.p) for c in conditions if c.kind == "corrupt" and c.p == 0}
+    seen: dict[tuple[str, str], str] = {}
+    for family, texts in families.items():
+        where = f"config: analysis.families.{family}"
+        if family == EXPLORATORY:
+            raise ValueError(
+                f"{where}: {EXPLORATORY!r} is the family of every undeclared comparison; choose another name"
+            )
+        for text in texts:
+            a, b = parse_comparison(text)
+            for x in (a, b):
+                if x not in names:
+                    raise ValueError(
+                        f"{where}: {text!r} names {x!r}, which this run does not have; the names are {names}"
+                    )
+            key = tuple("aligned" if x in aligned_too else x for x in (a, b))
+            if key[0] == key[1]:
+                raise ValueError(f"{where}: {text!r} compares a condition with itself (corruption at p = 0 is aligned)")
+            for other in (key, key[::-1]):
+                if other in seen:
+                    raise ValueError(
+                        f"{where}: {text!r} repeats the test {seen[other]!r}; declare each comparison once"
+                    )
+            seen[key] = f"{family}: {text}"
+
+
 def conditions_from_config(spec: dict, concepts: list[str]) -> list[Condition]:
     """The configured conditions in a fixed order (config: conditions)."""
     out = [Condition("none"), Condition("aligned")]

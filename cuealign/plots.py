@@ -42,7 +42,11 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "", spear
     corrupt = uar[uar["kind"] == "corrupt"]
     points = corrupt[corrupt["seed"].notna()]
     means = corrupt[corrupt["seed"].isna()].sort_values("p")
-    ax.fill_between(means["p"], means["ci_low"], means["ci_high"], alpha=0.25, label="95% CI (speaker bootstrap)")
+    band = "CI"
+    if len(means) and "ci_method" in means:
+        first = means.iloc[0]
+        band = f"{100 * first['ci_level']:g}% CI ({first['ci_method']}, {int(first['n_speakers'])} speakers)"
+    ax.fill_between(means["p"], means["ci_low"], means["ci_high"], alpha=0.25, label=band)
     ax.plot(means["p"], means["uar"], marker="o", label="corrupted tokens (mean over seeds)")
     ax.scatter(points["p"], points["uar"], s=12, color="black", alpha=0.5, label="single seeds")
     levels = uar.set_index("condition")["uar"]

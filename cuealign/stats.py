@@ -1,16 +1,10 @@
-"""The study's statistics: UAR, a speaker-clustered paired bootstrap, exact McNemar with Holm
-correction, and Spearman's rho over the corruption curve.
-
-Why speaker-clustered: utterances of one speaker are not independent (voice, recording, acting
-style), so resampling utterances understates the uncertainty; resampling speakers keeps each
-speaker's utterances together. Why paired: every condition is evaluated on the same resamples,
-so the CI of a difference between conditions reflects only how the conditions differ.
-"""
+"""The study's statistics: UAR, exact McNemar with Holm correction, and Spearman's rho over the
+corruption curve. The speaker-clustered intervals and the seeded-condition test are
+cuealign.intervals."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -23,42 +17,6 @@ def uar(truth: np.ndarray, pred: np.ndarray, labels: list[str]) -> float:
     ``labels``, such as 'unparsed', is simply wrong)."""
     recalls = [np.mean(pred[truth == label] == label) for label in labels if np.any(truth == label)]
     return float(np.mean(recalls))
-
-
-@dataclass
-class Bootstrap:
-    """Speaker resamples shared by all conditions: ``weights[b, i]`` is how often utterance i's
-    speaker was drawn in resample b."""
-
-    weights: np.ndarray  # (B, n) float32
-    seed: int
-
-    @classmethod
-    def draw(cls, speakers: np.ndarray, *, resamples: int, seed: int) -> Bootstrap:
-        names, index = np.unique(speakers, return_inverse=True)
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, len(names), size=(resamples, len(names)))
-        counts = np.zeros((resamples, len(names)), dtype=np.float32)
-        np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
-        return cls(counts[:, index], seed)
-
-    def uar(self, truth: np.ndarray, pred: np.ndarray, labels: list[str]) -> np.ndarray:
-        """UAR in every resample (B,), vectorised: per-class recalls as weighted sums."""
-        classes = [label for label in labels if np.any(truth == label)]
-        onehot = np.stack([truth == label for label in classes], axis=1).astype(np.float32)  # (n, C)
-        correct = (pred == truth).astype(np.float32)[:, None] * onehot
-        hits = self.weights @ correct  # (B, C)
-        totals = self.weights @ onehot
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recalls = hits / totals
-        # a class whose speakers were all left out of a resample has no recall there: skip it
-        return np.nanmean(recalls, axis=1)
-
-
-def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    tail = (1 - level) / 2 * 100
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:

@@ -8,6 +8,8 @@ import html
 import numpy as np
 import pandas as pd
 
+from cuealign.intervals import CONDITIONAL
+
 
 def _fmt(value: float, digits: int = 3) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
@@ -15,6 +17,40 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def _p(value: float) -> str:
     return "" if value is None or np.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
+
+
+def ci_label(method: str, n_speakers: int) -> str:
+    """How a table names its intervals' method (the conditional one says what it covers)."""
+    if method == CONDITIONAL:
+        return f"within-speaker, conditional on these {n_speakers} speakers"
+    return f"{method}, {n_speakers} speakers"
+
+
+def _level(result: dict) -> str:
+    return f"{round(100 * result['intervals']['level'])}%"
+
+
+METHOD_WORDS = {
+    "studentized": "speaker-clustered studentized bootstrap (bootstrap-t, delete-one-speaker jackknife SEs)",
+    "jackknife-t": "delete-one-speaker jackknife standard error with t quantiles (G - 1 degrees of freedom)",
+    "bca": "speaker-clustered BCa bootstrap",
+    "percentile": "speaker-clustered percentile bootstrap",
+    CONDITIONAL: "within-speaker bootstrap (utterances resampled within each speaker)",
+}
+
+
+def interval_note(result: dict) -> str:
+    """What every interval of these tables is, and the warnings a reader must see."""
+    about = result["intervals"]
+    text = (
+        f"Intervals: {METHOD_WORDS[about['method']]}, {_level(result)}, over {about['n_speakers']} test speakers; "
+        "paired (every condition on the same resamples). "
+    )
+    if about["warning"]:
+        text = f"WARNING: {about['warning']}. " + text
+    if result["uar"]["ci_zero_width"].any() or result["comparisons"]["ci_zero_width"].any():
+        text += "* marks an interval of zero width: every resample gave the same value, not certainty. "
+    return text
 
 
 def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
@@ -29,9 +65,10 @@ def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
                 "UAR without tokens": _fmt(table.loc["none", "uar"]),
                 "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
                 "delta": _fmt(gain["delta_uar"]),
-                "95% CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
-                "p (McNemar)": _p(gain["p_mcnemar"]),
-                "p (Holm)": _p(gain["p_holm"]),
+                f"{_level(result)} CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
+                "CI method": ci_label(gain["ci_method"], gain["n_speakers"]),
+                "p (McNemar)": _p(gain["p_value"]),
+                "p (Holm in family)": _p(gain["p_holm"]),
                 "unparsed (none / aligned)": (
                     f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}"
                 ),
@@ -50,7 +87,8 @@ def intervention_table(result: dict) -> pd.DataFrame:
         entry = {
             "condition": condition,
             "UAR": _fmt(row["uar"]),
-            "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
+            f"{_level(result)} CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+            + (" *" if row["ci_zero_width"] else ""),
         }
         if "changed_share" in row and pd.notna(row["changed_share"]):  # what corruption really changed
             entry["tokens changed"] = _fmt(row["changed_share"])
@@ -60,8 +98,10 @@ def intervention_table(result: dict) -> pd.DataFrame:
             entry |= {
                 "aligned - condition": _fmt(v["delta_uar"]),
                 "CI": f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]",
-                "p (McNemar)": _p(v["p_mcnemar"]),
-                "p (Holm)": _p(v["p_holm"]),
+                "test": v["test"],
+                "p": _p(v["p_value"]),
+                "family": v["family"],
+                "p (Holm in family)": _p(v["p_holm"]),
             }
         if condition in shifts.index:
             entry |= {
@@ -76,13 +116,16 @@ def comparisons_table(result: dict) -> pd.DataFrame:
     """Every paired comparison: the UAR difference [CI], the discordant counts, raw and Holm p."""
     rows = [
         {
+            "family": c["family"],
             "comparison": c["comparison"],
             "delta UAR": _fmt(c["delta_uar"]),
-            "95% CI": f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]",
-            "a right, b wrong": int(c["a_right_b_wrong"]),
-            "a wrong, b right": int(c["a_wrong_b_right"]),
-            "p (McNemar)": _p(c["p_mcnemar"]),
-            "p (Holm)": _p(c["p_holm"]),
+            f"{_level(result)} CI": f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+            + (" *" if c["ci_zero_width"] else ""),
+            "a right, b wrong": "" if pd.isna(c["a_right_b_wrong"]) else str(int(c["a_right_b_wrong"])),
+            "a wrong, b right": "" if pd.isna(c["a_wrong_b_right"]) else str(int(c["a_wrong_b_right"])),
+            "test": c["test"],
+            "p": _p(c["p_value"]),
+            "p (Holm in family)": _p(c["p_holm"]),
         }
         for _, c in result["comparisons"].iterrows()
     ]
@@ -105,20 +148,23 @@ def cue_following_table(cues: pd.DataFrame) -> pd.DataFrame:
 
 MAIN_NOTE = (
     "The paper's Table II/III row: UAR with audio only (none) and with aligned concept tokens, the gain "
-    "with its speaker-clustered bootstrap CI, the exact McNemar p-value and its Holm adjustment, and the "
-    "share of unparsed answers."
+    "with its paired CI, the exact McNemar p-value and its Holm adjustment within its family (the paper's "
+    "default: the gain is a family of its own), and the share of unparsed answers."
 )
 INTERVENTIONS_NOTE = (
-    "UAR per condition with its speaker-clustered bootstrap CI; seeded conditions per seed and as the mean "
-    "over seeds (rows ending in _mean); for corruption, the share of tokens that really changed. Where "
-    "aligned was compared with the condition: the difference, its "
-    "CI, the exact McNemar p and its Holm adjustment. Neutral shift: the change in the share of neutral "
-    "answers against aligned; flip rate: the share of answers that differ from aligned."
+    "UAR per condition with its CI; seeded conditions per seed and as the mean over seeds (rows ending in "
+    "_mean, which carry the tests); for corruption, the share of tokens that really changed. Where aligned "
+    "was compared with the condition: the difference, its CI, the test (exact McNemar for one prediction per "
+    "utterance on each side, a speaker-clustered sign-flip permutation test where a side is a mean over "
+    "seeds), its p and the Holm adjustment within the comparison's family. Neutral shift: the change in the "
+    "share of neutral answers against aligned; flip rate: the share of answers that differ from aligned."
 )
 COMPARISONS_NOTE = (
-    "Aligned minus audio only, aligned minus each perturbation, each perturbation minus audio only: the "
-    "UAR difference with its paired bootstrap CI, the discordant utterances (a right and b wrong, and the "
-    "reverse), the exact McNemar p-value, and the Holm-adjusted p over all comparisons of this table."
+    "Every test of the run, once, by family: the declared families (analysis.families; the paper's by "
+    "default: the gain; aligned against conflict, shuffle and full corruption; those against audio only) "
+    "and an exploratory family for every other condition. The UAR difference with its paired CI, the "
+    "discordant utterances (McNemar only), the test and its p, and the Holm-adjusted p within the family. "
+    "A corruption at p = 0 asks what aligned asks and is not tested against it."
 )
 CUE_FOLLOWING_NOTE = (
     "Under conflict and swap: does the label distribution move where the changed tokens point (the "

@@ -1,15 +1,19 @@
 rule analyse_predictions:
     input:
-        manifest="results/{corpus}/manifest.parquet",
-        tokens="results/{corpus}/tokens.parquet",
-        meta="results/{corpus}/tokens_meta.json",
-        prompts=get_shards("results/{corpus}/prompts/{shard}.parquet"),
-        predictions=get_shards("results/{corpus}/{model}/predictions/{shard}.parquet"),
+        # one corpus, or every fold of a corpus with folds (pooled)
+        manifest=get_analysis_inputs("results/{corpus}/manifest.parquet"),
+        tokens=get_analysis_inputs("results/{corpus}/tokens.parquet"),
+        meta=get_analysis_inputs("results/{corpus}/tokens_meta.json"),
+        prompts=get_analysis_inputs("results/{corpus}/prompts/{shard}.parquet"),
+        predictions=get_analysis_inputs(
+            "results/{corpus}/{model}/predictions/{shard}.parquet"
+        ),
     output:
         uar="results/{corpus}/{model}/analysis/uar.csv",
         comparisons="results/{corpus}/{model}/analysis/comparisons.csv",
         curve="results/{corpus}/{model}/analysis/corruption_curve.csv",
         spearman="results/{corpus}/{model}/analysis/spearman.json",
+        intervals="results/{corpus}/{model}/analysis/intervals.json",
         confusion="results/{corpus}/{model}/analysis/confusion.csv",
         shifts="results/{corpus}/{model}/analysis/shifts.csv",
         cue_following="results/{corpus}/{model}/analysis/cue_following.csv",
@@ -69,7 +73,10 @@ rule analyse_predictions:
         options=config["analysis"],
         # provenance: the whole config (its hash and seeds go into every table and RUN.json)
         config=config,
-        spec=lambda wildcards: MODELS[wildcards.model],
+        specs=lambda wildcards: {
+            corpus: model_spec(wildcards.model, corpus)
+            for corpus in analysed_corpora(wildcards.corpus)
+        },
     script:
         "../workflow_scripts/analyse_predictions.py"
 

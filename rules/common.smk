@@ -4,6 +4,7 @@ import sys
 from cuealign.checks import corpus_setting, token_options, unprobed_note
 from cuealign.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files
+from cuealign.folds import FOLD_OF, FOLD_SESSION
 
 # Every model to probe: config models plus the ones the finetune rule trains.
 MODELS = model_entries(config)
@@ -28,14 +29,20 @@ def corpus_spec(corpus):
     """How to read a corpus: its config entry less the token options (so that changing those
     does not rebuild the manifest); a synthetic corpus' root is where it is generated.
     """
-    spec = {k: v for k, v in config["corpora"][corpus].items() if k != "tokens"}
+    workflow_keys = ("tokens", "evaluate_split", "folds", FOLD_OF, FOLD_SESSION)
+    spec = {
+        k: v for k, v in config["corpora"][corpus].items() if k not in workflow_keys
+    }
     if spec["type"] == "synthetic":
         spec["root"] = SYNTHETIC_ROOT.format(corpus=corpus)
     return spec
 
 
 def get_build_manifest_annotations(wildcards):
-    """The label files a manifest is built from, so that editing one rebuilds it."""
+    """The label files a manifest is built from, so that editing one rebuilds it; a fold's
+    manifest is its corpus' manifest with the split redrawn."""
+    if parent := config["corpora"][wildcards.corpus].get(FOLD_OF):
+        return [f"results/{parent}/manifest.parquet"]
     spec = corpus_spec(wildcards.corpus)
     if spec["type"] == "synthetic":
         return [f"{spec['root']}/ground_truth.csv"]
@@ -57,9 +64,12 @@ def get_all_targets():
     if results:
         results.append("results/models_table.md")
     results.append("results/config.html")
+    # a corpus with folds is read once (its manifest) and studied through its folds
+    studied = [corpus for corpus in config["corpora"] if corpus not in FOLDS]
     return (
         results
         + get_finetune_targets()
+        + expand("results/{corpus}/manifest.parquet", corpus=list(FOLDS))
         + expand(
             [
                 "results/{corpus}/manifest.parquet",
@@ -67,7 +77,7 @@ def get_all_targets():
                 "results/{corpus}/tokens/token_distributions.png",
                 "results/{corpus}/prompts/0.parquet",
             ],
-            corpus=list(config["corpora"]),
+            corpus=studied,
         )
     )
 
@@ -94,12 +104,46 @@ def get_build_prompts_outputs():
 
 
 def model_runs():
-    """(corpus, model) pairs to run."""
+    """(corpus, model) pairs to analyse: a corpus with folds is analysed pooled, its folds are not
+    analysed on their own."""
     return [
         (corpus, model)
         for model, spec in MODELS.items()
-        for corpus in (spec.get("corpora") or config["corpora"])
+        for corpus in (
+            spec.get("corpora")
+            or [c for c in config["corpora"] if FOLD_OF not in config["corpora"][c]]
+        )
     ]
+
+
+def analysed_corpora(corpus):
+    """The corpora whose predictions the analysis of ``corpus`` reads: its folds, or itself."""
+    return FOLDS.get(corpus, [corpus])
+
+
+def get_analysis_inputs(pattern):
+    """An input function: ``pattern`` for every corpus the analysis pools (and every shard)."""
+
+    def inputs(wildcards):
+        return [
+            path
+            for corpus in analysed_corpora(wildcards.corpus)
+            for path in expand(
+                pattern, shard=shard_ids(), corpus=corpus, model=wildcards.model
+            )
+        ]
+
+    return inputs
+
+
+def model_spec(model, corpus):
+    """A model's entry as a job on ``corpus`` uses it: a fine-tuned model is the one trained on
+    that corpus (each fold trains its own)."""
+    spec = dict(MODELS[model])
+    if model in config["finetune"]:
+        folder = FINETUNED_MODEL_DIR.format(corpus=corpus, model=model)
+        spec["adapter" if spec.get("adapter") else "path"] = folder
+    return spec
 
 
 def get_run_inference_resources_gpu(wildcards):
@@ -120,8 +164,9 @@ def get_finetune_resources_gpu(wildcards):
 
 def get_finetune_targets():
     return [
-        f"results/{spec['corpus']}/{name}/finetune/loss_curve.png"
+        f"results/{corpus}/{name}/finetune/loss_curve.png"
         for name, spec in config["finetune"].items()
+        for corpus in analysed_corpora(spec["corpus"])
     ]
 
 

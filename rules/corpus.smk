@@ -35,5 +35,8 @@ rule build_manifest:
     params:
         corpus=lambda wildcards: corpus_spec(wildcards.corpus),
         checks=config["audio_checks"],
+        fold_session=lambda wildcards: config["corpora"][wildcards.corpus].get(
+            FOLD_SESSION
+        ),
     script:
         "../workflow_scripts/build_manifest.py"

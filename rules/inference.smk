@@ -16,7 +16,7 @@ rule run_inference:
         mem_mb=8000,
         gpu=get_run_inference_resources_gpu,
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=lambda wildcards: model_spec(wildcards.model, wildcards.corpus),
         cache_dir=config["cache_dir"],
     script:
         "../workflow_scripts/run_inference.py"

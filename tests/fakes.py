@@ -93,3 +93,26 @@ def make_aibo(root: Path, rows=AIBO_ROWS) -> Path:
     for chunk, _ in rows:
         write_tone(root / "wav" / f"{chunk}.wav")
     return root
+
+
+def make_iemocap_sessions(root: Path, *, utterances_per_class: int = 2, seed: int = 0) -> Path:
+    """An IEMOCAP release with all 5 sessions, each with its two actors (F and M) speaking every
+    class of the 4-way map: tones whose pitch and level differ by actor and class, enough for the
+    token bins of a leave-one-session-out run."""
+    rng = np.random.default_rng(seed)
+    classes = {"ang": (1.3, 0.5), "hap": (1.2, 0.4), "neu": (1.0, 0.2), "sad": (0.85, 0.1)}  # pitch factor, level
+    rows = []
+    for session in range(1, 6):
+        dialog = f"Ses{session:02d}F_impro01"
+        for gender, f0 in (("F", 210.0), ("M", 110.0)):
+            for k, (emo, (factor, level)) in enumerate(classes.items()):
+                for u in range(utterances_per_class):
+                    suffix = f"{gender}{k * utterances_per_class + u:03d}"
+                    rows.append((session, dialog, suffix, emo))
+                    write_tone(
+                        root / f"Session{session}" / "sentences" / "wav" / dialog / f"{dialog}_{suffix}.wav",
+                        seconds=0.8,
+                        freq=f0 * factor * (1 + 0.05 * rng.standard_normal()),
+                        level=level * (1 + 0.2 * rng.random()),
+                    )
+    return make_iemocap(root, rows, write_audio=False)

@@ -6,24 +6,45 @@ import pandas as pd
 from cuealign import provenance, tables
 from cuealign.accounting import accounting, accounting_line
 from cuealign.analysis import analyse
-from cuealign.cue_following import class_given_token, cue_following
+from cuealign.cue_following import class_given_token, cue_following, pool_cue_following
+from cuealign.folds import pooled_manifest
 from cuealign.runlog import log_to
 from cuealign.tokens import TokensMeta
 
 with log_to(snakemake.log[0]) as log:
     corpus, model = snakemake.wildcards.corpus, snakemake.wildcards.model
-    manifest = pd.read_parquet(snakemake.input.manifest)
+    specs = snakemake.params.specs  # {corpus or fold: the model as used there}
+    folds = list(specs)
+    pooled = folds != [corpus]
+    manifests = {fold: pd.read_parquet(path) for fold, path in zip(folds, snakemake.input.manifest, strict=True)}
+    manifest = pooled_manifest(manifests) if pooled else manifests[corpus]
     prompts = pd.concat([pd.read_parquet(path) for path in snakemake.input.prompts])
     predictions = pd.concat([pd.read_parquet(path) for path in snakemake.input.predictions])
     options = snakemake.params.options
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
-    meta = TokensMeta.read(snakemake.input.meta)
-    tokens = pd.read_parquet(snakemake.input.tokens).merge(manifest[["utt_id", "label", "split"]], on="utt_id")
-    fitted = tokens[meta.fit_rows(tokens)]
-    association = class_given_token(fitted, fitted["label"], meta.names, labels)
-    cues = cue_following(
-        predictions, association, labels=labels, min_probability_moved=options["cue_following_min_shift"]
-    )
+    # cue following: each fold's token pull from its own fit split, on its own test utterances
+    cue_tables = []
+    for fold, tokens_path, meta_path in zip(folds, snakemake.input.tokens, snakemake.input.meta, strict=True):
+        meta = TokensMeta.read(meta_path)
+        tokens = pd.read_parquet(tokens_path).merge(manifests[fold][["utt_id", "label", "split"]], on="utt_id")
+        fitted = tokens[meta.fit_rows(tokens)]
+        association = class_given_token(fitted, fitted["label"], meta.names, labels)
+        # a fold's evaluated utterances are its test split (expand_folds requires evaluate_split: test)
+        test = manifests[fold]
+        evaluated = set(test.loc[test["split"] == "test", "utt_id"]) if pooled else set(predictions["utt_id"])
+        cue_tables.append(
+            cue_following(
+                predictions[predictions["utt_id"].isin(evaluated)],
+                association,
+                labels=labels,
+                min_probability_moved=options["cue_following_min_shift"],
+            )
+        )
+    cues = pool_cue_following(cue_tables, min_probability_moved=options["cue_following_min_shift"])
+    if pooled:
+        log.info(
+            "pooled analysis of %s over its folds %s (%d utterances)", corpus, folds, predictions["utt_id"].nunique()
+        )
     result = analyse(
         predictions,
         labels=labels,
@@ -31,22 +52,30 @@ with log_to(snakemake.log[0]) as log:
         resamples=options["resamples"],
         seed=options["seed"],
         level=options["ci_level"],
+        ci_method=options["ci_method"],
+        min_speakers=options["min_speakers"],
+        families=options["families"],
     )
+    if warning := result["intervals"]["warning"]:
+        print(f"{corpus} / {model}: WARNING: {warning}", file=sys.__stderr__)
     counts = accounting(manifest, prompts, predictions, result["uar"])
     counts.to_csv(snakemake.output.accounting, index=False)
     line = f"{corpus} / {model}: {accounting_line(counts)}"
     log.info("%s", line)
     print(line, file=sys.__stderr__)  # where the user watches the run, not only in the log
 
-    spec = snakemake.params.spec
+    spec = specs[folds[0]]
+    fingerprints = {fold: provenance.model_fingerprint(s["path"]) for fold, s in specs.items()}
     run = provenance.record(
         snakemake.params.config,
         corpus=corpus,
         model=model,
         spec=spec,
-        fingerprint=provenance.model_fingerprint(spec["path"]),
+        fingerprint="; ".join(f"{fold}: {f}" for fold, f in fingerprints.items()) if pooled else fingerprints[corpus],
         workflow_dir=".",
     )
+    if pooled:
+        run["folds"] = folds
     with open(snakemake.output.run, "w") as stream:
         json.dump(run, stream, indent=2, default=str)
     # every table says what it was made from
@@ -55,6 +84,8 @@ with log_to(snakemake.log[0]) as log:
     provenance.stamp(cues, run).to_csv(snakemake.output.cue_following, index=False)
     with open(snakemake.output.spearman, "w") as stream:
         json.dump(result["spearman"], stream, indent=2)
+    with open(snakemake.output.intervals, "w") as stream:
+        json.dump(result["intervals"], stream, indent=2)
     readable = {
         "main": tables.main_table(result, model=model, corpus=corpus),
         "interventions": tables.intervention_table(result),
@@ -73,6 +104,12 @@ with log_to(snakemake.log[0]) as log:
         "cue_following_html": (tables.cue_following_table(cues), "Cue following", tables.CUE_FOLLOWING_NOTE),
         "accounting_html": (counts, "Every utterance, manifest to table", tables.ACCOUNTING_NOTE),
     }
+    about_intervals = tables.interval_note(result)
     for output, (table, title, note) in pages.items():
+        if output != "cue_following_html" and output != "accounting_html":
+            note = f"{note} {about_intervals}"
         with open(snakemake.output[output], "w") as stream:
             stream.write(tables.to_html(table, title=f"{corpus} / {model}: {title}", note=note))
+    for name in ("main", "interventions"):  # the Markdown tables say what their intervals are, too
+        with open(snakemake.output[f"{name}_md"], "a") as stream:
+            stream.write(f"\n{about_intervals}\n")

@@ -1,16 +1,28 @@
+from pathlib import Path
+
+import pandas as pd
+
 from cuealign.audio import AudioChecks
 from cuealign.corpora import read_corpus
+from cuealign.folds import fold_manifest
 from cuealign.manifest import build_manifest
 from cuealign.runlog import log_to
 
-with log_to(snakemake.log[0]):
-    checks = dict(snakemake.params.checks)
-    on_bad_audio = checks.pop("on_bad_audio")
-    manifest, bad_files = build_manifest(
-        read_corpus(snakemake.params.corpus),
-        AudioChecks(**checks),
-        on_bad_audio=on_bad_audio,
-        threads=snakemake.threads,
-    )
+with log_to(snakemake.log[0]) as log:
+    if (session := snakemake.params.fold_session) is not None:
+        # a fold of a corpus with folds: the corpus' manifest (audio checked once), split redrawn
+        parent = Path(snakemake.input.annotations[0])
+        manifest = fold_manifest(pd.read_parquet(parent), session)
+        bad_files = pd.read_csv(parent.with_name("bad_files.csv"))
+        log.info("fold: session %d is test, %s", session, manifest["split"].value_counts().to_dict())
+    else:
+        checks = dict(snakemake.params.checks)
+        on_bad_audio = checks.pop("on_bad_audio")
+        manifest, bad_files = build_manifest(
+            read_corpus(snakemake.params.corpus),
+            AudioChecks(**checks),
+            on_bad_audio=on_bad_audio,
+            threads=snakemake.threads,
+        )
     manifest.to_parquet(snakemake.output.manifest, index=False)
     bad_files.to_csv(snakemake.output.bad_files, index=False)

@@ -82,20 +82,80 @@ def test_uar_per_condition_and_seed_means(result):
     )
 
 
-def test_comparisons_mcnemar_and_holm(result):
+def test_comparisons_by_family_each_test_once(result):
+    comparisons = result["comparisons"]
+    # the paper's families; every other condition (here corruption at p = 0.5) exploratory
+    assert comparisons.groupby("family", sort=False)["comparison"].apply(list).to_dict() == {
+        "gain": ["aligned - none"],
+        "aligned vs perturbed": ["aligned - conflict", "aligned - shuffle_mean", "aligned - corrupt_p1_mean"],
+        "perturbed vs audio only": ["conflict - none", "shuffle_mean - none", "corrupt_p1_mean - none"],
+        "exploratory": ["aligned - corrupt_p0.5_mean", "corrupt_p0.5_mean - none"],
+    }
+    # no test twice, none of a condition with itself: corruption at p = 0 asks what aligned asks
+    pairs = [frozenset(p) for p in zip(comparisons["a"], comparisons["b"], strict=True)]
+    assert len(set(pairs)) == len(pairs) and not comparisons["comparison"].str.contains("corrupt_p0_").any()
+    assert not comparisons["comparison"].str.contains("_s[0-9]", regex=True).any()  # seeds enter as their mean
+    # Holm within each family, by hand
+    for _, family in comparisons.groupby("family"):
+        p = family["p_value"].to_numpy()
+        order = np.argsort(p)
+        adjusted = np.minimum(1, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+        np.testing.assert_allclose(family["p_holm"].to_numpy()[order], adjusted)
+
+
+def test_single_conditions_get_mcnemar_seeded_ones_the_sign_flip_test(result):
+    from cuealign.intervals import SpeakerDesign, sign_flip_test
+
     comparisons = result["comparisons"].set_index("comparison")
-    assert "aligned - none" in comparisons.index and "conflict - none" in comparisons.index
-    assert len(comparisons) == 1 + 2 * (len(CONDITIONS) - 2)
     predictions = simulate()
     wide = predictions.pivot(index="utt_id", columns="condition", values="pred")
-    truth = predictions.drop_duplicates("utt_id").set_index("utt_id").loc[wide.index, "label"]
+    first = predictions.drop_duplicates("utt_id").set_index("utt_id").loc[wide.index]
+    truth = first["label"]
     expected = mcnemar_exact((wide["aligned"] == truth).to_numpy(), (wide["conflict"] == truth).to_numpy())
     row = comparisons.loc["aligned - conflict"]
-    assert (row["a_right_b_wrong"], row["a_wrong_b_right"], row["p_mcnemar"]) == expected
-    assert row["p_holm"] >= row["p_mcnemar"] and row["p_holm"] < 1e-6 and row["ci_low"] > 0
-    # aligned - corrupt_p0: identical predictions, no discordant pairs, a CI of exactly 0
-    same = comparisons.loc["aligned - corrupt_p0_s0"]
-    assert same["p_mcnemar"] == 1.0 and same["ci_low"] == same["ci_high"] == 0.0
+    assert row["test"] == "exact McNemar"
+    assert (row["a_right_b_wrong"], row["a_wrong_b_right"], row["p_value"]) == expected
+    assert row["p_holm"] >= row["p_value"] and row["p_holm"] < 1e-6 and row["ci_low"] > 0
+    # shuffle: both seeds count, through the speakers' contributions to the UAR difference
+    shuffled = comparisons.loc["aligned - shuffle_mean"]
+    design = SpeakerDesign(truth.to_numpy(), first["speaker"].to_numpy(), LABELS, resamples=10)
+    difference = (wide["aligned"] == truth).to_numpy() - np.mean(
+        [(wide[c] == truth).to_numpy() for c in ("shuffle_s0", "shuffle_s1")], axis=0
+    )
+    assert shuffled["test"] == "exact sign-flip" and np.isnan(shuffled["a_right_b_wrong"])
+    assert shuffled["p_value"] == pytest.approx(sign_flip_test(design, difference)[0])
+    uars = result["uar"].set_index("condition")["uar"]
+    assert shuffled["delta_uar"] == pytest.approx(uars["aligned"] - uars["shuffle_mean"])
+
+
+def test_every_interval_says_how_it_was_made(result):
+    # 8 test speakers: the default speaker-clustered method, named beside every interval
+    assert (
+        result["intervals"] | {"warning": None} == result["intervals"]
+        and result["intervals"]["method"] == "jackknife-t"
+    )
+    for table in (result["uar"], result["comparisons"]):
+        assert (table["ci_method"] == "jackknife-t").all() and (table["n_speakers"] == 8).all()
+        assert table["ci_zero_width"].dtype == bool and not table["ci_zero_width"].any()
+
+
+def test_with_fewer_speakers_than_min_speakers_the_intervals_are_conditional_and_say_so():
+    two = simulate(speakers=2, per_speaker=60)  # IEMOCAP's Session 5 has 2 speakers
+    result = analyse(two, labels=LABELS, expected_conditions=CONDITIONS, resamples=200)
+    about = result["intervals"]
+    assert about["method"] == "within-speaker" and about["requested"] == "jackknife-t" and about["n_speakers"] == 2
+    assert "conditional on these 2 speakers" in about["warning"] and "analysis.min_speakers = 4" in about["warning"]
+    for table in (result["uar"], result["comparisons"]):
+        assert (table["ci_method"] == "within-speaker").all() and (table["n_speakers"] == 2).all()
+    from cuealign.tables import interval_note, main_table
+
+    assert interval_note(result).startswith("WARNING: only 2 test speakers")
+    assert main_table(result, model="m", corpus="c").iloc[0]["CI method"] == (
+        "within-speaker, conditional on these 2 speakers"
+    )
+    # min_speakers is the user's to lower, at their own risk
+    lowered = analyse(two, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, min_speakers=2)
+    assert lowered["intervals"]["warning"] is None and (lowered["uar"]["ci_method"] == "jackknife-t").all()
 
 
 def test_corruption_curve_falls_and_spearman_says_so(result):
@@ -257,7 +317,9 @@ def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():
     assert (table.loc[CONDITIONS, "uar"] == 0).all() and (table.loc[CONDITIONS, "unparsed_rate"] == 1).all()
     assert (table.loc[CONDITIONS, "n"] == 40).all()  # every utterance kept, none dropped or filled
     comparisons = result["comparisons"]  # all wrong alike: no discordant pair, no difference
+    mcnemar = comparisons[comparisons["test"] == "exact McNemar"]
     assert (comparisons["delta_uar"] == 0).all() and (
-        comparisons["a_right_b_wrong"] + comparisons["a_wrong_b_right"] == 0
+        mcnemar["a_right_b_wrong"] + mcnemar["a_wrong_b_right"] == 0
     ).all()
-    assert (comparisons["p_mcnemar"] == 1).all()
+    assert (comparisons["p_value"] == 1).all() and comparisons["ci_zero_width"].all()
+    assert result["uar"]["ci_zero_width"].all()

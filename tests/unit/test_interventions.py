@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -181,3 +183,30 @@ def test_every_row_carries_its_condition_and_tokens_as_data():
     expected = conflict_tokens(tokens, VOCAB, NAMES).set_index("utt_id")["VOICE_QUALITY"]
     assert (flipped.set_index("utt_id")["token.VOICE_QUALITY"] == expected.loc[flipped["utt_id"]]).all()
     pd.testing.assert_frame_equal(table[table["condition"] == "corrupt_p0_s0"].set_index("utt_id")[columns], aligned)
+
+
+def test_declared_families_are_checked_against_the_run():
+    from cuealign.config import validate_config
+    from cuealign.interventions import PAPER_FAMILIES, check_families
+
+    # the schema's default is the paper's families, which the analysis reads from PAPER_FAMILIES
+    assert validate_config({"corpora": {"demo": {"type": "synthetic"}}})["analysis"]["families"] == PAPER_FAMILIES
+    conditions = [Condition("none"), Condition("aligned"), Condition("conflict")]
+    conditions += [Condition("shuffle", seed=s) for s in (0, 1)]
+    conditions += [Condition("corrupt", p=p, seed=s) for p in (0.0, 1.0) for s in (0, 1)]
+    check_families(PAPER_FAMILIES, conditions)
+    bad = {
+        "a - b is the syntax": ({"f": ["aligned vs none"]}, "written 'a - b'"),
+        "a seed is tested through its mean": ({"f": ["aligned - shuffle_s0"]}, "names 'shuffle_s0'"),
+        "itself": ({"f": ["aligned - aligned"]}, "compares a condition with itself"),
+        "p = 0 is aligned": ({"f": ["corrupt_p0_mean - aligned"]}, "compares a condition with itself"),
+        "twice across families": (
+            {"f": ["aligned - none"], "g": ["none - aligned"]},
+            "repeats the test 'f: aligned - none'",
+        ),
+        "p = 0 repeats aligned - none": ({"f": ["aligned - none", "corrupt_p0_mean - none"]}, "repeats the test"),
+        "exploratory is taken": ({"exploratory": ["aligned - none"]}, "choose another name"),
+    }
+    for families, message in bad.values():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_families(families, conditions)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from cuealign.stats import Bootstrap, holm, mcnemar_exact, percentile_ci, spearman, uar
+from cuealign.stats import holm, mcnemar_exact, spearman, uar
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -46,53 +46,34 @@ def test_spearman_against_ranks_by_hand():
     assert rho < -0.9 and pvalue < 0.05
 
 
-def simulate(rng, *, speakers=20, per_speaker=30, spread=0.0, mean=0.6):
-    """Predictions whose correctness depends on the speaker (random effect), not on the class."""
-    accuracy = np.clip(rng.normal(mean, spread, speakers), 0.02, 0.98) if spread else np.full(speakers, mean)
-    speaker = np.repeat(np.arange(speakers), per_speaker)
-    truth = rng.choice(LABELS, speaker.size)
-    correct = rng.random(speaker.size) < accuracy[speaker]
-    wrong = np.array([LABELS[(LABELS.index(t) + 1) % 4] for t in truth])
-    return speaker.astype(str), truth, np.where(correct, truth, wrong), float(accuracy.mean())
-
-
-def test_resample_uar_equals_uar_of_the_resampled_data():
-    rng = np.random.default_rng(0)
-    speaker, truth, pred, _ = simulate(rng, speakers=6, per_speaker=10, spread=0.2)
-    boot = Bootstrap.draw(speaker, resamples=5, seed=1)
-    vectorised = boot.uar(truth, pred, LABELS)
-    for b in range(5):
-        index = np.repeat(np.arange(speaker.size), boot.weights[b].astype(int))  # utterances, repeated
-        assert vectorised[b] == pytest.approx(uar(truth[index], pred[index], LABELS), abs=1e-6)
-
-
-def test_bootstrap_ci_covers_the_true_uar_at_about_the_nominal_rate():
-    rng = np.random.default_rng(1)
-    covered, runs = 0, 300
-    for run in range(runs):
-        speaker, truth, pred, true_uar = simulate(rng, speakers=20, per_speaker=20, spread=0.15)
-        low, high = percentile_ci(Bootstrap.draw(speaker, resamples=400, seed=run).uar(truth, pred, LABELS))
-        covered += low <= 0.6 <= high  # 0.6: the population mean accuracy = its UAR
-    assert 0.88 <= covered / runs <= 0.99
-
-
 def test_clustered_ci_is_wider_than_iid_when_speakers_differ():
-    rng = np.random.default_rng(2)
-    speaker, truth, pred, _ = simulate(rng, speakers=10, per_speaker=60, spread=0.25)
-    clustered = percentile_ci(Bootstrap.draw(speaker, resamples=2000, seed=0).uar(truth, pred, LABELS))
-    iid = percentile_ci(
-        Bootstrap.draw(np.arange(speaker.size).astype(str), resamples=2000, seed=0).uar(truth, pred, LABELS)
+    from cuealign.intervals import SpeakerDesign, interval
+    from cuealign.simulation import LABELS as CLASSES
+    from cuealign.simulation import Heterogeneity, evaluation
+
+    ev = evaluation(np.random.default_rng(2), speakers=10, spread=Heterogeneity(1.0, 0.5, 0.0))
+    clustered = interval(SpeakerDesign(ev.truth, ev.speakers, CLASSES).replicates(ev.correct_a), "percentile")
+    each_alone = np.array([f"u{i:05d}" for i in range(ev.truth.size)])  # every utterance its own speaker
+    iid = interval(
+        SpeakerDesign(ev.truth, each_alone, CLASSES, studentize=False).replicates(ev.correct_a), "percentile"
     )
     assert clustered[1] - clustered[0] > 1.5 * (iid[1] - iid[0])
 
 
 def test_paired_resamples_make_a_constant_shift_exact():
     """The same resamples for two conditions: identical predictions differ by exactly 0 everywhere."""
-    rng = np.random.default_rng(3)
-    speaker, truth, pred, _ = simulate(rng, spread=0.2)
-    boot = Bootstrap.draw(speaker, resamples=200, seed=0)
-    assert np.all(boot.uar(truth, pred, LABELS) - boot.uar(truth, pred.copy(), LABELS) == 0)
-    assert Bootstrap.draw(speaker, resamples=200, seed=0).weights.tolist() == boot.weights.tolist()
+    from cuealign.intervals import CLUSTERED_METHODS, CONDITIONAL, SpeakerDesign, interval
+    from cuealign.simulation import LABELS as CLASSES
+    from cuealign.simulation import Heterogeneity, evaluation
+
+    ev = evaluation(np.random.default_rng(3), speakers=12, spread=Heterogeneity())
+    design = SpeakerDesign(ev.truth, ev.speakers, CLASSES, resamples=200)
+    difference = design.replicates(ev.correct_a) - design.replicates(ev.correct_a.copy())
+    assert np.all(difference.cluster == 0) and np.all(difference.within == 0) and np.all(difference.jackknife == 0)
+    for method in (*CLUSTERED_METHODS, CONDITIONAL):
+        assert interval(difference, method) == (0.0, 0.0)
+    again = SpeakerDesign(ev.truth, ev.speakers, CLASSES, resamples=200)
+    assert again.counts.tolist() == design.counts.tolist() and again.within.tolist() == design.within.tolist()
 
 
 def test_spearman_permutation_p_is_the_share_of_pairings_as_extreme():

@@ -69,6 +69,14 @@ BAD = {
         r"model family 'qwen3-audio' is not in the registry",
     ),
     "model folder with config.json only": (_model_with_only_config_json, r"models\.mine\.path .* holds no weights"),
+    "family names a condition the run lacks": (
+        _set("analysis.families", {"mine": ["aligned - corrupt_p0.3_mean"]}),
+        r"analysis\.families\.mine: 'aligned - corrupt_p0\.3_mean' names 'corrupt_p0\.3_mean', which this run",
+    ),
+    "family compares aligned with itself": (
+        _set("analysis.families", {"mine": ["corrupt_p0_mean - aligned"]}),
+        r"analysis\.families\.mine: 'corrupt_p0_mean - aligned' compares a condition with itself",
+    ),
     "table corpus without split": (
         _table_corpus_without_split,
         r"corpora\.mine\.table .* has no split column.*default_split",
