@@ -101,7 +101,9 @@ def demo_section(root: str | Path = ".") -> str:
         "",
         f"The test split holds {len(test)} utterances of {speakers} speakers "
         f"({', '.join(sorted(test['speaker'].unique()))}). Intervals: {METHOD_WORDS[about['method']]} "
-        f"over the {about['n_speakers']} test speakers, B = {about['resamples']} "
+        f"over the {about['n_speakers']} test speakers"
+        + (f", B = {about['resamples']}" if about["method"] != "jackknife-t" else "")
+        + " "
         '(coverage measured in benchmarks/README.md, "Interval coverage")'
         + (f"; WARNING: {about['warning']}." if about["warning"] else "."),
     ]

@@ -153,7 +153,9 @@ def test_the_terminal_shows_progress_and_no_noise(default_study):
     printed = run.stdout + run.stderr
     assert "[demo/demo-alm/finetune] INFO: epoch 20/20: mean loss" in printed
     assert re.search(r"\[demo/demo-alm/run_inference/\d\] INFO: \d+ predictions \(\d+ computed", printed)
-    assert "demo / demo-alm: 288 in the manifest" in printed  # the accounting line
+    # the accounting line, as the README quotes it
+    quoted = re.search(r"`(demo / demo-alm: [^`]+)`", (REPO / "README.md").read_text())
+    assert quoted and " ".join(quoted[1].split()) in " ".join(printed.split()), "README's accounting line drifted"
     for noise in ("FutureWarning", "DeprecationWarning", "it/s]"):
         assert noise not in printed, f"{noise!r} reached the terminal"
 
@@ -205,3 +207,18 @@ def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(defaul
     main = pd.read_csv(workdir / "results/demo/demo-alm/analysis/table_main.csv", dtype=str).iloc[0]
     for column in ("UAR without tokens", "UAR with tokens", "delta", "95% CI of delta", "p (McNemar)"):
         assert f"{column}" in shown and main[column] in shown, f"{column} {main[column]} is not shown"
+
+
+def test_the_readme_describes_the_default_corpus_as_configured():
+    import yaml
+
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())["corpora"]["demo"]
+    speakers = demo["female_speakers"] + demo["male_speakers"]
+    test = 2 * demo["test_speakers_per_gender"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    first = demo["female_speakers"] - demo["test_speakers_per_gender"] + 1
+    held_out = f"F{first:02d}-F{demo['female_speakers']:02d} and M{first:02d}-M{demo['male_speakers']:02d}"
+    assert f"synthesises a corpus of {speakers} speakers ({held_out} held out as the test split)" in readme
+    assert (
+        f"trains a demo ALM on the {speakers - test} train speakers and probes it on the {test} unseen ones" in readme
+    )
