@@ -47,15 +47,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ci-method", default="jackknife-t", help="jackknife-t, studentized, bca, percentile")
+    parser.add_argument("--min-speakers", type=int, default=4, help="above 10: the within-speaker interval")
     args = parser.parse_args()
     predictions, conditions = simulated_predictions()
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        analyse(predictions, labels=LABELS, expected_conditions=conditions, resamples=args.resamples, seed=0)
+        analyse(
+            predictions,
+            labels=LABELS,
+            expected_conditions=conditions,
+            resamples=args.resamples,
+            seed=0,
+            ci_method=args.ci_method,
+            min_speakers=args.min_speakers,
+        )
         times.append(time.perf_counter() - start)
     print(
-        f"1,241 utterances x {len(conditions)} conditions, B = {args.resamples}: "
+        f"1,241 utterances x {len(conditions)} conditions, {args.ci_method} (min_speakers {args.min_speakers}), "
+        f"B = {args.resamples}: "
         f"best {min(times):.2f} s, median {np.median(times):.2f} s over {args.repeats} runs"
     )
 
