@@ -32,7 +32,8 @@ def accounting(
         (
             "predictions",
             len(predictions),
-            f"{int((predictions['pred'] == 'unparsed').sum())} unparsed, kept and scored as wrong",
+            f"{int((predictions['pred'] == 'unparsed').sum())} unparsed, "
+            f"{int((predictions['pred'] == 'invalid').sum())} invalid (non-finite scores), kept and scored as wrong",
         ),
         (
             "per condition in uar.csv",

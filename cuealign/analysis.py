@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 NEUTRAL = "neutral"
 UNPARSED = "unparsed"
+INVALID = "invalid"  # non-finite label scores (cuealign.inference)
 
 
 def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) -> None:
@@ -109,6 +110,7 @@ def analyse(
                 **ci(replicates[condition]),
                 accuracy=float(np.mean(pred == truth)),
                 unparsed_rate=float(np.mean(pred == UNPARSED)),
+                invalid_rate=float(np.mean(pred == INVALID)),
             )
         )
     uar_table = pd.DataFrame(rows).astype({"p": "float64", "seed": "Int64"})
@@ -134,6 +136,7 @@ def analyse(
             **ci(replicates[name]),
             accuracy=float(group["accuracy"].mean()),
             unparsed_rate=float(group["unparsed_rate"].mean()),
+            invalid_rate=float(group["invalid_rate"].mean()),
             changed_share=float(group["changed_share"].mean()),
         )
     for condition in conditions:
@@ -198,14 +201,17 @@ def analyse(
         ]
     )
     logp_columns = [f"logprob_{label}" for label in labels]
-    if predictions[logp_columns].notna().all().all():
+    if predictions[logp_columns].notna().any().any():  # score mode
         aligned_probs = label_probabilities(predictions, "aligned", labels)
-        # scipy gives the Jensen-Shannon distance; its square is the divergence (bits)
+        # scipy gives the Jensen-Shannon distance; its square is the divergence (bits). An invalid
+        # answer (non-finite scores) has none: the mean is over the utterances that have one.
         distance = {
             c: jensenshannon(label_probabilities(predictions, c, labels), aligned_probs, base=2, axis=1)
             for c in conditions
         }
-        shifts["mean_js_vs_aligned"] = [float(np.mean(distance[c] ** 2)) for c in conditions]
+        shifts["mean_js_vs_aligned"] = [
+            float(np.nanmean(distance[c] ** 2)) if np.isfinite(distance[c]).any() else np.nan for c in conditions
+        ]
     return {
         "intervals": {
             "method": used,

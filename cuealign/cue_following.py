@@ -71,7 +71,7 @@ def cue_following(
     in a way the fit split gives a direction to. Needs label log-probs (score mode); without them
     (generate mode) the table is empty."""
     logp_columns = [f"logprob_{label}" for label in labels]
-    if predictions[logp_columns].isna().any().any():
+    if predictions[logp_columns].isna().all().all():  # generate mode: no label scores at all
         return pd.DataFrame(columns=COLUMNS)
     by_condition = {c: rows.set_index("utt_id").sort_index() for c, rows in predictions.groupby("condition")}
     aligned = by_condition["aligned"]
@@ -80,7 +80,10 @@ def cue_following(
     for condition in [c for c in kinds.index if kinds[c] in ("conflict", "swap")]:
         changed = by_condition[condition].loc[aligned.index]
         pull = _pull(aligned, changed, association, labels)
-        keep = np.any(pull != 0, axis=1)
+        # utterances with a direction, whose answers both have finite scores (not 'invalid')
+        finite = np.isfinite(changed[logp_columns].to_numpy(float)).all(axis=1)
+        finite &= np.isfinite(aligned[logp_columns].to_numpy(float)).all(axis=1)
+        keep = np.any(pull != 0, axis=1) & finite
         pull = pull[keep] - pull[keep].mean(axis=1, keepdims=True)
         after, before = changed.loc[keep, logp_columns].to_numpy(float), aligned.loc[keep, logp_columns].to_numpy(float)
         change = (after - before) - (after - before).mean(axis=1, keepdims=True)

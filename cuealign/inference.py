@@ -4,7 +4,10 @@ Every answer is written to a content-keyed cache as soon as its utterance is don
 what was asked (audio content hash, audio kind, model fingerprint and revision, prompt texts,
 mode, labels, decoding settings). A shard killed halfway resumes from there, and a new condition
 or corruption level computes only the new rows. Nothing is dropped or filled in: an answer that
-names no label is 'unparsed', kept and counted.
+names no label is 'unparsed', kept and counted; label scores that are not finite (a float16 model
+whose activations overflow gives NaN, and argmax would read NaN as the first label) make the
+answer 'invalid': kept, counted, scored as wrong and never cached, and a shard where most answers
+are invalid fails with a message naming the dtype.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ progress_log = logging.getLogger(PROGRESS)  # shown on the terminal by cuealign.
 PROGRESS_EVERY_S = 30.0
 
 UNPARSED = "unparsed"
+INVALID = "invalid"
+MOST = 0.5  # more than this share of invalid answers stops the job
 # Words an answer may use for a class (lower case). The first word of the answer that is a label,
 # or a synonym of one, decides; an answer with none is 'unparsed'.
 SYNONYMS = {
@@ -129,6 +134,8 @@ def predict_shard(
                 )
                 fresh = [
                     {"pred": labels[int(np.argmax(s))], "raw_output": labels[int(np.argmax(s))], "logprobs": s.tolist()}
+                    if np.all(np.isfinite(s))
+                    else {"pred": INVALID, "raw_output": "non-finite label scores", "logprobs": np.asarray(s).tolist()}
                     for s in scores
                 ]
             else:
@@ -139,7 +146,8 @@ def predict_shard(
             seconds = (time.perf_counter() - start) / len(todo)
             for i, answer in zip(todo, fresh, strict=True):
                 answer |= {"seconds": seconds, "audio_policy": policy}
-                cache.put(keys[i], answer)  # as soon as the utterance is done: a kill loses at most one
+                if answer["pred"] != INVALID:  # an invalid answer is asked again next time
+                    cache.put(keys[i], answer)  # as soon as the utterance is done: a kill loses at most one
                 answers[i] = answer
             computed += len(todo)
         now = time.perf_counter()
@@ -178,14 +186,26 @@ def predict_shard(
         batch_size=spec["batch_size"],
     )
     unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
+    invalid = int((table["pred"] == INVALID).sum()) if len(table) else 0
     elapsed = time.perf_counter() - started
     progress_log.info(
-        "%d predictions (%d computed, %d from the cache), %d unparsed; %.1f s, %.1f computed prompts/s",
+        "%d predictions (%d computed, %d from the cache), %d unparsed, %d invalid; %.1f s, %.1f computed prompts/s",
         len(table),
         computed,
         len(table) - computed,
         unparsed,
+        invalid,
         elapsed,
         computed / elapsed if elapsed > 0 else 0.0,
     )
+    if invalid:
+        advice = (
+            f"the model's label scores were not finite (NaN or inf) with dtype {spec['dtype']}: its activations "
+            "overflow; set the model's dtype to bfloat16 or float32"
+        )
+        if invalid > MOST * len(table):
+            raise RuntimeError(f"{invalid} of {len(table)} answers are invalid: {advice}")
+        progress_log.warning(
+            "%d of %d answers are invalid (kept, scored as wrong, not cached): %s", invalid, len(table), advice
+        )
     return table

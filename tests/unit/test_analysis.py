@@ -323,3 +323,18 @@ def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():
     ).all()
     assert (comparisons["p_value"] == 1).all() and comparisons["ci_zero_width"].all()
     assert result["uar"]["ci_zero_width"].all()
+
+
+def test_invalid_answers_are_wrong_and_counted():
+    predictions = simulate(speakers=4, per_speaker=10)
+    hit = (predictions["condition"] == "aligned") & (predictions["utt_id"].isin(["u0000", "u0001"]))
+    predictions.loc[hit, "pred"] = "invalid"
+    for label in LABELS:
+        predictions.loc[hit, f"logprob_{label}"] = np.nan
+    result = analyse(predictions, labels=LABELS, expected_conditions=CONDITIONS, resamples=50)
+    table = result["uar"].set_index("condition")
+    assert table.loc["aligned", "invalid_rate"] == pytest.approx(2 / 40) and table.loc["none", "invalid_rate"] == 0
+    rows = predictions[predictions["condition"] == "aligned"]
+    assert table.loc["aligned", "uar"] == pytest.approx(uar(rows["label"].to_numpy(), rows["pred"].to_numpy(), LABELS))
+    # the divergences skip the two answers without scores instead of vanishing
+    assert result["shifts"]["mean_js_vs_aligned"].notna().all()

@@ -8,7 +8,7 @@ import soundfile as sf
 from cuealign.audio import load_model_audio
 from cuealign.backends.loader import load_backend
 from cuealign.cache import KeyedJsonCache
-from cuealign.inference import UNPARSED, parse_answer, predict_shard
+from cuealign.inference import INVALID, UNPARSED, parse_answer, predict_shard
 from cuealign.interventions import Condition
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -210,3 +210,56 @@ def test_load_audio_resamples_mixes_truncates_and_silences(tmp_path):
     assert short.shape == (16000,) and policy == "truncated to 1 s"
     quiet, _ = load_model_audio(str(path), rate=16000, window_s=30.0, silence=True)
     assert quiet.shape == (32000,) and not quiet.any()
+
+
+class NaNFor:
+    """Wraps a backend: the label scores of suffixes that contain ``marker`` come back NaN."""
+
+    def __init__(self, backend, marker):
+        self.backend, self.family, self.marker = backend, backend.family, marker
+
+    def score(self, audio, prefix, suffixes, labels, **kwargs):
+        scores = np.array(self.backend.score(audio, prefix, suffixes, labels, **kwargs), dtype=float)
+        scores[[self.marker in s for s in suffixes]] = np.nan
+        return scores
+
+
+def test_non_finite_scores_are_invalid_answers_never_a_label_and_never_cached(
+    backend, prompts, tmp_path, tiny_qwen2_audio, caplog
+):
+    from cuealign.runlog import PROGRESS
+
+    caplog.set_level("INFO", logger=PROGRESS)
+    cache = KeyedJsonCache(tmp_path, "p")
+    table = predict_shard(
+        prompts, NaNFor(backend, "LOW"), labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False
+    )
+    invalid = table["condition"] == "conflict"  # its suffix holds ENERGY=LOW
+    assert (table.loc[invalid, "pred"] == INVALID).all() and not (table.loc[~invalid, "pred"] == INVALID).any()
+    assert table.loc[invalid, [f"logprob_{label}" for label in LABELS]].isna().all().all()
+    assert "4 of 12 answers are invalid" in caplog.text and "dtype float32" in caplog.text
+    # asked again next time: the valid answers come from the cache, the invalid ones are computed
+    caplog.clear()
+    again = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    assert "12 predictions (4 computed, 8 from the cache), 0 unparsed, 0 invalid" in caplog.text
+    assert not (again["pred"] == INVALID).any()
+
+
+def test_a_float16_model_that_overflows_stops_with_its_dtype_named(tiny_qwen2_audio, prompts, tmp_path):
+    import torch
+
+    overflowing = load_backend(
+        {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float16"}
+        | {"trust_remote_code": False}
+    )
+    with torch.no_grad():  # embeddings past float16's range: the real model's activations become inf, then NaN
+        overflowing.model.get_input_embeddings().weight.mul_(1e6)
+    with pytest.raises(RuntimeError, match=r"12 of 12 answers are invalid: .* dtype float16: .* bfloat16 or float32"):
+        predict_shard(
+            prompts,
+            overflowing,
+            labels=LABELS,
+            spec=spec(tiny_qwen2_audio, dtype="float16"),
+            cache=KeyedJsonCache(tmp_path, "p"),
+            progress=False,
+        )
