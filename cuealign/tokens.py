@@ -59,6 +59,7 @@ class TokenOptions:
     fit_split: Literal["train", "dev", "test", "all"] = "train"
     normalise: Literal["dataset", "speaker"] = "dataset"
     per_gender: tuple[str, ...] = ()
+    min_speaker_utterances: int = 5
     min_voiced_fraction: float = 0.05
     vq_low_quantile: float = 0.2
     vq_high_quantile: float = 0.8
@@ -79,6 +80,7 @@ class TokenOptions:
             concepts=concepts,
             fit_split=options["fit_split"],
             normalise=options["normalise"],
+            min_speaker_utterances=options["min_speaker_utterances"],
             per_gender=tuple(options["per_gender"]),
             min_voiced_fraction=vq["min_voiced_fraction"],
             vq_low_quantile=vq["low_quantile"],
@@ -197,7 +199,16 @@ def _fit_standardisation(frame: pd.DataFrame, options: TokenOptions, fit: pd.Ser
         fitted = Standardiser.fit(frame[fit], columns)
         return {ALL: {"centre": fitted.centre, "scale": fitted.scale}}
     # Per speaker: each speaker's own utterances of every split (label-free), so a test speaker
-    # unseen in training is normalised by itself.
+    # unseen in training is normalised by itself. A median and IQR of a handful of utterances say
+    # nothing (one utterance scores 0 on everything: all tokens MID), so too few is an error.
+    counts = frame["speaker"].value_counts()
+    if len(few := counts[counts < options.min_speaker_utterances]):
+        shown = ", ".join(f"{speaker} ({n})" for speaker, n in few.sort_index().head(10).items())
+        raise ValueError(
+            f"tokens.normalise: speaker standardises each speaker on their own utterances, and {len(few)} "
+            f"speakers have fewer than tokens.min_speaker_utterances = {options.min_speaker_utterances}: {shown}. "
+            "Use normalise: dataset for this corpus, or lower min_speaker_utterances knowingly"
+        )
     return {
         str(speaker): vars(Standardiser.fit(rows, columns)) for speaker, rows in frame.groupby("speaker", sort=True)
     }

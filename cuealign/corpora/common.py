@@ -25,6 +25,30 @@ class CorpusTable:
 
     def __post_init__(self) -> None:
         self.table = self.table[IDENTITY_COLUMNS].reset_index(drop=True)
+        self.table["speaker"] = normalise_speakers(self.table["speaker"])
+
+
+def normalise_speakers(speakers: pd.Series) -> pd.Series:
+    """Speaker ids without surrounding whitespace ('F05 ' is F05); ids that still differ only in
+    case ('F05', 'f05') or are empty are an error naming them, since they would count as several
+    speakers (or one) in every speaker-clustered statistic."""
+    cleaned = speakers.astype(str).str.strip()
+    if (cleaned == "").any():
+        raise CorpusError(
+            f"{int((cleaned == '').sum())} utterances have an empty speaker id; give every utterance its speaker"
+        )
+    spellings = cleaned.groupby(cleaned.str.casefold()).unique()
+    clashes = [sorted(v) for v in spellings if len(v) > 1]
+    if clashes:
+        counts = cleaned.value_counts()
+        shown = "; ".join(
+            " and ".join(f"{name!r} ({counts[name]} utterances)" for name in group) for group in clashes[:5]
+        )
+        raise CorpusError(
+            f"speaker ids that differ only in case: {shown}. Spell each speaker one way in the corpus table "
+            "(they would count as different speakers)"
+        )
+    return cleaned
 
 
 def apply_label_map(

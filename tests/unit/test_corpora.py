@@ -139,3 +139,29 @@ def test_annotation_files_are_the_label_sources(iemocap_root, aibo_root):
         {"type": "aibo", "root": str(aibo_root), "labels": "labels/IS2009EmotionChallenge/chunk_labels_5cl_corpus.txt"}
     )
     assert aibo.name == "chunk_labels_5cl_corpus.txt"
+
+
+def test_speaker_ids_lose_surrounding_spaces_and_case_clashes_are_errors(tmp_path):
+    import pandas as pd
+
+    from cuealign.corpora.common import CorpusError, CorpusTable
+
+    def table(speakers):
+        n = len(speakers)
+        return pd.DataFrame(
+            {
+                "utt_id": [f"u{i}" for i in range(n)],
+                "path": [f"/a/u{i}.wav" for i in range(n)],
+                "label": "angry",
+                "orig_label": "ang",
+                "speaker": speakers,
+                "gender": "F",
+                "split": "test",
+            }
+        )
+
+    assert CorpusTable(table(["F05", "F05 ", " F05", "M01"])).table["speaker"].tolist() == ["F05", "F05", "F05", "M01"]
+    with pytest.raises(CorpusError, match=r"differ only in case: 'F05' \(2 utterances\) and 'f05' \(1 utterances\)"):
+        CorpusTable(table(["F05", "F05", "f05"]))
+    with pytest.raises(CorpusError, match="empty speaker id"):
+        CorpusTable(table(["F05", "  "]))

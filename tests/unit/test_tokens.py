@@ -259,3 +259,13 @@ def test_tokens_follow_the_directions_the_corpus_was_generated_with(synthetic, o
     quality = tokens.merge(manifest[["utt_id", "label"]], on="utt_id")
     breathy = (quality["VOICE_QUALITY"] == "BREATHY").groupby(quality["label"]).mean()
     assert breathy["sad"] >= 0.3 and breathy["sad"] > 2 * breathy.drop("sad").max()
+
+
+def test_per_speaker_normalisation_refuses_a_speaker_with_too_few_utterances():
+    lld, manifest = make_data(n_train=100, n_test=20)
+    manifest.loc[0, "speaker"] = "lonely"  # one utterance: its own median and IQR would make every token MID
+    with pytest.raises(ValueError, match=r"fewer than tokens.min_speaker_utterances = 5: lonely \(1\)"):
+        fit_tokens(lld, manifest, default_options(normalise="speaker", per_gender=[]))
+    # the dataset's median/IQR has no such limit; lowering the minimum is the user's informed choice
+    fit_tokens(lld, manifest, default_options(normalise="dataset", per_gender=[]))
+    fit_tokens(lld, manifest, default_options(normalise="speaker", per_gender=[], min_speaker_utterances=1))
