@@ -22,10 +22,20 @@ def shard_rows(manifest: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFram
 
 
 def split_by_shard(table: pd.DataFrame, manifest: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
-    """Rows of a per-utterance table (prompts: utterance x condition) grouped into the shards of
-    their utterances, so that all conditions of an utterance share one shard."""
-    shard = dict(zip(manifest["utt_id"], shard_of(len(manifest), n_shards), strict=True))
+    """Rows of a per-utterance table (prompts: utterance x condition) grouped into shards of the
+    utterances the table holds (the evaluated split, in manifest order), as even as possible, so
+    that every inference job has work and all conditions of an utterance share one shard. Fewer
+    utterances than shards is an error: the extra jobs would load a model for nothing."""
+    known = set(manifest["utt_id"])
+    if missing := [u for u in table["utt_id"].unique() if u not in known]:
+        raise ValueError(f"utterances not in the manifest: {missing[:5]}")
+    present = set(table["utt_id"])
+    evaluated = [u for u in manifest["utt_id"] if u in present]
+    if len(evaluated) < n_shards:
+        raise ValueError(
+            f"shards: {n_shards}, but only {len(evaluated)} utterances are evaluated; set shards to at most "
+            f"{max(len(evaluated), 1)} (every shard is one inference job that loads the model)"
+        )
+    shard = dict(zip(evaluated, shard_of(len(evaluated), n_shards), strict=True))
     of_row = table["utt_id"].map(shard)
-    if of_row.isna().any():
-        raise ValueError(f"utterances not in the manifest: {table.loc[of_row.isna(), 'utt_id'].unique()[:5]}")
     return [table[of_row == i].reset_index(drop=True) for i in range(n_shards)]
