@@ -294,3 +294,28 @@ def test_a_pickle_only_adapter_is_refused_too(tiny_qwen2_audio, tmp_path):
     with pytest.raises(ValueError, match=r"models.m.adapter .* holds pickle weights only \(adapter_model.bin\)"):
         check_model_spec("m", spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter")), ["demo"])
     check_model_spec("m", spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter"), allow_pickle=True), ["demo"])
+
+
+def test_a_checkpoints_own_code_is_never_imported_by_default(tiny_qwen2_audio, tmp_path):
+    """A folder whose config.json points at its own Python (auto_map), as remote-code checkpoints
+    do: without trust_remote_code the module is never imported, so its code never runs."""
+    import json
+    import shutil
+
+    folder = tmp_path / "remote-code"
+    shutil.copytree(tiny_qwen2_audio, folder)
+    marker = tmp_path / "the checkpoint's code ran"
+    (folder / "evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "from transformers import Qwen2AudioForConditionalGeneration as EvilModel\n"
+        "from transformers import Qwen2AudioConfig as EvilConfig\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    backend = load_backend(spec(folder))
+    assert backend.score(np.zeros(16000, np.float32), "Which emotion?", [""], ["angry", "sad"], batch_size=1).shape == (
+        1,
+        2,
+    )
+    assert not marker.exists()
