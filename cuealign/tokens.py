@@ -38,6 +38,40 @@ VOICE_QUALITY = "VOICE_QUALITY"
 VQ_LABELS = ("MODAL", "BREATHY", "PRESSED", "ROUGH", "CREAKY", "UNVOICED")
 UNVOICED = "UNVOICED"
 JITTER, SHIMMER, HNR = "jitterLocal_sma3nz", "shimmerLocaldB_sma3nz", "HNRdBACF_sma3nz"
+# What a concept can average: openSMILE's 25 eGeMAPSv02 LLDs, in its order, and the voiced-frame
+# spectral means (cuealign.features.summary_columns; a test checks the two lists agree). Kept here
+# so that the config checks need not load openSMILE.
+DESCRIPTORS = (
+    "Loudness_sma3",
+    "alphaRatio_sma3",
+    "hammarbergIndex_sma3",
+    "slope0-500_sma3",
+    "slope500-1500_sma3",
+    "spectralFlux_sma3",
+    "mfcc1_sma3",
+    "mfcc2_sma3",
+    "mfcc3_sma3",
+    "mfcc4_sma3",
+    "F0semitoneFrom27.5Hz_sma3nz",
+    "jitterLocal_sma3nz",
+    "shimmerLocaldB_sma3nz",
+    "HNRdBACF_sma3nz",
+    "logRelF0-H1-H2_sma3nz",
+    "logRelF0-H1-A3_sma3nz",
+    "F1frequency_sma3nz",
+    "F1bandwidth_sma3nz",
+    "F1amplitudeLogRelF0_sma3nz",
+    "F2frequency_sma3nz",
+    "F2bandwidth_sma3nz",
+    "F2amplitudeLogRelF0_sma3nz",
+    "F3frequency_sma3nz",
+    "F3bandwidth_sma3nz",
+    "F3amplitudeLogRelF0_sma3nz",
+    "alphaRatioV_sma3nz",
+    "hammarbergIndexV_sma3nz",
+    "slopeV0-500_sma3nz",
+    "slopeV500-1500_sma3nz",
+)
 HARMONIC_RELATION = "logRelF0-H1-A3_sma3nz"
 ALL = "all"
 
@@ -72,6 +106,12 @@ class TokenOptions:
             Concept(name, dict(spec["descriptors"]), tuple(spec["labels"]))
             for name, spec in options["concepts"].items()
         )
+        for concept in concepts:
+            if misspelt := sorted(set(concept.descriptors) - set(DESCRIPTORS)):
+                raise ValueError(
+                    f"config: tokens.concepts.{concept.name}.descriptors names {misspelt}, which are not eGeMAPSv02 "
+                    f"LLDs or their voiced-frame spectral means; the descriptors are {list(DESCRIPTORS)}"
+                )
         unknown = sorted(set(options["per_gender"]) - {c.name for c in concepts} - {VOICE_QUALITY})
         if unknown:
             raise ValueError(f"config: tokens.per_gender names {unknown}, which are not in tokens.concepts")

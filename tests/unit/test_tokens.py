@@ -269,3 +269,12 @@ def test_per_speaker_normalisation_refuses_a_speaker_with_too_few_utterances():
     # the dataset's median/IQR has no such limit; lowering the minimum is the user's informed choice
     fit_tokens(lld, manifest, default_options(normalise="dataset", per_gender=[]))
     fit_tokens(lld, manifest, default_options(normalise="speaker", per_gender=[], min_speaker_utterances=1))
+
+
+def test_descriptor_names_are_the_extracted_ones_and_a_misspelt_one_is_named():
+    from cuealign.tokens import DESCRIPTORS
+
+    assert list(DESCRIPTORS) + ["voiced_fraction", "n_frames"] == summary_columns()  # openSMILE's own list
+    concepts = {"ENERGY": {"descriptors": {"Loudnes_sma3": 1}, "labels": ["LOW", "HIGH"]}}
+    with pytest.raises(ValueError, match=r"tokens.concepts.ENERGY.descriptors names \['Loudnes_sma3'\]"):
+        default_options(concepts=concepts)

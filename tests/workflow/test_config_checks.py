@@ -77,6 +77,14 @@ BAD = {
         _set("analysis.families", {"mine": ["corrupt_p0_mean - aligned"]}),
         r"analysis\.families\.mine: 'corrupt_p0_mean - aligned' compares a condition with itself",
     ),
+    "misspelt descriptor": (
+        _set("tokens.concepts", {"ENERGY": {"descriptors": {"Loudnes_sma3": 1}, "labels": ["LOW", "HIGH"]}}),
+        r"tokens\.concepts\.ENERGY\.descriptors names \['Loudnes_sma3'\]",
+    ),
+    "device gpu": (
+        _set("finetune.demo-alm.device", "gpu"),
+        r"finetune\.demo-alm\.device: 'gpu' does not match",
+    ),
     "table corpus without split": (
         _table_corpus_without_split,
         r"corpora\.mine\.table .* has no split column.*default_split",
