@@ -41,10 +41,20 @@ def iemocap_annotation_files(root: str | Path, *, sessions: list[int]) -> list[P
 
 
 def _parse_evaluation(path: Path) -> list[tuple[str, str]]:
+    """(utterance, raw label) of every turn line ('[start - end]<TAB>utt<TAB>label<TAB>[V, A, D]').
+    Evaluator and attribute lines are skipped; a line that opens like a turn line and does not
+    parse (tabs turned into spaces by an editor, a cut line) is an error naming the file and line,
+    since skipping it would silently lose an utterance."""
     rows = []
-    for line in path.read_text(errors="replace").splitlines():
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if match := _LINE.match(line):
             rows.append((match["utt"], match["emo"]))
+        elif line.lstrip().startswith("["):
+            raise CorpusError(
+                f"{path}:{number}: a turn line that does not parse: {line!r}. IEMOCAP's turn lines are "
+                "'[start - end]<TAB>utterance<TAB>label<TAB>[V, A, D]' (tab-separated); restore the file "
+                "from the release"
+            )
     return rows
 
 

@@ -54,6 +54,16 @@ def test_iemocap_unknown_label_is_an_error(tmp_path):
         read_corpus({"type": "iemocap", "root": str(root), "label_map": IEMOCAP_MAP}, sessions=[1])
 
 
+def test_an_iemocap_turn_line_that_does_not_parse_is_an_error_naming_file_and_line(iemocap_root):
+    path = iemocap_root / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
+    lines = path.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if "Ses01F_impro01_M000" in line)
+    lines[number] = lines[number].replace("\t", "    ")  # an editor turned the tabs into spaces
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorpusError, match=rf"Ses01F_impro01.txt:{number + 1}: a turn line that does not parse"):
+        read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP})
+
+
 def test_iemocap_missing_session_names_it(tmp_path):
     with pytest.raises(CorpusError, match="IEMOCAP session 1"):
         read_corpus({"type": "iemocap", "root": str(tmp_path), "label_map": IEMOCAP_MAP})
