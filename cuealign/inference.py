@@ -23,7 +23,7 @@ from tqdm import tqdm
 from cuealign.audio import load_model_audio
 from cuealign.cache import KeyedJsonCache, content_key
 from cuealign.interventions import CONDITION_COLUMNS
-from cuealign.provenance import model_fingerprint
+from cuealign.provenance import model_identity
 from cuealign.runlog import PROGRESS
 from cuealign.tokens import TOKEN_PREFIX
 
@@ -83,12 +83,15 @@ def predict_shard(
     cache: KeyedJsonCache,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Predictions for every row of ``prompts`` (config: models.<name> is ``spec``)."""
+    """Predictions for every row of ``prompts`` (config: models.<name> is ``spec``). Answers are
+    keyed by what the model is (its files' content, or the hub snapshot commit), so a changed
+    model never reuses another's answers and a bit-identical one hits the cache."""
     mode = spec["mode"]
+    hashes = KeyedJsonCache(cache.root.parent, "file-hashes")  # each weight file read once
     asked = {
-        "model": model_fingerprint(spec["path"]),
+        "model": model_identity(spec["path"], spec.get("revision"), memo=hashes),
         "revision": spec.get("revision"),
-        "adapter": model_fingerprint(spec["adapter"]) if spec.get("adapter") else None,
+        "adapter": model_identity(spec["adapter"], memo=hashes) if spec.get("adapter") else None,
         "family": spec["family"],
         "dtype": spec["dtype"],
         "mode": mode,

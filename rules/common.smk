@@ -5,6 +5,7 @@ from cuealign.checks import corpus_setting, token_options, unprobed_note
 from cuealign.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files
 from cuealign.folds import FOLD_OF, FOLD_SESSION
+from cuealign.provenance import model_fingerprint
 
 # Every model to probe: config models plus the ones the finetune rule trains.
 MODELS = model_entries(config)
@@ -156,6 +157,18 @@ def get_run_inference_model(wildcards):
     if wildcards.model in config["finetune"]:
         return FINETUNED_MODEL_DIR.format(**wildcards)
     return []
+
+
+def get_run_inference_model_state(wildcards):
+    """A cheap sign of the model's state (file names, sizes and times, or the hub snapshot the
+    local cache resolves to); a fine-tuned model is an input of the job instead."""
+    if wildcards.model in config["finetune"]:
+        return "trained by this workflow"
+    spec = model_spec(wildcards.model, wildcards.corpus)
+    state = model_fingerprint(spec["path"], spec.get("revision"))
+    if spec.get("adapter"):
+        state += f"+{model_fingerprint(spec['adapter'])}"
+    return state
 
 
 def get_finetune_resources_gpu(wildcards):

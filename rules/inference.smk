@@ -17,6 +17,8 @@ rule run_inference:
         gpu=get_run_inference_resources_gpu,
     params:
         spec=lambda wildcards: model_spec(wildcards.model, wildcards.corpus),
+        # changes when the model does (a new hub snapshot, weights replaced): inference reruns
+        model_state=get_run_inference_model_state,
         cache_dir=config["cache_dir"],
     script:
         "../workflow_scripts/run_inference.py"

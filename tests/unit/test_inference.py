@@ -263,3 +263,32 @@ def test_a_float16_model_that_overflows_stops_with_its_dtype_named(tiny_qwen2_au
             cache=KeyedJsonCache(tmp_path, "p"),
             progress=False,
         )
+
+
+def test_answers_follow_the_model_not_its_path_or_file_times(backend, prompts, tmp_path, tiny_qwen2_audio, caplog):
+    """A model replaced in place (same size, modification time kept, as cp -p or rsync -a do)
+    computes again; a bit-identical copy at another path hits the cache."""
+    import os
+    import shutil
+
+    from cuealign.runlog import PROGRESS
+
+    caplog.set_level("INFO", logger=PROGRESS)
+    cache = KeyedJsonCache(tmp_path / "cache", "p")
+    first = tmp_path / "first"
+    shutil.copytree(tiny_qwen2_audio, first)
+    predict_shard(prompts, backend, labels=LABELS, spec=spec(first), cache=cache, progress=False)
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    caplog.clear()
+    predict_shard(prompts, backend, labels=LABELS, spec=spec(copy), cache=cache, progress=False)
+    assert "12 predictions (0 computed, 12 from the cache)" in caplog.text
+    weights = next(first.glob("*.safetensors"))
+    times = (weights.stat().st_atime_ns, weights.stat().st_mtime_ns)
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=times)
+    caplog.clear()
+    predict_shard(prompts, backend, labels=LABELS, spec=spec(first), cache=cache, progress=False)
+    assert "12 predictions (12 computed, 0 from the cache)" in caplog.text

@@ -97,3 +97,48 @@ def test_accounting_reconciles_every_utterance():
 def test_accounting_refuses_a_lost_row(break_it, message):
     with pytest.raises(ValueError, match="do not reconcile.*" + message):
         accounting(*break_it(*manifest_prompts_predictions()))
+
+
+def test_model_identity_is_content_not_file_times(tmp_path):
+    import os
+    import shutil
+
+    from cuealign.cache import KeyedJsonCache
+    from cuealign.provenance import model_fingerprint, model_identity
+
+    memo = KeyedJsonCache(tmp_path, "file-hashes")
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "model.safetensors").write_bytes(b"\x00" * 1000)
+    (a / "config.json").write_text("{}")
+    first = model_identity(str(a), memo=memo)
+    # a bit-identical copy elsewhere, with other times: the same model
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    assert model_identity(str(b), memo=memo) == first
+    # weights replaced by others of the same size, with the old modification time kept (cp -p)
+    weights = a / "model.safetensors"
+    times = (weights.stat().st_atime_ns, weights.stat().st_mtime_ns)
+    weights.write_bytes(b"\x01" * 1000)
+    os.utime(weights, ns=times)
+    assert model_identity(str(a), memo=memo) != first
+    assert model_fingerprint(str(a)) != model_fingerprint(str(b))  # the cheap sign changes too (ctime)
+    # remembered: an unchanged file is not read again
+    entries = len(list(memo.root.rglob("*.json")))
+    model_identity(str(a), memo=memo)
+    assert len(list(memo.root.rglob("*.json"))) == entries
+
+
+def test_a_hub_model_is_the_snapshot_its_cache_resolves_to_now(tmp_path):
+    from cuealign.provenance import hub_commit, model_identity
+
+    repo = tmp_path / "models--org--alm"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    before = model_identity("org/alm", cache_dir=tmp_path)
+    assert before == f"org/alm@{'a' * 40}" and hub_commit("org/alm", None, cache_dir=tmp_path) == "a" * 40
+    (repo / "refs" / "main").write_text("b" * 40)  # `hf download` of a new revision
+    assert model_identity("org/alm", cache_dir=tmp_path) == f"org/alm@{'b' * 40}"
