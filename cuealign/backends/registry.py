@@ -101,6 +101,36 @@ def _check_path(where: str, path: str, revision: str | None = None, *, allow_pic
         _check_weights(where, path, [p.name for p in Path(found).parent.iterdir()], allow_pickle)
 
 
+def _same_model(recorded: str, path: str) -> bool:
+    """Whether an adapter's recorded base and the model it is put on name the same model: the
+    same string, the same folder, or a hub id and a snapshot folder of it in the HF cache."""
+    if recorded == path:
+        return True
+    a, b = Path(recorded).expanduser(), Path(path).expanduser()
+    if a.is_dir() and b.is_dir():
+        return a.resolve() == b.resolve()
+
+    def hub_id(p: Path) -> str | None:  # .../models--org--name/snapshots/<commit>
+        if p.is_dir() and p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
+            return p.parent.parent.name.removeprefix("models--").replace("--", "/")
+        return None
+
+    return hub_id(b) == recorded or hub_id(a) == path
+
+
+def check_adapter_base(where: str, adapter: str, path: str) -> None:
+    """A PEFT adapter records the base it was trained on; put on another model of the same shape it
+    loads silently and answers wrongly, so a different base is refused, naming both."""
+    import json
+
+    recorded = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if recorded and not _same_model(recorded, path):
+        raise ValueError(
+            f"{where}.adapter {adapter!r} was trained on {recorded!r}, not on {path!r} (models path): put it on "
+            "the model it was trained on, or set allow_adapter_transfer: true for a deliberate transfer"
+        )
+
+
 def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bool = False) -> None:
     """Fail before any model work: unknown family, missing local model, unknown corpus.
 
@@ -129,6 +159,8 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
                 f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)"
             )
         _check_weights(f"{where}.adapter", spec["adapter"], [p.name for p in adapter.iterdir()], allow_pickle)
+        if not spec.get("allow_adapter_transfer", False):
+            check_adapter_base(where, spec["adapter"], spec["path"])
     if spec.get("gpus", 1) > 1 and spec["device"] != "auto":
         raise ValueError(
             f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; "

@@ -319,3 +319,27 @@ def test_a_checkpoints_own_code_is_never_imported_by_default(tiny_qwen2_audio, t
         2,
     )
     assert not marker.exists()
+
+
+def test_an_adapter_trained_on_another_base_is_refused_naming_both(tiny_qwen2_audio, tmp_path):
+    import re
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from cuealign.backends.registry import check_model_spec
+
+    base = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "adapter")
+    other = tmp_path / "other-base"
+    import shutil
+
+    shutil.copytree(tiny_qwen2_audio, other)  # same shape: PEFT would load it silently
+    entry = spec(tiny_qwen2_audio, adapter=str(tmp_path / "adapter")) | {"device": "cpu", "gpus": 1}
+    check_model_spec("m", entry, ["demo"])  # its own base
+    named = (
+        rf"models\.m\.adapter .* was trained on '{re.escape(str(tiny_qwen2_audio))}', not on '{re.escape(str(other))}'"
+    )
+    with pytest.raises(ValueError, match=named):
+        check_model_spec("m", entry | {"path": str(other)}, ["demo"])
+    check_model_spec("m", entry | {"path": str(other), "allow_adapter_transfer": True}, ["demo"])
