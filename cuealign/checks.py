@@ -83,6 +83,21 @@ def _check_families(config: dict) -> None:
     check_families(families, conditions)
 
 
+def _check_finetune_split(config: dict, name: str, spec: dict) -> None:
+    """A model trained on the utterances it is then evaluated on measures memory, not cue use."""
+    if spec["corpus"] not in config["corpora"]:
+        return  # named by check_finetune_spec
+    evaluated = corpus_setting(config, spec["corpus"], "evaluate_split")
+    if spec.get("allow_evaluated_split"):
+        return
+    if spec["split"] == evaluated or "all" in (spec["split"], evaluated):
+        raise ValueError(
+            f"config: finetune.{name}.split is {spec['split']!r} and corpus {spec['corpus']!r} evaluates split "
+            f"{evaluated!r}: the model would be tested on utterances it was trained on. Train on train (and "
+            "evaluate test), or set finetune." + name + ".allow_evaluated_split: true knowingly"
+        )
+
+
 def _check_folds(config: dict) -> None:
     import copy
 
@@ -174,6 +189,7 @@ def check_config(config: dict, *, configfiles: Iterable[str | Path] = ()) -> Non
     corpora = list(config["corpora"])
     for name, spec in config["finetune"].items():
         checks.append(lambda name=name, spec=spec: check_finetune_spec(name, spec, corpora))
+        checks.append(lambda name=name, spec=spec: _check_finetune_split(config, name, spec))
 
     def check_models() -> None:
         for name, spec in model_entries(config).items():

@@ -99,3 +99,42 @@ def build_manifest(
     if not (manifest["status"] == OK).any():
         raise BadAudioError("no audio file passed its checks; see bad_files.csv and the log")
     return manifest, bad
+
+
+class LeakageError(ValueError):
+    """Train and evaluated utterances share audio or speakers."""
+
+
+def check_leakage(manifest: pd.DataFrame, *, same_audio: str = "error", speaker_in_two_splits: str = "error") -> None:
+    """Refuse a manifest whose splits share audio content (one recording under two ids) or a
+    speaker (the corpora's protocols are speaker-disjoint), naming the rows and the override
+    (config: leakage)."""
+    usable = manifest[manifest["status"] == OK]
+    problems = []
+    if same_audio == "error":
+        splits = usable.groupby("sha256")["split"].nunique()
+        if len(shared := splits[splits > 1]):
+            rows = usable[usable["sha256"].isin(shared.index)].sort_values(["sha256", "split"])
+            shown = "; ".join(
+                " = ".join(f"{r.utt_id} ({r.split})" for r in group.itertuples())
+                for _, group in list(rows.groupby("sha256", sort=False))[:5]
+            )
+            problems.append(
+                f"{len(shared)} recordings appear in two splits under different ids: {shown}. Remove the copies, "
+                "or set leakage.same_audio: allow"
+            )
+    if speaker_in_two_splits == "error":
+        splits = usable.groupby("speaker")["split"].unique()
+        if len(shared := splits[splits.map(len) > 1]):
+            counts = usable.groupby(["speaker", "split"]).size()
+            shown = "; ".join(
+                f"{speaker}: " + ", ".join(f"{split} {counts[speaker, split]}" for split in sorted(found))
+                for speaker, found in list(shared.items())[:5]
+            )
+            problems.append(
+                f"{len(shared)} speakers have utterances in two splits ({shown}): a speaker-disjoint protocol is "
+                "broken. Fix the split column, or set leakage.speaker_in_two_splits: allow for a speaker-dependent "
+                "design"
+            )
+    if problems:
+        raise LeakageError("train/test leakage in the manifest: " + " ".join(problems))

@@ -35,6 +35,7 @@ rule build_manifest:
     params:
         corpus=lambda wildcards: corpus_spec(wildcards.corpus),
         checks=config["audio_checks"],
+        leakage=config["leakage"],
         fold_session=lambda wildcards: config["corpora"][wildcards.corpus].get(
             FOLD_SESSION
         ),

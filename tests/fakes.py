@@ -47,12 +47,12 @@ IEMOCAP_ROWS = [
 
 def make_iemocap(root: Path, rows=IEMOCAP_ROWS, *, write_audio: bool = True) -> Path:
     by_file: dict[tuple[int, str], list[str]] = {}
-    for session, dialog, suffix, emo in rows:
+    for index, (session, dialog, suffix, emo) in enumerate(rows):
         utt = f"{dialog}_{suffix}"
         line = f"[6.2901 - 8.2357]\t{utt}\t{emo}\t[2.5000, 2.5000, 2.5000]"
         by_file.setdefault((session, dialog), []).append(line)
-        if write_audio:
-            write_tone(root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav")
+        if write_audio:  # each its own tone: the same audio in two splits is leakage
+            write_tone(root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav", freq=180.0 + 3 * index)
     for (session, dialog), lines in by_file.items():
         folder = root / f"Session{session}" / "dialog" / "EmoEvaluation"
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,9 @@ def make_iemocap(root: Path, rows=IEMOCAP_ROWS, *, write_audio: bool = True) -> 
             utt = f"{dialog}_M000"
             (folder / f"{dialog}.txt").write_text(f"[1.0 - 2.0]\t{utt}\tneu\t[2.5, 2.5, 2.5]\n")
             if write_audio:
-                write_tone(root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav")
+                write_tone(
+                    root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav", freq=150.0 + session
+                )
     return root
 
 
@@ -90,8 +92,8 @@ def make_aibo(root: Path, rows=AIBO_ROWS) -> Path:
     labels = root / "labels" / "IS2009EmotionChallenge" / "chunk_labels_5cl_corpus.txt"
     labels.parent.mkdir(parents=True, exist_ok=True)
     labels.write_text("".join(f"{chunk} {label} 1.0\n" for chunk, label in rows))
-    for chunk, _ in rows:
-        write_tone(root / "wav" / f"{chunk}.wav")
+    for index, (chunk, _) in enumerate(rows):
+        write_tone(root / "wav" / f"{chunk}.wav", freq=180.0 + 3 * index)
     return root
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 from cuealign.audio import AudioChecks
 from cuealign.corpora import read_corpus
 from cuealign.folds import fold_manifest
-from cuealign.manifest import build_manifest
+from cuealign.manifest import build_manifest, check_leakage
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]) as log:
@@ -24,5 +24,6 @@ with log_to(snakemake.log[0]) as log:
             on_bad_audio=on_bad_audio,
             threads=snakemake.threads,
         )
+    check_leakage(manifest, **snakemake.params.leakage)
     manifest.to_parquet(snakemake.output.manifest, index=False)
     bad_files.to_csv(snakemake.output.bad_files, index=False)

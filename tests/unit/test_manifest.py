@@ -74,3 +74,32 @@ def test_manifest_round_trips_through_parquet(mixed_corpus, tmp_path):
     back = pd.read_parquet(tmp_path / "m.parquet")
     pd.testing.assert_frame_equal(back, manifest, check_dtype=False)
     assert np.isclose(back["duration_s"].iloc[0], 0.6)
+
+
+def test_leakage_between_splits_is_an_error_naming_the_rows():
+    import pandas as pd
+
+    from cuealign.manifest import LeakageError, check_leakage
+
+    manifest = pd.DataFrame(
+        {
+            "utt_id": ["a1", "a2", "b1", "b2", "c1"],
+            "speaker": ["A", "A", "B", "B", "C"],
+            "split": ["train", "train", "test", "test", "test"],
+            "sha256": ["h1", "h2", "h3", "h4", "h1"],  # c1 is a1's recording under another id
+            "status": "ok",
+        }
+    )
+    with pytest.raises(
+        LeakageError, match=r"1 recordings appear in two splits under different ids: c1 \(test\) = a1 \(train\)"
+    ):
+        check_leakage(manifest)
+    check_leakage(manifest, same_audio="allow")
+    manifest.loc[4, "sha256"] = "h5"
+    manifest.loc[2, "split"] = "train"  # speaker B in train and test
+    with pytest.raises(LeakageError, match=r"1 speakers have utterances in two splits \(B: test 1, train 1\)"):
+        check_leakage(manifest)
+    check_leakage(manifest, speaker_in_two_splits="allow")
+    # a failed file takes no part
+    manifest.loc[2, "status"] = "truncated"
+    check_leakage(manifest)
