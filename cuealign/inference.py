@@ -63,14 +63,34 @@ SYNONYMS = {
 }
 
 
+NEGATIONS = {"not", "no", "never", "isn", "isnt", "nor", "without", "hardly", "nicht", "kein", "keine", "pas"}
+
+
+def check_labels(labels: list[str]) -> None:
+    """Labels an answer can tell apart: none empty, none equal to another up to case."""
+    folded = [label.casefold().strip() for label in labels]
+    if "" in folded:
+        raise ValueError(f"a class label is empty ({labels}); check the corpus' label_map")
+    if len(set(folded)) != len(folded):
+        clashes = sorted({label for label in labels if folded.count(label.casefold().strip()) > 1})
+        raise ValueError(f"class labels {clashes} differ only in case: an answer cannot tell them apart")
+
+
 def parse_answer(text: str, labels: list[str]) -> str:
-    """The label a generated answer names, or 'unparsed'."""
-    wanted = {label.lower(): label for label in labels}
-    for word in re.findall(r"[a-z]+", text.lower()):
-        if word in wanted:
-            return wanted[word]
-        if SYNONYMS.get(word) in wanted:
-            return wanted[SYNONYMS[word]]
+    """The label a generated answer names, or 'unparsed': the first label (a word or several,
+    any script, any case) or synonym the answer affirms. A label right after a negation ('not
+    angry', 'nicht wütend') is not affirmed and is skipped, so 'not angry, just frustrated' is
+    unparsed rather than angry."""
+    wanted = {tuple(re.findall(r"\w+", label.casefold())): label for label in labels}
+    words = re.findall(r"\w+", text.casefold())
+    for start, word in enumerate(words):
+        if start > 0 and words[start - 1] in NEGATIONS or start > 1 and words[start - 2] in NEGATIONS:
+            continue
+        for phrase, label in wanted.items():
+            if tuple(words[start : start + len(phrase)]) == phrase:
+                return label
+        if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
+            return wanted[(synonym,)]
     return UNPARSED
 
 
@@ -87,6 +107,7 @@ def predict_shard(
     keyed by what the model is (its files' content, or the hub snapshot commit), so a changed
     model never reuses another's answers and a bit-identical one hits the cache."""
     mode = spec["mode"]
+    check_labels(labels)
     hashes = KeyedJsonCache(cache.root.parent, "file-hashes")  # each weight file read once
     asked = {
         "model": model_identity(spec["path"], spec.get("revision"), memo=hashes),

@@ -195,6 +195,10 @@ def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny
         ("I cannot tell", UNPARSED),
         ("", UNPARSED),
         ("sadly", UNPARSED),
+        ("Very happy.", "happy"),
+        ("not angry, just frustrated", UNPARSED),  # a negated label is not the answer
+        ("It is not angry but sad", "sad"),
+        ("no anger here, rather neutral", "neutral"),
     ],
 )
 def test_parse_answer(text, expected):
@@ -292,3 +296,22 @@ def test_answers_follow_the_model_not_its_path_or_file_times(backend, prompts, t
     caplog.clear()
     predict_shard(prompts, backend, labels=LABELS, spec=spec(first), cache=cache, progress=False)
     assert "12 predictions (12 computed, 0 from the cache)" in caplog.text
+
+
+def test_parse_answer_for_any_label_set():
+    german = ["wütend", "fröhlich", "neutral", "traurig"]
+    assert parse_answer("Der Sprecher klingt WÜTEND.", german) == "wütend"
+    assert parse_answer("eher fröhlich", german) == "fröhlich"
+    assert parse_answer("nicht wütend, eher traurig", german) == "traurig"
+    several = ["very happy", "happy", "sad"]  # the longer phrase where it is said
+    assert parse_answer("I would say very happy", several) == "very happy"
+    assert parse_answer("happy", several) == "happy"
+
+
+def test_labels_that_collide_are_refused():
+    from cuealign.inference import check_labels
+
+    with pytest.raises(ValueError, match=r"\['Happy', 'happy'\] differ only in case"):
+        check_labels(["Happy", "happy", "sad"])
+    with pytest.raises(ValueError, match="a class label is empty"):
+        check_labels(["", "sad"])
