@@ -108,3 +108,37 @@ def test_sha256_is_the_content_hash(tmp_path):
     import hashlib
 
     assert sha256_of(a) == hashlib.sha256(a.read_bytes()).hexdigest()
+
+
+def _voice(seconds=2.0, rate=16000):
+    """A synthetic utterance of the demo corpus' generator (voiced, with pauses and consonants)."""
+    from cuealign.synthesis import EMOTIONS, make_speakers, synthesize_utterance
+
+    speaker = make_speakers(1, 0)[0]
+    samples, _ = synthesize_utterance(speaker, EMOTIONS["neutral"], np.random.default_rng(0), sample_rate=rate)
+    return samples
+
+
+@pytest.mark.parametrize(
+    "name, make, status",
+    [
+        ("phase-inverted stereo", lambda v, t, rng: np.stack([v, -v], axis=1), "cancels in mono"),
+        ("white noise", lambda v, t, rng: 0.1 * rng.standard_normal(t.size), "no speech"),
+        ("50 Hz hum", lambda v, t, rng: 0.2 * np.sin(2 * np.pi * 50 * t), "no speech"),
+        (
+            "one click",
+            lambda v, t, rng: np.where(np.arange(t.size) == t.size // 2, 0.9, 0.0) + 1e-4 * rng.standard_normal(t.size),
+            "no speech",
+        ),
+        ("DC offset", lambda v, t, rng: 0.3 + 1e-3 * rng.standard_normal(t.size), "no speech"),
+        ("the voice", lambda v, t, rng: v, OK),
+        ("the voice over a DC offset", lambda v, t, rng: v + 0.2, OK),
+        ("the voice in two equal channels", lambda v, t, rng: np.stack([v, v], axis=1), OK),
+    ],
+)
+def test_files_without_speech_in_the_mono_downmix_are_marked(tmp_path, name, make, status):
+    voice = 0.5 * _voice() / np.abs(_voice()).max()
+    t = np.arange(voice.size) / 16000
+    data = make(voice, t, np.random.default_rng(1))
+    info = check_audio(_write(tmp_path / "x.wav", data, subtype="FLOAT"))
+    assert info.status.startswith(status), (name, info.status)
