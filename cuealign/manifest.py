@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from tqdm import tqdm
 
 from cuealign.audio import OK, AudioChecks, AudioInfo, check_audio
+from cuealign.cache import KeyedJsonCache, content_key
 from cuealign.corpora import CorpusTable
 
 log = logging.getLogger(__name__)
@@ -43,16 +46,56 @@ class BadAudioError(RuntimeError):
     """Raised when on_bad_audio is 'fail' and a file failed its checks."""
 
 
+def _file_state(path: str, checks: AudioChecks) -> str | None:
+    """What identifies a file's check result without reading it: its path, size, inode,
+    modification and change times (a file rewritten or replaced in place changes the last), and
+    the thresholds. None for a file that is not there."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return content_key(
+        {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        | {"ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino, "checks": asdict(checks)}
+    )
+
+
 def check_files(
-    paths: Iterable[str], checks: AudioChecks, *, threads: int = 1, progress: bool = True
+    paths: Iterable[str],
+    checks: AudioChecks,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    cache: KeyedJsonCache | None = None,
 ) -> list[AudioInfo]:
-    """Check every file, in order, on ``threads`` threads (libsndfile releases the GIL)."""
+    """Check every file, in order, on ``threads`` threads (libsndfile releases the GIL). With a
+    cache, a file unchanged since it was last checked is not read again: a rebuilt manifest
+    re-reads only the files that changed."""
     paths = list(paths)
+    unchanged = []
+
+    def check(path: str) -> AudioInfo:
+        state = _file_state(path, checks) if cache is not None else None
+        if state is not None and (known := cache.get(state)) is not None:
+            unchanged.append(path)
+            return AudioInfo(**known)
+        info = check_audio(path, checks)
+        if state is not None:
+            cache.put(state, info.as_row())
+        return info
+
     with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
-        results = pool.map(lambda path: check_audio(path, checks), paths)
-        return list(
+        results = pool.map(check, paths)
+        infos = list(
             tqdm(results, total=len(paths), desc="checking audio", unit="file", disable=not progress, mininterval=5)
         )
+    if cache is not None:
+        log.info(
+            "audio checks: %d files read, %d unchanged since their last check",
+            len(paths) - len(unchanged),
+            len(unchanged),
+        )
+    return infos
 
 
 def build_manifest(
@@ -62,13 +105,14 @@ def build_manifest(
     on_bad_audio: Literal["skip", "fail"] = "skip",
     threads: int = 1,
     progress: bool = True,
+    cache: KeyedJsonCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (manifest, bad_files) for an imported corpus.
 
     With on_bad_audio='fail', any failing file raises BadAudioError naming the files and reasons.
     """
     table = corpus.table
-    infos = check_files(table["path"], checks or AudioChecks(), threads=threads, progress=progress)
+    infos = check_files(table["path"], checks or AudioChecks(), threads=threads, progress=progress, cache=cache)
     audio = pd.DataFrame([info.as_row() for info in infos], index=table.index)
     manifest = pd.concat([table, audio], axis=1)[MANIFEST_COLUMNS]
     manifest = manifest.astype(

@@ -1,9 +1,11 @@
+import hashlib
+import os
 import re
 import sys
 
 from cuealign.checks import corpus_setting, token_options, unprobed_note
 from cuealign.config import FINETUNED_MODEL_DIR, model_entries
-from cuealign.corpora import annotation_files
+from cuealign.corpora import annotation_files, read_corpus
 from cuealign.folds import FOLD_OF, FOLD_SESSION
 from cuealign.provenance import model_fingerprint
 
@@ -48,6 +50,32 @@ def get_build_manifest_annotations(wildcards):
     if spec["type"] == "synthetic":
         return [f"{spec['root']}/ground_truth.csv"]
     return [str(path) for path in annotation_files(spec)]
+
+
+def get_build_manifest_audio(wildcards):
+    """The corpus' audio files that exist, so that a file fixed, replaced or added rebuilds the
+    manifest (the audio-check cache re-reads only the changed ones; a missing file is a status in
+    the manifest, not a missing input). A synthetic corpus' audio is this workflow's own output.
+    """
+    if FOLD_OF in config["corpora"][wildcards.corpus]:
+        return []
+    spec = corpus_spec(wildcards.corpus)
+    if spec["type"] == "synthetic":
+        return []
+    return [path for path in read_corpus(spec).table["path"] if os.path.isfile(path)]
+
+
+def get_build_manifest_audio_state(wildcards):
+    """A digest of the audio files' sizes, inodes and change times: a file replaced with its size
+    and modification time kept (cp -p, rsync -a) is older than the manifest, yet changes this.
+    """
+    digest = hashlib.sha256()
+    for path in get_build_manifest_audio(wildcards):
+        stat = os.stat(path)
+        digest.update(
+            f"{path}:{stat.st_size}:{stat.st_ino}:{stat.st_ctime_ns}\n".encode()
+        )
+    return digest.hexdigest()[:16]
 
 
 def get_synthesize_corpus_options(wildcards):

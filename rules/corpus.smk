@@ -20,6 +20,7 @@ rule synthesize_corpus:
 rule build_manifest:
     input:
         annotations=get_build_manifest_annotations,
+        audio=get_build_manifest_audio,
     output:
         manifest="results/{corpus}/manifest.parquet",
         bad_files="results/{corpus}/bad_files.csv",
@@ -36,6 +37,8 @@ rule build_manifest:
         corpus=lambda wildcards: corpus_spec(wildcards.corpus),
         checks=config["audio_checks"],
         leakage=config["leakage"],
+        cache_dir=config["cache_dir"],
+        audio_state=get_build_manifest_audio_state,
         fold_session=lambda wildcards: config["corpora"][wildcards.corpus].get(
             FOLD_SESSION
         ),

@@ -3,6 +3,7 @@ from pathlib import Path
 import pandas as pd
 
 from cuealign.audio import AudioChecks
+from cuealign.cache import KeyedJsonCache
 from cuealign.corpora import read_corpus
 from cuealign.folds import fold_manifest
 from cuealign.manifest import build_manifest, check_leakage
@@ -23,6 +24,7 @@ with log_to(snakemake.log[0]) as log:
             AudioChecks(**checks),
             on_bad_audio=on_bad_audio,
             threads=snakemake.threads,
+            cache=KeyedJsonCache(snakemake.params.cache_dir, "audio-checks"),  # unchanged files are not re-read
         )
     check_leakage(manifest, **snakemake.params.leakage)
     manifest.to_parquet(snakemake.output.manifest, index=False)

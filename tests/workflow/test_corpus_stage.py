@@ -57,6 +57,25 @@ def test_corpus_stage_runs_and_accounts_for_every_file(workflow, tmp_path):
     # nothing changed: nothing reruns
     again = snakemake(workflow, "--cores", "2", "-n", *manifests)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the broken file fixed, a good one replaced by another recording (size and time kept, as
+    # cp -p does): the manifest is rebuilt, reading only those two files again
+    import os
+
+    from tests.fakes import write_tone
+
+    replaced = iemocap / "Session2/sentences/wav/Ses02F_impro02/Ses02F_impro02_F000.wav"
+    times = (replaced.stat().st_atime_ns, replaced.stat().st_mtime_ns)
+    old_hash = iem.set_index("utt_id").loc["Ses02F_impro02_F000", "sha256"]
+    write_tone(replaced, freq=333.0)
+    os.utime(replaced, ns=times)
+    plan = snakemake(workflow, "--cores", "2", "-n", "results/iem/manifest.parquet").stdout
+    assert "rule build_manifest:" in plan  # older than the manifest, and still seen
+    write_tone(broken, freq=300.0)
+    snakemake(workflow, "--cores", "2", "results/iem/manifest.parquet")
+    iem = pd.read_parquet(workflow / "results/iem/manifest.parquet").set_index("utt_id")
+    assert (iem["status"] == "ok").all() and iem.loc["Ses02F_impro02_F000", "sha256"] != old_hash
+    log = (workflow / "logs/iem/build_manifest.log").read_text()
+    assert "audio checks: 2 files read, 9 unchanged since their last check" in log
     # a changed check threshold reruns the manifests, not the synthesis
     config = yaml.safe_load((workflow / "config.yaml").read_text())
     config["audio_checks"] = {"min_duration_s": 0.7}
