@@ -76,11 +76,13 @@ def wav_bytes_missing(path: str | Path) -> int:
     return 0
 
 
-def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioInfo:
+def check_audio(path: str | Path, checks: AudioChecks = AudioChecks(), *, block_s: float = 10.0) -> AudioInfo:
     """Open ``path``, read every sample and return its properties and status.
 
     The status names the first failing check: missing, empty file, unreadable, no samples,
-    too short, non-finite samples, silent, clipped.
+    truncated, too short, non-finite samples, silent, clipped, cancels in mono, no speech. The
+    samples are read ``block_s`` seconds at a time, so memory does not grow with the file's length
+    or with what its header claims.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,37 +92,42 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioI
     digest = sha256_of(path)
     try:
         info = sf.info(str(path))
-        # float64 so that NaN/inf in float files survive and integer files map to [-1, 1).
-        samples, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         # libsndfile's message repeats the path ("Error opening '<path>': <reason>"); keep the reason.
         reason = str(exc).split("': ", 1)[-1]
         return AudioInfo(status=f"unreadable: {reason}", sha256=digest)
-    frames, channels = samples.shape
-    props = dict(sample_rate=int(rate), channels=int(channels), subtype=info.subtype, sha256=digest)
-    duration = frames / rate
-    if frames == 0:
-        return AudioInfo(status="no samples: the file holds a header only", duration_s=0.0, **props)
+    rate, channels = int(info.samplerate), int(info.channels)
+    props = dict(sample_rate=rate, channels=channels, subtype=info.subtype, sha256=digest)
     if (missing := wav_bytes_missing(path)) > 0:
-        # libsndfile quietly reads what is there when the header promises more (a cut-off copy).
+        # libsndfile quietly reads what is there when the header promises more (a cut-off copy);
+        # found from the header, before reading: a header may claim gigabytes the file lacks
         return AudioInfo(
             status=f"truncated: the WAV header promises {missing} more bytes of audio than the file holds",
-            duration_s=duration,
+            duration_s=info.frames / rate if rate else None,
             **props,
         )
+    stream = _Measure(channels, rate, checks)
+    try:
+        # float64 so that NaN/inf in float files survive and integer files map to [-1, 1)
+        for block in sf.blocks(str(path), blocksize=max(int(block_s * rate), 1), dtype="float64", always_2d=True):
+            stream.add(block)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        return AudioInfo(status=f"unreadable: {str(exc).split(chr(39) + ': ', 1)[-1]}", **props)
+    duration = stream.frames / rate
+    if stream.frames == 0:
+        return AudioInfo(status="no samples: the file holds a header only", duration_s=0.0, **props)
     if duration < checks.min_duration_s:
         return AudioInfo(
             status=f"too short: {duration:.3f} s < min_duration_s {checks.min_duration_s} s",
             duration_s=duration,
             **props,
         )
-    finite = np.isfinite(samples)
-    if not finite.all():
-        bad = int((~finite).sum())
-        return AudioInfo(status=f"non-finite samples: {bad} NaN or infinite values", duration_s=duration, **props)
-    magnitude = np.abs(samples)
-    peak = float(magnitude.max())
-    clipped = float((magnitude >= checks.clip_level).mean())
+    if stream.non_finite:
+        return AudioInfo(
+            status=f"non-finite samples: {stream.non_finite} NaN or infinite values", duration_s=duration, **props
+        )
+    peak = stream.peak
+    clipped = stream.clipped / (stream.frames * channels)
     measured = dict(duration_s=duration, peak=peak, clipped_fraction=clipped, **props)
     if peak <= checks.silence_peak:
         return AudioInfo(status=f"silent: peak {peak:.2g} <= silence_peak {checks.silence_peak}", **measured)
@@ -133,21 +140,15 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioI
             **measured,
         )
     # what every later stage hears is the mono downmix, without its DC offset
-    centred = samples - samples.mean(axis=0)
-    mono = centred.mean(axis=1)
-    if samples.shape[1] > 1:
-        own = float(np.mean(np.sqrt(np.mean(centred**2, axis=0))))
-        kept = float(np.sqrt(np.mean(mono**2))) / own if own > 0 else 0.0
-        if kept < checks.min_mono_energy:
-            return AudioInfo(
-                status=(
-                    f"cancels in mono: the downmix keeps {kept:.1%} of the channels' level < min_mono_energy "
-                    f"{checks.min_mono_energy:.0%} (channels in opposite phase?)"
-                ),
-                **measured,
-            )
-    voiced = voiced_fraction(mono, int(rate))
-    if voiced < checks.min_voiced_fraction:
+    if channels > 1 and (kept := stream.mono_energy()) < checks.min_mono_energy:
+        return AudioInfo(
+            status=(
+                f"cancels in mono: the downmix keeps {kept:.1%} of the channels' level < min_mono_energy "
+                f"{checks.min_mono_energy:.0%} (channels in opposite phase?)"
+            ),
+            **measured,
+        )
+    if (voiced := stream.voicing.fraction()) < checks.min_voiced_fraction:
         return AudioInfo(
             status=(
                 f"no speech: {voiced:.1%} of the sounding frames are voiced < min_voiced_fraction "
@@ -158,50 +159,98 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks()) -> AudioI
     return AudioInfo(status=OK, **measured)
 
 
-def voiced_fraction(
-    mono: np.ndarray, rate: int, *, frame_s: float = 0.04, floor_db: float = 40.0, block: int = 2048
-) -> float:
-    """The share of sounding frames (within ``floor_db`` of the loudest) that are periodic at a
-    voice's pitch (70-500 Hz): the normalised autocorrelation of the frame has a peak above 0.5 at
-    a lag in that range, rising from a dip. Noise, mains hum (50/60 Hz), a click or an offset have
-    none; a voice, even with long pauses, has many. A screening check before any feature is
-    extracted, not a pitch tracker. Frames are analysed ``block`` at a time, so memory does not
-    grow with the file's length."""
-    size = int(frame_s * rate)
-    if mono.size < size or size < 8:
-        return 0.0
-    window = np.hanning(size)
-    view = np.lib.stride_tricks.sliding_window_view(mono, size)[:: size // 2]
+class _Measure:
+    """What check_audio needs, accumulated block by block: counts, peak, clipped samples, sums
+    for the channels' and the downmix's levels, and the voicing of the downmix."""
 
-    def windowed(rows):
-        return (rows - rows.mean(axis=1, keepdims=True)) * window  # what is analysed
+    def __init__(self, channels: int, rate: int, checks: AudioChecks):
+        self.checks, self.frames, self.non_finite, self.peak, self.clipped = checks, 0, 0, 0.0, 0
+        self.sums, self.squares = np.zeros(channels), np.zeros(channels)
+        self.mono_sum = self.mono_square = 0.0
+        self.voicing = _Voicing(rate)
 
-    energy = np.concatenate([np.sum(windowed(view[i : i + block]) ** 2, axis=1) for i in range(0, len(view), block)])
-    if energy.max() <= 0:
-        return 0.0
-    floor = energy.max() * 10 ** (-floor_db / 10)
-    lags = np.arange(size)
-    correction = np.correlate(window, window, "full")[size - 1 :]  # Boersma's window correction
-    correction = correction / correction[0]
-    in_range = (lags[1:-1] >= rate / 500) & (lags[1:-1] <= rate / 70)
-    voiced = sounding = 0
-    for i in range(0, len(view), block):
-        frames = windowed(view[i : i + block])[energy[i : i + block] >= floor]
-        if not len(frames):
-            continue
-        autocorrelation = np.fft.irfft(np.abs(np.fft.rfft(frames, n=2 * size, axis=1)) ** 2, axis=1)[:, :size]
+    def add(self, block: np.ndarray) -> None:
+        self.frames += len(block)
+        finite = np.isfinite(block)
+        self.non_finite += int((~finite).sum())
+        if self.non_finite:
+            return  # the file fails on this; the rest needs no measuring
+        magnitude = np.abs(block)
+        self.peak = max(self.peak, float(magnitude.max(initial=0.0)))
+        self.clipped += int((magnitude >= self.checks.clip_level).sum())
+        self.sums += block.sum(axis=0)
+        self.squares += (block**2).sum(axis=0)
+        mono = block.mean(axis=1)
+        self.mono_sum += float(mono.sum())
+        self.mono_square += float((mono**2).sum())
+        self.voicing.add(mono)
+
+    def mono_energy(self) -> float:
+        """The downmix's level as a share of the channels' own (both without their DC offset)."""
+        n = self.frames
+        channel_sd = np.sqrt(np.maximum(self.squares / n - (self.sums / n) ** 2, 0.0))
+        mono_sd = np.sqrt(max(self.mono_square / n - (self.mono_sum / n) ** 2, 0.0))
+        own = float(channel_sd.mean())
+        return mono_sd / own if own > 0 else 0.0
+
+
+class _Voicing:
+    """Per 40 ms frame (hop 20 ms) of a stream of mono samples: the frame's energy and whether it
+    is periodic at a voice's pitch (70-500 Hz): its normalised autocorrelation has a peak above
+    0.5 at a lag in that range, rising from a dip (a low-frequency hum is merely high at short
+    lags, with no peak there; an offset or a slow swell stays near 1 at every lag). Frames span
+    the blocks the stream arrives in."""
+
+    def __init__(self, rate: int, frame_s: float = 0.04):
+        self.rate, self.size = rate, int(frame_s * rate)
+        self.hop = max(self.size // 2, 1)
+        self.window = np.hanning(self.size)
+        correction = np.correlate(self.window, self.window, "full")[self.size - 1 :]  # Boersma's
+        self.correction = correction / correction[0] if self.size else correction
+        lags = np.arange(1, self.size - 1)
+        self.in_range = (lags >= rate / 500) & (lags <= rate / 70)
+        self.pending = np.zeros(0)
+        self.energies: list[np.ndarray] = []
+        self.voiced: list[np.ndarray] = []
+
+    def add(self, mono: np.ndarray) -> None:
+        if self.size < 8:
+            return
+        self.pending = np.concatenate([self.pending, mono])
+        if len(self.pending) < self.size:
+            return
+        view = np.lib.stride_tricks.sliding_window_view(self.pending, self.size)[:: self.hop]
+        frames = (view - view.mean(axis=1, keepdims=True)) * self.window  # what is analysed
+        self.pending = self.pending[len(view) * self.hop :]
+        self.energies.append(np.sum(frames**2, axis=1))
+        autocorrelation = np.fft.irfft(np.abs(np.fft.rfft(frames, n=2 * self.size, axis=1)) ** 2, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            normalised = autocorrelation / autocorrelation[:, :1] / correction
-        # a peak inside the pitch range (a low-frequency hum is merely high at short lags, falling
-        # all the way, with no peak there) that rises from a dip (an offset or a slow swell stays
-        # near 1 at every lag: no period)
+            normalised = autocorrelation[:, : self.size] / autocorrelation[:, :1] / self.correction
         middle = normalised[:, 1:-1]
         peak = (middle > normalised[:, :-2]) & (middle >= normalised[:, 2:])
         dip = np.minimum.accumulate(np.nan_to_num(normalised, nan=1.0), axis=1)[:, 1:-1]
-        peak &= (middle - dip > 0.3) & in_range
-        voiced += int(np.sum(np.max(np.where(peak, middle, -np.inf), axis=1) > 0.5))
-        sounding += len(frames)
-    return voiced / sounding if sounding else 0.0
+        peak &= (middle - dip > 0.3) & self.in_range
+        self.voiced.append(np.max(np.where(peak, middle, -np.inf), axis=1) > 0.5)
+
+    def fraction(self, floor_db: float = 40.0) -> float:
+        """The share of sounding frames (within ``floor_db`` of the loudest) that are voiced."""
+        if not self.energies:
+            return 0.0
+        energy, voiced = np.concatenate(self.energies), np.concatenate(self.voiced)
+        if energy.max() <= 0:
+            return 0.0
+        sounding = energy >= energy.max() * 10 ** (-floor_db / 10)
+        return float(voiced[sounding].mean())
+
+
+def voiced_fraction(mono: np.ndarray, rate: int, *, block: int = 1 << 16) -> float:
+    """The share of a mono signal's sounding frames that are voiced (``_Voicing``): a screening
+    check before any feature is extracted, not a pitch tracker. Noise, mains hum, a click or an
+    offset have none; a voice, even with long pauses, has many."""
+    voicing = _Voicing(rate)
+    for start in range(0, len(mono), block):
+        voicing.add(np.asarray(mono[start : start + block], dtype=np.float64))
+    return voicing.fraction()
 
 
 def read_mono(path: str | Path) -> tuple[np.ndarray, int]:

@@ -142,3 +142,21 @@ def test_files_without_speech_in_the_mono_downmix_are_marked(tmp_path, name, mak
     data = make(voice, t, np.random.default_rng(1))
     info = check_audio(_write(tmp_path / "x.wav", data, subtype="FLOAT"))
     assert info.status.startswith(status), (name, info.status)
+
+
+def test_a_header_that_claims_more_than_the_file_is_truncated_without_reading(tmp_path):
+    import struct
+
+    claimed = 0xFFFFFF00  # 4 GB: reading what the header claims would allocate 16 GiB
+    header = b"RIFF" + struct.pack("<I", claimed + 36) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16) + b"data" + struct.pack("<I", claimed)
+    path = tmp_path / "claims.wav"
+    path.write_bytes(header + bytes(4096))
+    assert check_audio(path).status.startswith("truncated: the WAV header promises")
+
+
+def test_blocks_do_not_change_what_is_measured(tmp_path):
+    voice = 0.5 * _voice() / np.abs(_voice()).max()
+    path = _write(tmp_path / "v.wav", np.stack([voice, 0.5 * voice], axis=1), subtype="FLOAT")
+    whole, blocks = check_audio(path, block_s=100.0), check_audio(path, block_s=0.013)
+    assert whole == blocks and whole.status == OK
