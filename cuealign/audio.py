@@ -85,8 +85,11 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks(), *, block_
     or with what its header claims.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return AudioInfo(status="missing: no such file")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a pipe, a device?)"
+        return AudioInfo(status=f"not a file: the path is {kind}")
     if path.stat().st_size == 0:
         return AudioInfo(status="empty file: 0 bytes", sha256=sha256_of(path))
     digest = sha256_of(path)

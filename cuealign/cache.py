@@ -26,8 +26,8 @@ class KeyedJsonCache:
 
     def get(self, key: str) -> Any | None:
         try:
-            return json.loads(self.path(key).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON: computed again
             return None
 
     def put(self, key: str, value: Any) -> None:

@@ -151,7 +151,12 @@ def extract_lld_means(
 ) -> pd.DataFrame:
     """utt_id + per-file LLD means, voiced_fraction and n_frames for every row of ``manifest``
     (rows must have passed their audio checks). Cached files are not extracted again."""
-    rows: list[dict | None] = [cache.get(sha) if cache else None for sha in manifest["sha256"]]
+    columns = summary_columns()
+    # a cached row that lacks a column (damaged, or written by an older summary) is extracted again
+    rows: list[dict | None] = [
+        row if isinstance(row, dict) and all(c in row for c in columns) else None
+        for row in ([cache.get(sha) if cache else None for sha in manifest["sha256"]])
+    ]
     todo = [i for i, row in enumerate(rows) if row is None]
     log.info("LLDs: %d files, %d from the cache, %d to extract", len(rows), len(rows) - len(todo), len(todo))
     paths = manifest["path"].to_numpy()

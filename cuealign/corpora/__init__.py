@@ -6,6 +6,7 @@ gender, split); audio checks are added by cuealign.manifest.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,16 @@ _READERS: dict[str, Callable[..., CorpusTable]] = {
 def read_corpus(spec: dict[str, Any], **overrides: Any) -> CorpusTable:
     """Read the corpus a validated config entry describes (``overrides`` replace spec keys)."""
     options = {key: value for key, value in spec.items() if key != "type"} | overrides
+    for key in ("root", "table"):  # ~/data is the user's data folder, not a folder named ~
+        if isinstance(options.get(key), str):
+            options[key] = os.path.expanduser(options[key])
     return _READERS[spec["type"]](**options)
 
 
 def annotation_files(spec: dict[str, Any]) -> list[Path]:
     """The label files a corpus' manifest depends on (so that editing them rebuilds it)."""
     kind = spec["type"]
+    spec = {k: os.path.expanduser(v) if k in ("root", "table") and isinstance(v, str) else v for k, v in spec.items()}
     if kind == "iemocap":
         return iemocap_annotation_files(spec["root"], sessions=spec["sessions"])
     if kind == "aibo":

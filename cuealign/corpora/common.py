@@ -66,6 +66,10 @@ def apply_label_map(
             f"{source}: labels not in label_map: {listed}. Add each to the corpus' label_map "
             "(map it to null to drop it on purpose)."
         )
+    if empty := sorted(raw for raw, label in label_map.items() if label is not None and not str(label).strip()):
+        raise CorpusError(
+            f"{source}: label_map maps {empty} to an empty class name; give the class a name, or null to drop"
+        )
     mapped = table.assign(label=table["orig_label"].map(label_map))
     dropped_rows = mapped["label"].isna()
     dropped = mapped.loc[dropped_rows, "orig_label"].value_counts().sort_index()

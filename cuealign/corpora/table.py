@@ -30,14 +30,25 @@ def read_table_corpus(
     default_split: str | None = None,
 ) -> CorpusTable:
     """Read a corpus table; paths are relative to ``root`` and may not leave it."""
-    root = require_dir(Path(root).resolve(), what="corpus root")
-    table_path = Path(table)
+    root = require_dir(Path(root).expanduser().resolve(), what="corpus root")
+    table_path = Path(table).expanduser()
     sep = "\t" if table_path.suffix.lower() in {".tsv", ".tab"} else ","
     try:
-        raw = pd.read_csv(table_path, sep=sep, dtype=str, keep_default_na=False)
+        raw = pd.read_csv(table_path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
     except FileNotFoundError:
         raise CorpusError(f"corpus table {table_path} not found") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{table_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the table as UTF-8 "
+            "(a spreadsheet's 'CSV UTF-8', or iconv -f latin1 -t utf-8)"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise CorpusError(f"{table_path}: the table is empty; it needs a header and one row per utterance") from None
+    except pd.errors.ParserError as exc:
+        raise CorpusError(f"{table_path}: not a readable {'TSV' if sep == chr(9) else 'CSV'} table ({exc})") from None
     source = str(table_path)
+    if raw.empty:
+        raise CorpusError(f"{source}: a header and no rows; add one row per utterance")
     if missing := [column for column in _REQUIRED if column not in raw.columns]:
         raise CorpusError(
             f"{source}: missing columns {missing}; it has {list(raw.columns)} "

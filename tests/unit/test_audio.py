@@ -160,3 +160,12 @@ def test_blocks_do_not_change_what_is_measured(tmp_path):
     path = _write(tmp_path / "v.wav", np.stack([voice, 0.5 * voice], axis=1), subtype="FLOAT")
     whole, blocks = check_audio(path, block_s=100.0), check_audio(path, block_s=0.013)
     assert whole == blocks and whole.status == OK
+
+
+def test_a_folder_or_a_pipe_named_like_audio_is_not_called_missing(tmp_path):
+    import os
+
+    (tmp_path / "x.wav").mkdir()
+    assert check_audio(tmp_path / "x.wav").status == "not a file: the path is a folder"
+    os.mkfifo(tmp_path / "y.wav")
+    assert check_audio(tmp_path / "y.wav").status.startswith("not a file: the path is not a regular file")

@@ -44,3 +44,12 @@ def test_a_corrupt_entry_reads_as_missing_and_is_recomputed(tmp_path):
     assert cache.get(key) is None
     cache.put(key, {"pred": "angry"})
     assert cache.get(key) == {"pred": "angry"}
+
+
+def test_garbage_bytes_in_an_entry_are_a_miss(tmp_path):
+    from cuealign.cache import KeyedJsonCache
+
+    cache = KeyedJsonCache(tmp_path, "x")
+    cache.put("ab12", {"a": 1})
+    cache.path("ab12").write_bytes(b"\xff\xfe\x00garbage")
+    assert cache.get("ab12") is None

@@ -175,3 +175,37 @@ def test_speaker_ids_lose_surrounding_spaces_and_case_clashes_are_errors(tmp_pat
         CorpusTable(table(["F05", "F05", "f05"]))
     with pytest.raises(CorpusError, match="empty speaker id"):
         CorpusTable(table(["F05", "  "]))
+
+
+def _table_spec(tmp_path, text, *, encoding="utf-8"):
+    (tmp_path / "audio").mkdir(exist_ok=True)
+    (tmp_path / "meta.csv").write_bytes(text.encode(encoding))
+    return {"type": "manifest", "root": str(tmp_path / "audio"), "table": str(tmp_path / "meta.csv")}
+
+
+@pytest.mark.parametrize(
+    "text, encoding, message",
+    [
+        (
+            "path,label,speaker,split\na.wav,wütend,s1,test\n",
+            "latin-1",
+            r"meta.csv: not UTF-8 text .* save the table as UTF-8",
+        ),
+        ("path,label,speaker,split\na.wav,ang,s1,test\n", "utf-16", r"meta.csv: not UTF-8 text"),
+        ("path,label,speaker,split\n", "utf-8", r"meta.csv: a header and no rows"),
+        ("", "utf-8", r"meta.csv: the table is empty"),
+    ],
+)
+def test_an_unreadable_table_names_the_file_and_the_fix(tmp_path, text, encoding, message):
+    spec = _table_spec(tmp_path, text, encoding=encoding)
+    with pytest.raises(CorpusError, match=message):
+        read_corpus(spec | {"label_map": {"ang": "angry", "wütend": "angry"}})
+
+
+def test_an_empty_class_name_and_a_home_folder(tmp_path, monkeypatch):
+    spec = _table_spec(tmp_path, "path,label,speaker,split\na.wav,ang,s1,test\n")
+    with pytest.raises(CorpusError, match=r"label_map maps \['ang'\] to an empty class name"):
+        read_corpus(spec | {"label_map": {"ang": " "}})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    table = read_corpus(spec | {"root": "~/audio", "table": "~/meta.csv", "label_map": {"ang": "angry"}}).table
+    assert table["path"].iloc[0] == str((tmp_path / "audio" / "a.wav").resolve())

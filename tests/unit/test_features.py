@@ -114,12 +114,14 @@ def test_cache_means_a_second_run_extracts_nothing(tmp_path, monkeypatch):
     assert entry.is_file() and features.SUMMARY_VERSION in str(entry) and "opensmile-" in str(entry)
 
 
-def test_cache_ignores_a_corrupt_entry(tmp_path):
+@pytest.mark.parametrize("entry", ["{not json", "{}", '{"Loudness_sma3": 1.0}', "\udcff garbage"])
+def test_cache_ignores_a_corrupt_or_partial_entry(tmp_path, entry):
+    # a '{}' entry once made the utterance UNVOICED (every mean missing); now it is extracted again
     path = _write(tmp_path / "x.wav", harmonic_complex(150.0))
     manifest = pd.DataFrame({"utt_id": ["x"], "path": [str(path)], "sha256": [sha256_of(path)]})
     cache = LLDCache(tmp_path / "cache")
     cache.path(manifest["sha256"][0]).parent.mkdir(parents=True)
-    cache.path(manifest["sha256"][0]).write_text("{not json")
+    cache.path(manifest["sha256"][0]).write_bytes(entry.encode("utf-8", "surrogateescape"))
     table = extract_lld_means(manifest, cache=cache, progress=False)
     assert table["F0semitoneFrom27.5Hz_sma3nz"].iloc[0] == pytest.approx(12 * np.log2(150 / 27.5), abs=0.3)
 
