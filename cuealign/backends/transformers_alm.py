@@ -24,7 +24,7 @@ import transformers
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.backends.registry import Family
-from cuealign.backends.weights import DTYPES, load_error
+from cuealign.backends.weights import DTYPES, damaged_weights, load_error
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ class TransformersALM:
             model = model_class.from_pretrained(path, dtype=DTYPES[dtype], **options, **placement, **safe)
         except OSError as exc:
             raise load_error(path, allow_pickle, exc) from exc
+        except Exception as exc:
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise damaged_weights(path, exc) from exc
         if adapter:
             from peft import PeftModel
 

@@ -18,3 +18,11 @@ def load_error(path: str, allow_pickle: bool, exc: OSError) -> FileNotFoundError
         f"model {path!r}: not a local model folder and not in the local Hugging Face cache "
         f"(nothing is downloaded at run time; fetch it once with `hf download {path}`): {exc}"
     )
+
+
+def damaged_weights(path: str, exc: Exception) -> ValueError:
+    """A safetensors file that does not parse (cut off by an interrupted copy or download)."""
+    return ValueError(
+        f"model {path!r}: a weights file is damaged ({exc}), most often cut off by an interrupted copy or "
+        f"download; copy or download it again (a hub model: `hf download {path}` with its revision)"
+    )

@@ -343,3 +343,14 @@ def test_an_adapter_trained_on_another_base_is_refused_naming_both(tiny_qwen2_au
     with pytest.raises(ValueError, match=named):
         check_model_spec("m", entry | {"path": str(other)}, ["demo"])
     check_model_spec("m", entry | {"path": str(other), "allow_adapter_transfer": True}, ["demo"])
+
+
+def test_truncated_weights_are_an_error_naming_the_model_and_the_fix(tiny_qwen2_audio, tmp_path):
+    import shutil
+
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_qwen2_audio, folder)
+    weights = next(folder.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # an interrupted copy
+    with pytest.raises(ValueError, match=rf"model '{folder}': a weights file is damaged .* copy or download it again"):
+        load_backend(spec(folder))
