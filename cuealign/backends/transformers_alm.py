@@ -212,9 +212,14 @@ class TransformersALM:
                     use_cache=True,
                     **self._positions(prefix, [0] * len(rows), ids.shape[1]),
                 )
-            logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
-            for row, i in enumerate(rows):  # the logits that predict the answer's first token
-                scores[i] += logprobs[row, len(suffix_ids[i]) - 1, first_tokens].numpy()
+            # the logits that predict the answer's first token, one position per row, reduced to
+            # the labels' first tokens on the device: what crosses to the host is rows x labels
+            # (copying the whole log-softmax was ~876 MB per utterance for a 7B model's vocabulary)
+            logits = out.logits
+            last = torch.tensor([len(suffix_ids[i]) - 1 for i in rows], device=logits.device)
+            picked = logits[torch.arange(len(rows), device=logits.device), last].float()
+            first = torch.log_softmax(picked, dim=-1)[:, first_tokens.to(logits.device)].cpu().numpy()
+            scores[rows] += first
             if several:
                 self._score_label_tails(
                     prefix,
@@ -247,10 +252,13 @@ class TransformersALM:
                     use_cache=True,
                     **self._positions(prefix, [len(suffix_ids[i]) for _, i, _ in batch], ids.shape[1], always=True),
                 ).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            # each row's remaining label tokens, gathered on the device (rows x tokens cross to the host)
+            rest, rest_mask = self._padded([label_ids[j][1:] for _, _, j in batch], 0)
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            gathered = logprobs.gather(2, rest.to(logits.device)[:, :, None])[:, :, 0]
+            totals = (gathered * rest_mask.to(logits.device)).sum(dim=1).cpu().numpy()
             for row, (_, i, j) in enumerate(batch):
-                rest = torch.tensor(label_ids[j][1:])
-                scores[i, j] += float(logprobs[row, torch.arange(len(rest)), rest].sum())
+                scores[i, j] += float(totals[row])
 
     def score_full(self, audio: np.ndarray, prefix_text: str, suffix: str, labels: list[str]) -> np.ndarray:
         """The same scores recomputed from scratch for one suffix: no cache, audio re-encoded."""
