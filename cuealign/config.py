@@ -117,6 +117,7 @@ def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "device": spec["device"],
             "dtype": spec["dtype"],
             "allow_pickle": spec["allow_pickle"],
+            "known_training_overlap": spec["known_training_overlap"],
             **spec["probe"],
         }
         entry |= {"path": spec["base"], "adapter": folder} if spec["method"] == "lora" else {"path": folder}

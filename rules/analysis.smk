@@ -8,6 +8,7 @@ rule analyse_predictions:
         predictions=get_analysis_inputs(
             "results/{corpus}/{model}/predictions/{shard}.parquet"
         ),
+        dropped=get_analysis_inputs("results/{corpus}/dropped_labels.json"),
     output:
         uar="results/{corpus}/{model}/analysis/uar.csv",
         comparisons="results/{corpus}/{model}/analysis/comparisons.csv",
@@ -24,6 +25,14 @@ rule analyse_predictions:
         interventions_tex="results/{corpus}/{model}/analysis/table_interventions.tex",
         accounting="results/{corpus}/{model}/analysis/accounting.csv",
         run="results/{corpus}/{model}/RUN.json",
+        card="results/{corpus}/{model}/analysis/protocol_card.json",
+        card_html=report(
+            "results/{corpus}/{model}/analysis/protocol_card.html",
+            caption="../report/protocol_card.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "0 protocol card"},
+        ),
         # the same tables as pages the report shows inline (CSV and Markdown only download there)
         main_html=report(
             "results/{corpus}/{model}/analysis/table_main.html",
@@ -73,6 +82,7 @@ rule analyse_predictions:
         options=config["analysis"],
         # provenance: the whole config (its hash and seeds go into every table and RUN.json)
         config=config,
+        corpus_spec=lambda wildcards: config["corpora"][wildcards.corpus],
         specs=lambda wildcards: {
             corpus: model_spec(wildcards.model, corpus)
             for corpus in analysed_corpora(wildcards.corpus)

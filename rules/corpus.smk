@@ -24,6 +24,7 @@ rule build_manifest:
     output:
         manifest="results/{corpus}/manifest.parquet",
         bad_files="results/{corpus}/bad_files.csv",
+        dropped="results/{corpus}/dropped_labels.json",
     log:
         "logs/{corpus}/build_manifest.log",
     benchmark:

@@ -1,15 +1,23 @@
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
 from cuealign import provenance, tables
 from cuealign.accounting import accounting, accounting_line
 from cuealign.analysis import analyse
+from cuealign.card import card_table, protocol_card
 from cuealign.cue_following import class_given_token, cue_following, pool_cue_following
 from cuealign.folds import pooled_manifest
 from cuealign.runlog import log_to
 from cuealign.tokens import TokensMeta
+
+CARD_NOTE = (
+    "How this result was made: raw labels to classes (merges, drops with counts), the split protocol with "
+    "its speaker counts, what was evaluated, and what the model is known to have been trained on "
+    "(models.<name>.known_training_overlap, from its model card)."
+)
 
 with log_to(snakemake.log[0]) as log:
     corpus, model = snakemake.wildcards.corpus, snakemake.wildcards.model
@@ -76,6 +84,24 @@ with log_to(snakemake.log[0]) as log:
     )
     if pooled:
         run["folds"] = folds
+    card = protocol_card(
+        corpus=corpus,
+        spec=snakemake.params.corpus_spec,
+        manifest=manifest,
+        prompts=prompts,
+        dropped=json.loads(Path(snakemake.input.dropped[0]).read_text()),
+        model=model,
+        model_spec=spec,
+        folds=folds if pooled else None,
+    )
+    run["protocol_card"] = card
+    with open(snakemake.output.card, "w") as stream:
+        json.dump(card, stream, indent=2)
+    with open(snakemake.output.card_html, "w") as stream:
+        stream.write(tables.to_html(card_table(card), title=f"{corpus} / {model}: protocol card", note=CARD_NOTE))
+    if card["overlap_warning"]:
+        log.warning("%s", card["overlap_warning"])
+        print(f"{corpus} / {model}: WARNING: {card['overlap_warning']}", file=sys.__stderr__)
     with open(snakemake.output.run, "w") as stream:
         json.dump(run, stream, indent=2, default=str)
     # every table says what it was made from

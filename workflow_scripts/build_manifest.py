@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +16,15 @@ with log_to(snakemake.log[0]) as log:
         parent = Path(snakemake.input.annotations[0])
         manifest = fold_manifest(pd.read_parquet(parent), session)
         bad_files = pd.read_csv(parent.with_name("bad_files.csv"))
+        dropped = json.loads(parent.with_name("dropped_labels.json").read_text())
         log.info("fold: session %d is test, %s", session, manifest["split"].value_counts().to_dict())
     else:
         checks = dict(snakemake.params.checks)
         on_bad_audio = checks.pop("on_bad_audio")
+        corpus = read_corpus(snakemake.params.corpus)
+        dropped = corpus.dropped  # raw labels the label map dropped on purpose, with counts
         manifest, bad_files = build_manifest(
-            read_corpus(snakemake.params.corpus),
+            corpus,
             AudioChecks(**checks),
             on_bad_audio=on_bad_audio,
             threads=snakemake.threads,
@@ -29,3 +33,5 @@ with log_to(snakemake.log[0]) as log:
     check_leakage(manifest, **snakemake.params.leakage)
     manifest.to_parquet(snakemake.output.manifest, index=False)
     bad_files.to_csv(snakemake.output.bad_files, index=False)
+    with open(snakemake.output.dropped, "w") as stream:
+        json.dump(dropped, stream, indent=2)

@@ -56,6 +56,15 @@ def test_leave_one_session_out_fits_per_fold_and_pools_the_analysis(workflow, ie
     assert "iemocap / tiny: 80 in the manifest -> 0 failed audio checks -> 80 usable -> 80 evaluated" in run.stderr
     record = json.loads((workflow / "results/iemocap/tiny/RUN.json").read_text())
     assert record["folds"] == [f"iemocap-s{k}" for k in range(1, 6)]
+    card = record["protocol_card"]
+    assert card["protocol"].startswith("leave one session out, pooled over 5 folds")
+    assert card["evaluated"] == {
+        "utterances": 80,
+        "speakers": 10,
+        "per_class": {c: 20 for c in ("angry", "happy", "neutral", "sad")},
+        "conditions": 6,
+    }
+    assert card["merged"] == {"happy": ["exc", "hap"]}
     assert (workflow / "results/iemocap/tiny/figures/corruption_curve.png").exists()
 
 

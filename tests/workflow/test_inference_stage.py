@@ -76,6 +76,10 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
 
     # provenance: every table names the config, versions, model and seeds; RUN.json reproduces the run
     record = json.loads((workflow / "results/demo/tiny/RUN.json").read_text())
+    card = json.loads((workflow / "results/demo/tiny/analysis/protocol_card.json").read_text())
+    assert record["protocol_card"] == card and card["evaluated"]["utterances"] == accounting["evaluated"]
+    assert card["splits"]["test"] == {"utterances": 16, "speakers": 2} and card["raw_labels_dropped"] == {}
+    assert "protocol card" in (workflow / "results/demo/tiny/analysis/protocol_card.html").read_text()
     for table in ("uar.csv", "comparisons.csv", "table_main.csv"):
         stamped = pd.read_csv(workflow / "results/demo/tiny/analysis" / table)
         assert (stamped["config_hash"] == record["config_hash"]).all(), table

@@ -1,0 +1,102 @@
+"""The protocol card of one corpus x model: what was evaluated and how, and what the model is
+known to have seen, in RUN.json and as a page of the report.
+
+A reader of a result needs, next to the numbers: how raw labels became classes (merges and
+drops, with counts), the split protocol with its speaker counts, what was evaluated, and whether
+the model may have been trained on this very corpus (the paper left MSP-Podcast out for that).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def overlap_warning(corpus: str, corpus_type: str, overlap: list[str]) -> str | None:
+    """A warning when the model's known training data names this corpus (its name or type)."""
+    names = {corpus.casefold(), corpus_type.casefold()}
+    hits = [entry for entry in overlap if any(n and n in entry.casefold() for n in names)]
+    if not hits:
+        return None
+    return (
+        f"the model is known to have been trained on {', '.join(hits)} (models.<name>.known_training_overlap): "
+        f"its results on {corpus} may measure memory rather than cue use"
+    )
+
+
+def protocol_card(
+    *,
+    corpus: str,
+    spec: dict,
+    manifest: pd.DataFrame,
+    prompts: pd.DataFrame,
+    dropped: dict[str, int],
+    model: str,
+    model_spec: dict,
+    folds: list[str] | None = None,
+) -> dict:
+    """The card as a dict (JSON-ready). ``manifest`` is the (pooled) manifest the analysis used,
+    ``prompts`` every prompt it analysed, ``dropped`` the raw labels the label map dropped."""
+    usable = manifest[manifest["status"] == "ok"]
+    label_map = spec.get("label_map") or {label: label for label in sorted(usable["label"].unique())}
+    classes: dict[str, list[str]] = {}
+    for raw, label in label_map.items():
+        if label is not None:
+            classes.setdefault(label, []).append(raw)
+    kept = usable.groupby("orig_label").size().to_dict() if "orig_label" in usable else {}
+    evaluated = prompts.drop_duplicates("utt_id")
+    overlap = list(model_spec.get("known_training_overlap") or [])
+    return {
+        "corpus": corpus,
+        "corpus_type": spec["type"],
+        "classes": {label: sorted(raws) for label, raws in sorted(classes.items())},
+        "merged": {label: sorted(raws) for label, raws in sorted(classes.items()) if len(raws) > 1},
+        "raw_labels_kept": {raw: int(n) for raw, n in sorted(kept.items())},
+        "raw_labels_dropped": {raw: int(n) for raw, n in sorted(dropped.items())},
+        "protocol": (
+            f"leave one session out, pooled over {len(folds)} folds ({', '.join(folds)})"
+            if folds
+            else f"one split: evaluated split {', '.join(sorted(evaluated['split'].unique()))}"
+        ),
+        "splits": {
+            split: {"utterances": int(len(rows)), "speakers": int(rows["speaker"].nunique())}
+            for split, rows in sorted(usable.groupby("split"))
+        },
+        "failed_audio_checks": int((manifest["status"] != "ok").sum()),
+        "evaluated": {
+            "utterances": int(len(evaluated)),
+            "speakers": int(evaluated["speaker"].nunique()),
+            "per_class": {k: int(v) for k, v in sorted(evaluated["label"].value_counts().items())},
+            "conditions": int(prompts["condition"].nunique()),
+        },
+        "model": model,
+        "model_path": model_spec.get("path"),
+        "known_training_overlap": overlap,
+        "overlap_warning": overlap_warning(corpus, spec["type"], overlap),
+    }
+
+
+def card_table(card: dict) -> pd.DataFrame:
+    """The card as two columns for the report page."""
+    rows = [
+        ("corpus", f"{card['corpus']} ({card['corpus_type']})"),
+        ("protocol", card["protocol"]),
+        ("classes (raw labels)", "; ".join(f"{k} <- {', '.join(v)}" for k, v in card["classes"].items())),
+        ("merged", "; ".join(f"{k} <- {' + '.join(v)}" for k, v in card["merged"].items()) or "none"),
+        ("raw labels dropped", ", ".join(f"{k} {v}" for k, v in card["raw_labels_dropped"].items()) or "none"),
+        ("failed audio checks", str(card["failed_audio_checks"])),
+    ]
+    rows += [
+        (f"split {split}", f"{v['utterances']} utterances, {v['speakers']} speakers")
+        for split, v in card["splits"].items()
+    ]
+    evaluated = card["evaluated"]
+    rows += [
+        ("evaluated", f"{evaluated['utterances']} utterances of {evaluated['speakers']} speakers"),
+        ("evaluated per class", ", ".join(f"{k} {v}" for k, v in evaluated["per_class"].items())),
+        ("conditions", str(evaluated["conditions"])),
+        ("model", f"{card['model']} ({card['model_path']})"),
+        ("known training overlap", ", ".join(card["known_training_overlap"]) or "none recorded"),
+    ]
+    if card["overlap_warning"]:
+        rows.insert(0, ("WARNING", card["overlap_warning"]))
+    return pd.DataFrame(rows, columns=["", "protocol card"])
