@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cuealign.audio import load_model_audio
+from cuealign.backends.registry import GREEDY_DECODING
 from cuealign.cache import KeyedJsonCache, content_key
 from cuealign.interventions import CONDITION_COLUMNS
 from cuealign.provenance import model_identity
@@ -118,6 +119,7 @@ def predict_shard(
         "mode": mode,
         "labels": labels,
         "max_new_tokens": spec["max_new_tokens"] if mode == "generate" else None,
+        "decoding": GREEDY_DECODING if mode == "generate" else None,
     }
     if backend.family.backend == "clap":  # what CLAP compares the audio with
         asked["label_prompt"] = spec["label_prompt"]

@@ -136,6 +136,10 @@ def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: st
             "family": spec["family"],
             "dtype": spec["dtype"],
             "mode": spec["mode"],
+            # generate mode decodes greedily whatever the checkpoint's generation_config says
+            "decoding": _greedy() | {"max_new_tokens": spec.get("max_new_tokens")}
+            if spec["mode"] == "generate"
+            else None,
         },
         "seeds": seeds(config, corpus, model),
         "versions": versions(),
@@ -164,6 +168,12 @@ def stamp(table: pd.DataFrame, run: dict) -> pd.DataFrame:
             f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}" for name, v in run["seeds"].items()
         ),
     )
+
+
+def _greedy() -> dict:
+    from cuealign.backends.registry import GREEDY_DECODING
+
+    return dict(GREEDY_DECODING)
 
 
 def model_fingerprint(path: str, revision: str | None = None) -> str:

@@ -190,3 +190,8 @@ def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
         raise ValueError(
             f"{where}.mix gives every condition weight 0; give one of none, aligned, tokens_only a weight > 0"
         )
+
+
+# generate mode's decoding, whatever a checkpoint's generation_config says; in every answer's
+# cache key and in RUN.json
+GREEDY_DECODING = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}

@@ -23,7 +23,7 @@ import torch
 import transformers
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
 
-from cuealign.backends.registry import Family
+from cuealign.backends.registry import GREEDY_DECODING, Family
 from cuealign.backends.weights import DTYPES, damaged_weights, load_error
 from cuealign.devices import resolve_device
 
@@ -282,8 +282,16 @@ class TransformersALM:
     def generate(
         self, audio: np.ndarray, prefix_text: str, suffixes: list[str], *, max_new_tokens: int = 8
     ) -> list[str]:
-        """Greedy answers, one per suffix, each continuing from the shared prefix cache."""
+        """Greedy answers, one per suffix, each continuing from the shared prefix cache. The decoding
+        is GREEDY_DECODING whatever the checkpoint's generation_config says (AF3-hf ships sampling
+        and a repetition penalty), stopping at the tokenizer's EOS."""
         prefix = self.encode_prefix(audio, prefix_text)
+        greedy = transformers.GenerationConfig(
+            **GREEDY_DECODING,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
         answers = []
         for suffix in suffixes:
             ids = torch.cat([prefix.ids.cpu(), torch.tensor([self.ids(suffix + prefix.tail)])], dim=1).to(self.device)
@@ -292,9 +300,7 @@ class TransformersALM:
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
                     past_key_values=self._cache(prefix, 1),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=self.pad_id,
+                    generation_config=greedy,
                 )
             answers.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
         return answers

@@ -354,3 +354,16 @@ def test_truncated_weights_are_an_error_naming_the_model_and_the_fix(tiny_qwen2_
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # an interrupted copy
     with pytest.raises(ValueError, match=rf"model '{folder}': a weights file is damaged .* copy or download it again"):
         load_backend(spec(folder))
+
+
+def test_generation_is_greedy_whatever_the_checkpoints_generation_config_says(backend):
+    """AF3-hf ships do_sample true and repetition_penalty 1.05: generate mode must not inherit them."""
+    plain = backend.generate(audio(5), PREFIX, SUFFIXES, max_new_tokens=6)
+    config = backend.model.generation_config
+    saved = (config.do_sample, config.repetition_penalty, config.temperature)
+    config.do_sample, config.repetition_penalty, config.temperature = True, 5.0, 2.0
+    try:
+        assert backend.generate(audio(5), PREFIX, SUFFIXES, max_new_tokens=6) == plain
+        assert backend.generate(audio(5), PREFIX, SUFFIXES, max_new_tokens=6) == plain  # no sampling
+    finally:
+        config.do_sample, config.repetition_penalty, config.temperature = saved
