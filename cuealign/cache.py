@@ -15,6 +15,24 @@ def content_key(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
+def file_state(path: str | Path) -> dict[str, Any] | None:
+    """What identifies a file's content without reading it: its resolved path, size, inode,
+    modification and change times (a file rewritten in place, or replaced by a copy that keeps its
+    size and modification time, as cp -p and rsync -a do, has a new change time). None for a file
+    that is not there."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return {
+        "path": str(Path(path).resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+    }
+
+
 class KeyedJsonCache:
     """``root/namespace/ab/abcdef....json``; a missing or corrupt entry reads as None."""
 

@@ -10,14 +10,13 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from tqdm import tqdm
 
 from cuealign.audio import OK, AudioChecks, AudioInfo, check_audio
-from cuealign.cache import KeyedJsonCache, content_key
+from cuealign.cache import KeyedJsonCache, content_key, file_state
 from cuealign.corpora import CorpusTable
 
 log = logging.getLogger(__name__)
@@ -47,17 +46,10 @@ class BadAudioError(RuntimeError):
 
 
 def _file_state(path: str, checks: AudioChecks) -> str | None:
-    """What identifies a file's check result without reading it: its path, size, inode,
-    modification and change times (a file rewritten or replaced in place changes the last), and
-    the thresholds. None for a file that is not there."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    return content_key(
-        {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        | {"ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino, "checks": asdict(checks)}
-    )
+    """The key of a file's check result: its state (cache.file_state) and the thresholds. None
+    for a file that is not there."""
+    state = file_state(path)
+    return None if state is None else content_key(state | {"checks": asdict(checks)})
 
 
 def check_files(

@@ -76,15 +76,11 @@ def file_sha256(file: Path, memo=None) -> str:
     modification and change times: a file rewritten in place or replaced by a copy with the same
     size and modification time (cp -p, rsync -a) has a new change time, so it is read again; an
     unchanged one is not re-read."""
-    stat = file.stat()
     key = None
     if memo is not None:
-        from cuealign.cache import content_key
+        from cuealign.cache import content_key, file_state
 
-        key = content_key(
-            {"path": str(file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-            | {"ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino}
-        )
+        key = content_key(file_state(file))
         if (known := memo.get(key)) is not None:
             return known
     digest = hashlib.sha256()

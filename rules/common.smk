@@ -1,3 +1,4 @@
+import functools
 import hashlib
 import os
 import re
@@ -57,12 +58,20 @@ def get_build_manifest_audio(wildcards):
     manifest (the audio-check cache re-reads only the changed ones; a missing file is a status in
     the manifest, not a missing input). A synthetic corpus' audio is this workflow's own output.
     """
-    if FOLD_OF in config["corpora"][wildcards.corpus]:
-        return []
-    spec = corpus_spec(wildcards.corpus)
+    return list(_existing_audio(wildcards.corpus))
+
+
+@functools.cache
+def _existing_audio(corpus):
+    """Read once per corpus and parse (the files and their state come from one reading)."""
+    if FOLD_OF in config["corpora"][corpus]:
+        return ()
+    spec = corpus_spec(corpus)
     if spec["type"] == "synthetic":
-        return []
-    return [path for path in read_corpus(spec).table["path"] if os.path.isfile(path)]
+        return ()
+    return tuple(
+        path for path in read_corpus(spec).table["path"] if os.path.isfile(path)
+    )
 
 
 def get_build_manifest_audio_state(wildcards):

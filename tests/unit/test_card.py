@@ -37,17 +37,21 @@ def _study():
     return manifest, prompts
 
 
-def test_the_cards_counts_are_the_accounting_chains():
-    manifest, prompts = _study()
-    card = protocol_card(
+def _card(manifest, prompts, *, dropped, overlap):
+    return protocol_card(
         corpus="iemocap",
         spec={"type": "iemocap", "label_map": IEMOCAP_MAP},
         manifest=manifest,
         prompts=prompts,
-        dropped={"fru": 7, "xxx": 3},
+        dropped=dropped,
         model="af3",
-        model_spec={"path": "nvidia/audio-flamingo-3-hf", "known_training_overlap": []},
+        model_spec={"path": "nvidia/audio-flamingo-3-hf", "known_training_overlap": overlap},
     )
+
+
+def test_the_cards_counts_are_the_accounting_chains():
+    manifest, prompts = _study()
+    card = _card(manifest, prompts, dropped={"fru": 7, "xxx": 3}, overlap=[])
     predictions = prompts.assign(pred=prompts["label"])
     uar = pd.DataFrame({"condition": ["none", "aligned"], "n": [len(prompts) // 2] * 2})
     chain = accounting(manifest, prompts, predictions, uar).set_index("step")["count"]
@@ -65,15 +69,5 @@ def test_a_known_training_overlap_with_this_corpus_is_a_warning_on_top():
     assert overlap_warning("msp", "manifest", ["MSP-Podcast", "IEMOCAP"]) is not None  # named by the corpus
     assert "IEMOCAP" in overlap_warning("iemocap", "iemocap", ["IEMOCAP (emotion SFT)"])
     assert overlap_warning("aibo", "aibo", ["IEMOCAP", "MELD"]) is None
-    manifest, prompts = _study()
-    card = protocol_card(
-        corpus="iemocap",
-        spec={"type": "iemocap", "label_map": IEMOCAP_MAP},
-        manifest=manifest,
-        prompts=prompts,
-        dropped={},
-        model="m",
-        model_spec={"path": "x", "known_training_overlap": ["IEMOCAP"]},
-    )
-    table = card_table(card)
+    table = card_table(_card(*_study(), dropped={}, overlap=["IEMOCAP"]))
     assert table.iloc[0, 0] == "WARNING" and "trained on IEMOCAP" in table.iloc[0, 1]
