@@ -37,7 +37,7 @@ def suffixes(rng) -> list[str]:
         tokens = "; ".join(
             f"{c}={rng.choice(LEVELS)}" for c in ("ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS")
         )
-        out.append(f"\nAcoustic cues measured from the audio: {tokens}; VOICE_QUALITY=MODAL.")
+        out.append(f" Acoustic cues measured from the audio: {tokens}; VOICE_QUALITY=MODAL.")
     return out
 
 

@@ -78,7 +78,7 @@ def build_examples(alm: TransformersALM, prompts: pd.DataFrame, labels: list[str
     for (utt_id, kind), rows in prompts.groupby(["utt_id", "audio"], sort=True):
         first = rows.iloc[0]
         audio, _ = load_model_audio(
-            first["path"], rate=alm.family.sampling_rate, window_s=alm.family.window_s, silence=kind == SILENCE
+            first["path"], rate=alm.sampling_rate, window_s=alm.window_s, silence=kind == SILENCE
         )
         prefix, tail = alm.prefix_inputs(audio, first["prefix_text"])
         for row in rows.itertuples():

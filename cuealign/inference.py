@@ -12,6 +12,7 @@ are invalid fails with a message naming the dtype.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -123,6 +124,11 @@ def predict_shard(
     }
     if backend.family.backend == "clap":  # what CLAP compares the audio with
         asked["label_prompt"] = spec["label_prompt"]
+    else:  # the system turn (None: the template's own) and the spellings each label is scored as
+        asked["system_prompt"] = spec.get("system_prompt")
+        asked["label_variants"] = spec.get("label_variants", "exact") if mode == "score" else None
+    # provenance: the tokens each scored spelling of each label is (the analysis puts them in RUN.json)
+    label_tokens = json.dumps(backend.label_tokens(labels), ensure_ascii=False) if mode == "score" else ""
     # what a prediction row keeps of its prompt: who, what truth, which condition (as data) and
     # which tokens it was shown, so the analysis never reads them back out of names or strings
     carry = ["utt_id", *CONDITION_COLUMNS, "label", "split", "speaker"]
@@ -148,8 +154,8 @@ def predict_shard(
         if todo:
             audio, policy = load_model_audio(
                 rows["path"].iloc[0],
-                rate=backend.family.sampling_rate,
-                window_s=backend.family.window_s,
+                rate=backend.sampling_rate,
+                window_s=backend.window_s,
                 silence=audio_kind == "silence",
             )
             suffixes = [rows["suffix_text"].iloc[i] for i in todo]
@@ -166,7 +172,11 @@ def predict_shard(
                 ]
             else:
                 texts = backend.generate(
-                    audio, rows["prefix_text"].iloc[0], suffixes, max_new_tokens=spec["max_new_tokens"]
+                    audio,
+                    rows["prefix_text"].iloc[0],
+                    suffixes,
+                    max_new_tokens=spec["max_new_tokens"],
+                    batch_size=spec["batch_size"],
                 )
                 fresh = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
             seconds = (time.perf_counter() - start) / len(todo)
@@ -210,6 +220,7 @@ def predict_shard(
         dtype=spec["dtype"],
         device=spec["device"],
         batch_size=spec["batch_size"],
+        label_tokens=label_tokens,
     )
     unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
     invalid = int((table["pred"] == INVALID).sum()) if len(table) else 0

@@ -19,7 +19,7 @@ def aibo_root(tmp_path: Path) -> Path:
 
 PROMPT_TEXTS = [
     "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad.",
-    "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; BRIGHTNESS=VERY_BRIGHT; "
+    " Acoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; BRIGHTNESS=VERY_BRIGHT; "
     "DYNAMICS=VERY_DYNAMIC; FORMANTS=LOW; VOICE_QUALITY=BREATHY.",
     "VERY_LOW LOW MID HIGH VERY_HIGH VERY_DARK DARK BRIGHT VERY_STATIC STATIC DYNAMIC MODAL PRESSED ROUGH CREAKY",
     "angry happy neutral sad",

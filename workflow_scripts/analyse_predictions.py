@@ -84,6 +84,10 @@ with log_to(snakemake.log[0]) as log:
     )
     if pooled:
         run["folds"] = folds
+    # score mode: the tokens each scored spelling of each label is (from the inference shards)
+    recorded = [json.loads(t) for t in sorted(set(predictions.get("label_tokens", pd.Series(dtype=str)).dropna())) if t]
+    if recorded:  # one tokenizer, or one per fold's model
+        run["model_source"]["label_tokens"] = recorded[0] if len(recorded) == 1 else recorded
     card = protocol_card(
         corpus=corpus,
         spec=snakemake.params.corpus_spec,

@@ -43,6 +43,7 @@ class ClapZeroShot:
     ):
         self.family = family
         self.label_prompt = label_prompt
+        self.sampling_rate, self.window_s = family.sampling_rate, family.window_s
         torch_device, device_map = resolve_device(device)
         options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
         try:
@@ -68,7 +69,7 @@ class ClapZeroShot:
         return self._texts[key]
 
     def audio_inputs(self, audio: np.ndarray) -> dict:
-        inputs = self.processor(audio=[audio], sampling_rate=self.family.sampling_rate, return_tensors="pt")
+        inputs = self.processor(audio=[audio], sampling_rate=self.sampling_rate, return_tensors="pt")
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def score(
@@ -82,6 +83,14 @@ class ClapZeroShot:
             logits = self.model.logit_scale_a.exp().float() * embedding @ texts.T
             scores = torch.log_softmax(logits, dim=-1)[0].cpu().numpy()
         return np.tile(scores, (len(suffixes), 1))
+
+    def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
+        """The tokens of each label prompt CLAP's text encoder reads (for provenance)."""
+        tokenizer = self.processor.tokenizer
+        return {
+            label: tokenizer.convert_ids_to_tokens(tokenizer(self.label_prompt.format(label=label))["input_ids"])
+            for label in labels
+        }
 
     def generate(self, *args, **kwargs):
         raise ValueError("clap has no generate mode: it scores label prompts (set mode: score)")

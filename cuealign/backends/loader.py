@@ -36,4 +36,6 @@ def load_backend(spec: dict):
         adapter=spec.get("adapter"),
         trust_remote_code=spec["trust_remote_code"],
         allow_pickle=spec.get("allow_pickle", False),
+        system_prompt=spec.get("system_prompt"),
+        label_variants=spec.get("label_variants", "exact"),
     )

@@ -13,11 +13,14 @@ class Family:
     name: str
     model_class: str  # transformers class loaded with from_pretrained
     sampling_rate: int = 16000
-    window_s: float = 30.0  # the audio encoder's window; longer audio is truncated (with a warning)
+    # The audio window (longer audio is truncated, with a warning). None: read from the checkpoint
+    # when it loads (its processor's max_audio_len, else its feature extractor's n_samples), since
+    # checkpoints of one family differ: Qwen2-Audio 30 s, the released Qwen2.5-Omni 300 s, AF3 600 s.
+    window_s: float | None = None
     feature_mask: str = "feature_attention_mask"  # the processor's mask of the audio features
     # "auto": the processor the model folder names (AutoProcessor). "qwen2-audio": a
-    # Qwen2AudioProcessor assembled from the folder's feature extractor, tokenizer and chat
-    # template, for models whose own processor also handles video and so needs torchvision.
+    # Qwen2AudioProcessor read from the folder (its feature extractor, tokenizer and chat template
+    # file), for models whose own processor also handles video and so needs torchvision.
     processor: str = "auto"
     # Multimodal rotary positions (3 x batch x length): a forward continuing from a cached prefix
     # is given its position ids explicitly, counted on from the prefix's largest one.
@@ -32,16 +35,17 @@ FAMILIES: dict[str, Family] = {
     "qwen2-audio": Family("qwen2-audio", "Qwen2AudioForConditionalGeneration"),
     # The Qwen2.5-Omni thinker (text out, no talker). Its own processor loads a video processor
     # that needs torchvision; the audio inputs it makes are those of a Qwen2AudioProcessor with
-    # the Omni tokenizer (same Whisper features, same count of <|AUDIO|> tokens), checked in tests.
+    # the Omni tokenizer (same Whisper features, same count of <|AUDIO|> tokens), checked in tests,
+    # loaded from the model folder with its chat template (chat_template.jinja or .json).
     "qwen2.5-omni": Family(
         "qwen2.5-omni", "Qwen2_5OmniThinkerForConditionalGeneration", processor="qwen2-audio", mrope=True
     ),
     # CLAP (the paper's contrastive baseline): 48 kHz, a 10 s window (its feature extractor would
     # crop longer clips at random; the runner truncates them first), score mode only.
     "clap": Family("clap", "ClapModel", sampling_rate=48000, window_s=10.0, backend="clap"),
-    # Audio Flamingo 3 windows long audio itself, up to 600 s (its processor's max_audio_len).
+    # Audio Flamingo 3 windows long audio itself, up to its processor's max_audio_len (600 s).
     "audio-flamingo-3": Family(
-        "audio-flamingo-3", "AudioFlamingo3ForConditionalGeneration", window_s=600.0, feature_mask="input_features_mask"
+        "audio-flamingo-3", "AudioFlamingo3ForConditionalGeneration", feature_mask="input_features_mask"
     ),
 }
 

@@ -2,9 +2,11 @@
 
 The user turn is split at the cue slot: the head (chat template, audio, instruction) is the same
 for every condition of an utterance, so it is run once and its KV cache reused for each
-condition's suffix (cue block, end of turn, assistant header, answer). Prefix and suffix are
-tokenised separately and their ids concatenated on every path, because BPE can merge across the
-boundary (FINDINGS.md).
+condition's suffix (cue block, end of turn, assistant header, answer). The split is only made
+where the tokenizer gives the whole prompt the same ids as head and suffix tokenised apart (with
+the real Qwen BPE ".\n" is one token, so a cue block starting with a newline right after the
+instruction's full stop would feed the model other ids than its own processor does): every
+prompt is checked, and one that breaks it is an error naming the fix.
 
 Label scoring: log P(label tokens | prompt), summed over the label's tokens; one forward per
 batch of conditions gives every label's first token, and the tails of multi-token labels branch
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, DynamicCache, Qwen2AudioProcessor
+from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.backends.registry import GREEDY_DECODING, Family
 from cuealign.backends.weights import DTYPES, damaged_weights, load_error
@@ -30,6 +32,11 @@ from cuealign.devices import resolve_device
 log = logging.getLogger(__name__)
 
 _SENTINEL = "@@cuealign-cues@@"
+# The audio's content item: the type for templates that test it, and an 'audio' key for those that
+# test `'audio' in content` (Qwen2-Audio's hub PR #13 and fine-tunes saved with it), which render
+# no audio placeholder for a bare {"type": "audio"}. Rendering never reads the value.
+AUDIO_ITEM = {"type": "audio", "audio": "<audio>"}
+LABEL_VARIANTS = ("exact", "case")
 
 
 @dataclass
@@ -41,21 +48,42 @@ class Prefix:
     tail: str  # the chat template after the user text (end of turn, assistant header)
     inputs: dict  # the processor's output (audio features), kept for the full-recompute path
     next_position: int  # the rotary position of the first token after the prefix
+    head: str  # the templated text the ids were made from (audio placeholder unexpanded)
 
 
 def load_processor(path: str, family: Family, **options):
-    """The processor the family's registry entry names (see Family.processor)."""
+    """The processor the family's registry entry names (see Family.processor), with the chat
+    template the model folder holds (chat_template.jinja, chat_template.json, or in the tokenizer's
+    config)."""
     if family.processor == "auto":
-        return AutoProcessor.from_pretrained(path, **options)
-    if family.processor == "qwen2-audio":
-        tokenizer = AutoTokenizer.from_pretrained(path, **options)
-        if tokenizer.chat_template is None:
-            raise ValueError(f"model {path!r} has no chat template (chat_template.jinja or chat_template.json)")
-        features = AutoFeatureExtractor.from_pretrained(path, **options)
-        return Qwen2AudioProcessor(
-            feature_extractor=features, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+        processor = AutoProcessor.from_pretrained(path, **options)
+    elif family.processor == "qwen2-audio":
+        processor = Qwen2AudioProcessor.from_pretrained(path, **options)
+    else:
+        raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
+    if processor.chat_template is None:
+        raise ValueError(
+            f"model {path!r} has no chat template (chat_template.jinja, chat_template.json or tokenizer_config.json): "
+            "copy the one of the checkpoint it was trained from into the folder"
         )
-    raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
+    return processor
+
+
+def audio_window(processor) -> float:
+    """Seconds of audio the checkpoint takes: its processor's own limit where it windows long audio
+    (AF3: max_audio_len), else its feature extractor's (Qwen2-Audio 30 s, released Omni 300 s)."""
+    if limit := getattr(processor, "max_audio_len", None):
+        return float(limit)
+    features = processor.feature_extractor
+    return features.n_samples / features.sampling_rate
+
+
+def label_variants(label: str, how: str) -> list[str]:
+    """The spellings of ``label`` scored together: as written ('exact'), or with its capitalised
+    and upper-case forms too ('case'; instruction models often answer "Neutral")."""
+    if how == "exact":
+        return [label]
+    return list(dict.fromkeys([label, label[:1].upper() + label[1:], label.upper()]))
 
 
 class TransformersALM:
@@ -72,8 +100,15 @@ class TransformersALM:
         adapter: str | None = None,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
+        system_prompt: str | None = None,
+        label_variants: str = "exact",
     ):
         self.family = family
+        self.system_prompt = system_prompt
+        if label_variants not in LABEL_VARIANTS:
+            raise ValueError(f"label_variants {label_variants!r}: choose one of {LABEL_VARIANTS}")
+        self.label_variants = label_variants
+        self._split_checked: set[tuple[str, str]] = set()
         torch_device, device_map = resolve_device(device)
         options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
         try:
@@ -98,6 +133,7 @@ class TransformersALM:
                     "set allow_pickle: true to load pickle weights"
                 )
             model = PeftModel.from_pretrained(model, adapter)
+            check_adapter_loaded(model, adapter)
         if device_map:  # accelerate placed the layers (over every visible GPU); inputs go where the embeddings are
             self.model = model.eval()
             self.device = self.model.device
@@ -107,20 +143,58 @@ class TransformersALM:
         log.info("model on %s%s", self.device, f" (device_map={device_map})" if device_map else "")
         self.tokenizer = self.processor.tokenizer
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.window_s = family.window_s or audio_window(self.processor)
 
     # --- text -----------------------------------------------------------------------------
 
     def split_template(self, prefix_text: str) -> tuple[str, str]:
-        """The chat-templated user turn, cut at the cue slot: (head with audio, tail)."""
-        conversation = [
-            {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prefix_text + _SENTINEL}]}
-        ]
+        """The chat-templated user turn, cut at the cue slot: (head with audio, tail). The system
+        turn is the configured system prompt, or the template's own default when none is set."""
+        conversation = [{"role": "user", "content": [AUDIO_ITEM, {"type": "text", "text": prefix_text + _SENTINEL}]}]
+        if self.system_prompt is not None:
+            conversation.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
         text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         head, tail = text.split(_SENTINEL)
+        audio_token = getattr(self.processor, "audio_token", None)
+        if audio_token and head.count(audio_token) != 1:
+            raise ValueError(
+                f"the model's chat template renders {head.count(audio_token)} audio placeholders ({audio_token}) for "
+                f"one audio content item {AUDIO_ITEM}: the audio would not reach the model; use the chat template "
+                "of the released checkpoint"
+            )
         return head, tail
 
     def ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def check_split(self, head: str, suffix_tail: list[str]) -> None:
+        """Each prompt tokenises as a whole exactly as its head and suffix do apart (the cached
+        prefix is then what the model's own processor would feed it); checked once per text."""
+        for rest in suffix_tail:
+            if (head, rest) in self._split_checked:
+                continue
+            apart, whole = self.ids(head) + self.ids(rest), self.ids(head + rest)
+            if apart != whole:
+                at = next((i for i, (a, b) in enumerate(zip(apart, whole, strict=False)) if a != b), len(whole))
+                merged = self.tokenizer.convert_ids_to_tokens(whole[at : at + 1])
+                raise ValueError(
+                    f"prompt: the text before the cue block and the cue block tokenise differently together "
+                    f"(the model's tokenizer makes {self.tokenizer.decode(whole[at : at + 1])!r} one token across "
+                    f"the split; token {merged}), so the cached prefix would not be what the model's own processor "
+                    f"feeds it. Around the split: {(head[-20:] + '|' + rest[:20])!r}. Start prompt.cues with a space "
+                    "and a word (the default ' Acoustic cues ...'), not a newline or punctuation, or end "
+                    "prompt.template's text before {cues} with a newline"
+                )
+            self._split_checked.add((head, rest))
+
+    def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
+        """Each scored spelling of each label and the tokens it is scored as (for provenance)."""
+        return {
+            variant: self.tokenizer.convert_ids_to_tokens(self.ids(variant))
+            for label in labels
+            for variant in label_variants(label, self.label_variants)
+        }
 
     # --- audio prefix --------------------------------------------------------------------------
 
@@ -131,12 +205,13 @@ class TransformersALM:
         start here, so a model is trained on exactly the inputs it is later probed with.
         """
         head, tail = self.split_template(prefix_text)
-        inputs = self.processor(text=head, audio=audio, sampling_rate=self.family.sampling_rate, return_tensors="pt")
+        inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
         return dict(inputs), tail
 
     def encode_prefix(self, audio: np.ndarray, prefix_text: str) -> Prefix:
         """Run system + audio + instruction once; keep the KV cache."""
-        inputs, tail = self.prefix_inputs(audio, prefix_text)
+        head, tail = self.split_template(prefix_text)
+        inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs, use_cache=True)
@@ -149,7 +224,9 @@ class TransformersALM:
                 audio_seqlens=inputs[self.family.feature_mask].sum(-1),
             )
             next_position = int(positions.max()) + 1
-        return Prefix(ids=inputs["input_ids"], layers=layers, tail=tail, inputs=inputs, next_position=next_position)
+        return Prefix(
+            ids=inputs["input_ids"], layers=layers, tail=tail, inputs=inputs, next_position=next_position, head=head
+        )
 
     def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:
         # Views of the prefix tensors: appending a suffix concatenates into new tensors, so the
@@ -194,6 +271,13 @@ class TransformersALM:
         tokenizer does to the labels.
         """
         prefix = self.encode_prefix(audio, prefix_text)
+        self.check_split(prefix.head, [s + prefix.tail for s in suffixes])
+        spellings = [label_variants(label, self.label_variants) for label in labels]
+        scores = self._score_texts(prefix, suffixes, [v for vs in spellings for v in vs], batch_size=batch_size)
+        return _per_label(scores, spellings)
+
+    def _score_texts(self, prefix: Prefix, suffixes: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
+        """log P(text | prompt with suffix) for every suffix x text (see score)."""
         suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
         label_ids = [self.ids(label) for label in labels]
         first_tokens = torch.tensor([ids[0] for ids in label_ids])
@@ -261,46 +345,152 @@ class TransformersALM:
                 scores[i, j] += float(totals[row])
 
     def score_full(self, audio: np.ndarray, prefix_text: str, suffix: str, labels: list[str]) -> np.ndarray:
-        """The same scores recomputed from scratch for one suffix: no cache, audio re-encoded."""
-        prefix = self.encode_prefix(audio, prefix_text)
-        suffix_ids = self.ids(suffix + prefix.tail)
+        """The same scores recomputed from scratch for one suffix, as the model's own processor
+        prepares the whole prompt: the text tokenised in one piece, no cache, audio re-encoded."""
+        head, tail = self.split_template(prefix_text)
+        spellings = [label_variants(label, self.label_variants) for label in labels]
+        prompt = self.processor(
+            text=head + suffix + tail, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt"
+        )
+        prompt_ids = prompt["input_ids"]
+        inputs = {k: v.to(self.device) for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
         scores = []
-        for label in labels:
+        for label in (v for vs in spellings for v in vs):
             label_ids = self.ids(label)
-            ids = torch.cat([prefix.ids.cpu(), torch.tensor([suffix_ids + label_ids])], dim=1).to(self.device)
-            inputs = {k: v for k, v in prefix.inputs.items() if k not in ("input_ids", "attention_mask")}
+            ids = torch.cat([prompt_ids, torch.tensor([label_ids])], dim=1).to(self.device)
             with torch.inference_mode():
                 logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **inputs).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)[0].cpu()
-            first = prefix.ids.shape[1] + len(suffix_ids) - 1
+            first = prompt_ids.shape[1] - 1
             positions = torch.arange(first, first + len(label_ids))
             scores.append(float(logprobs[positions, torch.tensor(label_ids)].sum()))
-        return np.array(scores)
+        return _per_label(np.array([scores]), spellings)[0]
 
     # --- generation ----------------------------------------------------------------------------
 
-    def generate(
-        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], *, max_new_tokens: int = 8
-    ) -> list[str]:
-        """Greedy answers, one per suffix, each continuing from the shared prefix cache. The decoding
-        is GREEDY_DECODING whatever the checkpoint's generation_config says (AF3-hf ships sampling
-        and a repetition penalty), stopping at the tokenizer's EOS."""
-        prefix = self.encode_prefix(audio, prefix_text)
-        greedy = transformers.GenerationConfig(
+    def _greedy_config(self, max_new_tokens: int) -> transformers.GenerationConfig:
+        return transformers.GenerationConfig(
             **GREEDY_DECODING,
             max_new_tokens=max_new_tokens,
             pad_token_id=self.pad_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
-        answers = []
-        for suffix in suffixes:
-            ids = torch.cat([prefix.ids.cpu(), torch.tensor([self.ids(suffix + prefix.tail)])], dim=1).to(self.device)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    past_key_values=self._cache(prefix, 1),
-                    generation_config=greedy,
-                )
-            answers.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+    def generate(
+        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], *, max_new_tokens: int = 8, batch_size: int = 32
+    ) -> list[str]:
+        """Greedy answers, one per suffix, all suffixes of a batch decoded together from the shared
+        prefix cache: each row is its suffix right-padded, then one token per step for every row,
+        padding masked and each row's positions counted on from its own length, until every row has
+        given the tokenizer's EOS or max_new_tokens. The decoding is GREEDY_DECODING (no sampling, no
+        repetition penalty) whatever the checkpoint's generation_config says (AF3-hf ships sampling
+        and a repetition penalty); generate_one is the same with transformers' own generate, one
+        prompt at a time, the reference the tests compare against token for token."""
+        prefix = self.encode_prefix(audio, prefix_text)
+        self.check_split(prefix.head, [s + prefix.tail for s in suffixes])
+        suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
+        answers: list[str] = []
+        for start in range(0, len(suffixes), batch_size):
+            rows = suffix_ids[start : start + batch_size]
+            answers += [
+                self.tokenizer.decode(t, skip_special_tokens=True) for t in self._decode(prefix, rows, max_new_tokens)
+            ]
         return answers
+
+    def _decode(self, prefix: Prefix, rows: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuations of ``rows`` (suffix ids after the prefix), up to and without EOS."""
+        eos = self.tokenizer.eos_token_id
+        ids, suffix_mask = self._padded(rows, self.pad_id)
+        mask = torch.cat([torch.ones((len(rows), prefix.ids.shape[1]), dtype=torch.long), suffix_mask], dim=1)
+        lengths = [len(r) for r in rows]
+        out: list[list[int]] = [[] for _ in rows]
+        done = [False] * len(rows)
+        cache = self._cache(prefix, len(rows))
+        with torch.inference_mode():
+            result = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+                **self._positions(prefix, [0] * len(rows), ids.shape[1]),
+            )
+            last = torch.tensor([n - 1 for n in lengths], device=result.logits.device)
+            logits = result.logits[torch.arange(len(rows), device=last.device), last]
+            for step in range(max_new_tokens):
+                chosen = logits.float().argmax(dim=-1).cpu().tolist()
+                for row, token in enumerate(chosen):
+                    if not done[row]:
+                        if token == eos:
+                            done[row] = True
+                        else:
+                            out[row].append(token)
+                if all(done) or step == max_new_tokens - 1:
+                    break
+                step_ids = torch.tensor([[t if not d else self.pad_id] for t, d in zip(chosen, done, strict=True)])
+                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+                result = self.model(
+                    input_ids=step_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    past_key_values=result.past_key_values,
+                    use_cache=True,
+                    **self._positions(prefix, [n + step for n in lengths], 1, always=True),
+                )
+                logits = result.logits[:, -1]
+        return out
+
+    def generate_one(self, audio: np.ndarray, prefix_text: str, suffix: str, *, max_new_tokens: int = 8) -> str:
+        """One greedy answer by transformers' own generate, continuing the prefix cache: the
+        reference for generate's batched decoding."""
+        prefix = self.encode_prefix(audio, prefix_text)
+        ids = torch.cat([prefix.ids.cpu(), torch.tensor([self.ids(suffix + prefix.tail)])], dim=1).to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                past_key_values=self._cache(prefix, 1),
+                generation_config=self._greedy_config(max_new_tokens),
+            )
+        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def _per_label(scores: np.ndarray, spellings: list[list[str]]) -> np.ndarray:
+    """Columns of spellings (in order) to one column per label: log-sum-exp over its spellings."""
+    from scipy.special import logsumexp
+
+    out, column = np.zeros((scores.shape[0], len(spellings))), 0
+    for j, variants in enumerate(spellings):
+        block = scores[:, column : column + len(variants)]
+        out[:, j] = block[:, 0] if len(variants) == 1 else logsumexp(block, axis=1)
+        column += len(variants)
+    return out
+
+
+def check_adapter_loaded(model, adapter: str) -> None:
+    """A PEFT adapter that changes the model: every weight in its file lands in a module of the
+    model and the model's adapter modules all get one (PEFT only warns when the module names do not
+    match, e.g. an adapter of the llava-layout AF3 on the transformers one, and then changes
+    nothing), and its LoRA B matrices are not all zero (an untrained adapter is the base model)."""
+    from peft.utils import get_peft_model_state_dict, load_peft_weights
+
+    saved = load_peft_weights(adapter, device="cpu")
+    expected = get_peft_model_state_dict(model)
+    unloaded, missing = sorted(set(saved) - set(expected)), sorted(set(expected) - set(saved))
+    if unloaded or missing:
+        names = unloaded or missing
+
+        def module(key: str) -> str:
+            return key.split(".lora_")[0].removeprefix("base_model.model.")
+
+        shown = sorted({module(k) for k in names})
+        raise ValueError(
+            f"adapter {adapter!r} does not fit the model: {len(unloaded)} of its {len(saved)} weights name no module "
+            f"of the model and {len(missing)} of the model's adapter weights get none (e.g. {shown[:4]}). It was "
+            "saved for another layout of the model (the llava-layout AF3 names its language model 'llm.', the "
+            "transformers one 'language_model.'): convert its keys, or train it on this model"
+        )
+    lora_b = {k: v for k, v in saved.items() if ".lora_B." in k or k.endswith("lora_B.weight")}
+    if lora_b and all(not torch.any(v) for v in lora_b.values()):
+        raise ValueError(
+            f"adapter {adapter!r}: all {len(lora_b)} LoRA B matrices are zero, so it changes nothing (an untrained "
+            "adapter: the results would be the base model's, labelled as the adapted one); point at the trained one"
+        )

@@ -10,8 +10,8 @@ LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
 SUFFIXES = [
     "",
-    "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; VOICE_QUALITY=PRESSED.",
-    "\nAcoustic cues measured from the audio: ENERGY=VERY_LOW; PITCH=LOW; VOICE_QUALITY=BREATHY.",
+    " Acoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; VOICE_QUALITY=PRESSED.",
+    " Acoustic cues measured from the audio: ENERGY=VERY_LOW; PITCH=LOW; VOICE_QUALITY=BREATHY.",
 ]
 
 
@@ -195,7 +195,7 @@ def test_a_folder_without_a_model_is_refused(tmp_path):
 def test_registry_entries():
     assert family("qwen2-audio").model_class == "Qwen2AudioForConditionalGeneration"
     assert family("audio-flamingo-3").feature_mask == "input_features_mask"
-    assert family("audio-flamingo-3").window_s == 600.0
+    assert family("audio-flamingo-3").window_s is None  # read from the checkpoint (see test_real_models.py)
     assert (
         family("qwen2.5-omni").model_class == "Qwen2_5OmniThinkerForConditionalGeneration"
         and family("qwen2.5-omni").mrope
@@ -204,7 +204,7 @@ def test_registry_entries():
 
 def test_long_audio_within_the_window_reaches_the_model(backend):
     """Qwen2-Audio sees only its first 30 s; AF3 windows longer audio itself."""
-    if backend.family.window_s <= 30:
+    if backend.window_s <= 30:
         pytest.skip("the runner truncates audio to this family's 30 s window before it gets here")
     head = audio(6, seconds=31.0)
     tail_changed = head.copy()

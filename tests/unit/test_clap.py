@@ -15,7 +15,7 @@ from cuealign.inference import predict_shard
 from cuealign.interventions import Condition
 
 LABELS = ["angry", "happy", "neutral", "sad"]
-SUFFIXES = ["", "\nAcoustic cues measured from the audio: ENERGY=VERY_HIGH.", "\nAcoustic cues: ENERGY=VERY_LOW."]
+SUFFIXES = ["", " Acoustic cues measured from the audio: ENERGY=VERY_HIGH.", "\nAcoustic cues: ENERGY=VERY_LOW."]
 
 
 def spec(path, **changes):

@@ -1,5 +1,7 @@
 """The inference runner: every row accounted for, resumable, incremental, parsing documented."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,8 +38,8 @@ def prompts(tmp_path):
         sf.write(path, 0.1 * np.random.default_rng(u).standard_normal(16000), 16000)
         for condition, suffix in [
             ("none", ""),
-            ("aligned", f"\nAcoustic cues measured from the audio: ENERGY=HIGH{u}."),
-            ("conflict", "\nAcoustic cues measured from the audio: ENERGY=LOW."),
+            ("aligned", f" Acoustic cues measured from the audio: ENERGY=HIGH{u}."),
+            ("conflict", " Acoustic cues measured from the audio: ENERGY=LOW."),
         ]:
             rows.append(
                 dict(
@@ -75,6 +77,9 @@ class Counting:
 
     def __init__(self, backend, die_after=None):
         self.backend, self.family, self.calls, self.die_after = backend, backend.family, 0, die_after
+
+    def __getattr__(self, name):  # everything else (window, rate, label tokens) is the backend's
+        return getattr(self.backend, name)
 
     def score(self, *args, **kwargs):
         if self.die_after is not None and self.calls >= self.die_after:
@@ -222,6 +227,9 @@ class NaNFor:
     def __init__(self, backend, marker):
         self.backend, self.family, self.marker = backend, backend.family, marker
 
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
     def score(self, audio, prefix, suffixes, labels, **kwargs):
         scores = np.array(self.backend.score(audio, prefix, suffixes, labels, **kwargs), dtype=float)
         scores[[self.marker in s for s in suffixes]] = np.nan
@@ -315,3 +323,19 @@ def test_labels_that_collide_are_refused():
         check_labels(["Happy", "happy", "sad"])
     with pytest.raises(ValueError, match="a class label is empty"):
         check_labels(["", "sad"])
+
+
+def test_the_system_prompt_and_label_spellings_are_part_of_what_was_asked(tiny_qwen2_audio, prompts, tmp_path):
+    """Changing the system turn or the scored spellings computes every answer again; the same
+    settings come from the cache. The predictions record each spelling's tokens."""
+    cache = KeyedJsonCache(tmp_path, "p")
+    settings = [{}, {"system_prompt": "You rate emotions."}, {"label_variants": "case"}, {}]
+    computed = []
+    for extra in settings:
+        counting = Counting(load_backend(spec(tiny_qwen2_audio, trust_remote_code=False, **extra)))
+        table = predict_shard(
+            prompts, counting, labels=LABELS, spec=spec(tiny_qwen2_audio, **extra), cache=cache, progress=False
+        )
+        computed.append(counting.calls)
+    assert computed == [4, 4, 4, 0]
+    assert json.loads(table["label_tokens"].iloc[0]).keys() == set(LABELS)

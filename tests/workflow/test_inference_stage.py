@@ -86,6 +86,13 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
         assert stamped["model_revision"].str.startswith("local folder ").all()
         assert stamped["seeds"].iloc[0] == "shuffle 0; corrupt 0; bootstrap 0; corpus 2"
     assert record["model_source"]["path"] == str(tiny_qwen2_audio) and record["versions"]["cuealign"]
+    from transformers import AutoTokenizer  # the tokens each label was scored as
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2_audio)
+    assert record["model_source"]["label_tokens"] == {
+        label: tokenizer.convert_ids_to_tokens(tokenizer(label, add_special_tokens=False)["input_ids"])
+        for label in ["angry", "happy", "neutral", "sad"]
+    }
     assert "config_hash" in models.columns and "config_hash" not in (workflow / "results/models_table.md").read_text()
     # as RUN.json says: keep the key order (the concepts' order is the prompt's)
     (workflow / "run_config.yaml").write_text(yaml.safe_dump(record["config"], sort_keys=False))

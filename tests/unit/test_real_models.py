@@ -1,0 +1,229 @@
+"""The backends on the released checkpoints' own files: the real Qwen BPE, chat templates,
+processor settings, generation defaults and folder layouts (tests/real_models.py), with tiny
+random weights of the real classes. Every family scores and generates on every layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cuealign.backends.loader import load_backend
+from cuealign.backends.transformers_alm import label_variants
+from cuealign.prompts import PromptTemplate
+from tests.real_models import FAMILY_OF, build_layout, qwen_bpe
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+SCHEMA_TEMPLATE = "{audio}What emotion does the speaker express? Answer with one word from: {labels}.{cues}"
+SCHEMA_CUES = " Acoustic cues measured from the audio: {tokens}."
+DEFAULT = PromptTemplate(template=SCHEMA_TEMPLATE, cues=SCHEMA_CUES, labels=tuple(LABELS))
+TOKENS = [
+    "",
+    "ENERGY=VERY_HIGH; PITCH=MID; BRIGHTNESS=VERY_BRIGHT; DYNAMICS=VERY_DYNAMIC; FORMANTS=LOW; VOICE_QUALITY=BREATHY",
+    "ENERGY=LOW; PITCH=VERY_LOW; VOICE_QUALITY=MODAL",
+]
+PREFIX = DEFAULT.parts("")[0]
+SUFFIXES = [DEFAULT.parts(t)[1] for t in TOKENS]
+
+
+@pytest.fixture(scope="session")
+def bpe(request) -> Path:
+    return qwen_bpe(Path(request.config.cache.mkdir("qwen-bpe")))
+
+
+@pytest.fixture(scope="session")
+def layouts(bpe, tmp_path_factory):
+    built: dict[str, Path] = {}
+
+    def get(layout: str) -> Path:
+        if layout not in built:
+            built[layout] = build_layout(layout, tmp_path_factory.mktemp("real") / layout, bpe)
+        return built[layout]
+
+    return get
+
+
+def spec(path: Path, layout: str, **extra) -> dict:
+    return {
+        "family": FAMILY_OF[layout],
+        "path": str(path),
+        "device": "cpu",
+        "dtype": "float32",
+        "trust_remote_code": False,
+        "adapter": None,
+    } | extra
+
+
+def audio(seed: int, seconds: float = 1.5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * (120 + 40 * seed) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_the_rebuilt_bpe_is_the_released_one(bpe, layouts):
+    from transformers import AutoTokenizer
+
+    # the released merges.txt is 1,671,853 bytes (tests/real_model_files/SOURCES.md)
+    assert os.path.getsize(bpe / "merges.txt") == 1_671_853
+    tokenizer = AutoTokenizer.from_pretrained(layouts("qwen2-audio"), local_files_only=True)
+
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    assert ids("Hello world") == [9707, 1879]  # Qwen2's ids in its model card and transformers' tests
+    assert tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>"]) == [
+        151643,
+        151644,
+        151645,
+        151646,
+    ]
+    # FINDINGS.md: label lengths, case and leading space change the tokens, ".\n" is one token
+    assert [len(ids(label)) for label in ["angry", "emphatic", "happy", "neutral", "sad"]] == [2, 3, 1, 1, 1]
+    assert ids("Neutral") != ids("neutral") and ids(" angry") != ids("angry")
+    assert len(ids(".\n")) == 1 and ids(".") + ids("\n") != ids(".\n")
+
+
+@pytest.mark.parametrize("layout", sorted(FAMILY_OF))
+def test_every_layout_scores_as_its_own_processor_and_generates_as_transformers_does(layouts, layout):
+    """Score: the cached split path equals the whole prompt prepared by the model's processor.
+    Generate: all suffixes in one batch from the prefix cache, token-identical to transformers'
+    own generate one prompt at a time."""
+    backend = load_backend(spec(layouts(layout), layout))
+    scores = backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2)
+    assert scores.shape == (len(SUFFIXES), len(LABELS)) and np.isfinite(scores).all()
+    for i, suffix in enumerate(SUFFIXES):
+        np.testing.assert_allclose(scores[i], backend.score_full(audio(1), PREFIX, suffix, LABELS), atol=2e-5)
+    # the cue block reaches the model, and so does the audio
+    assert np.abs(scores[1] - scores[0]).max() > 1e-6
+    assert np.abs(backend.score(audio(2), PREFIX, SUFFIXES[:1], LABELS) - scores[:1]).max() > 1e-6
+
+    answers = backend.generate(audio(1), PREFIX, SUFFIXES, max_new_tokens=5, batch_size=2)
+    one_by_one = [backend.generate_one(audio(1), PREFIX, s, max_new_tokens=5) for s in SUFFIXES]
+    assert answers == one_by_one and any(answers)
+
+
+@pytest.mark.parametrize(
+    ("layout", "window_s"),
+    [("qwen2-audio", 30.0), ("qwen2.5-omni-json", 300.0), ("qwen2.5-omni", 300.0), ("audio-flamingo-3", 600.0)],
+)
+def test_the_audio_window_is_the_checkpoints_own(layouts, layout, window_s):
+    assert load_backend(spec(layouts(layout), layout)).window_s == window_s
+
+
+def test_the_omni_release_reads_its_chat_template_json(layouts):
+    backend = load_backend(spec(layouts("qwen2.5-omni-json"), "qwen2.5-omni-json"))
+    head, tail = backend.split_template(PREFIX)
+    assert "<|audio_bos|><|AUDIO|><|audio_eos|>" + PREFIX in head and tail == "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_templates_that_test_for_an_audio_key_render_the_audio(layouts):
+    """Qwen2-Audio's hub PR #13 template renders audio only for content items with an 'audio' key."""
+    backend = load_backend(spec(layouts("qwen2-audio-pr13"), "qwen2-audio-pr13"))
+    head, _ = backend.split_template(PREFIX)
+    assert head.count("<|AUDIO|>") == 1 and "Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n" in head
+
+
+def test_a_template_that_drops_the_audio_is_an_error(layouts, tmp_path):
+    import shutil
+
+    folder = tmp_path / "no-audio"
+    shutil.copytree(layouts("qwen2-audio-pr13"), folder)
+    template = json.loads((folder / "chat_template.json").read_text())
+    template["chat_template"] = template["chat_template"].replace("'audio' in content or", "False or")
+    (folder / "chat_template.json").write_text(json.dumps(template))
+    backend = load_backend(spec(folder, "qwen2-audio-pr13"))
+    with pytest.raises(ValueError, match="renders 0 audio placeholders"):
+        backend.score(audio(1), PREFIX, SUFFIXES, LABELS)
+
+
+def test_a_cue_block_that_merges_across_the_split_is_an_error_naming_the_fix(layouts):
+    backend = load_backend(spec(layouts("qwen2-audio"), "qwen2-audio"))
+    old_style = PromptTemplate(template=SCHEMA_TEMPLATE, cues="\nAcoustic cues: {tokens}.", labels=tuple(LABELS))
+    prefix, suffix = old_style.parts(TOKENS[1])
+    with pytest.raises(ValueError, match=r"prompt.cues.*not a newline"):
+        backend.score(audio(1), prefix, [suffix], LABELS)
+    with pytest.raises(ValueError, match="tokenise differently together"):
+        backend.generate(audio(1), prefix, [suffix])
+    # the fix the message names: a newline at the end of the text before {cues} splits cleanly
+    fixed = PromptTemplate(
+        template=SCHEMA_TEMPLATE.replace("{cues}", "\n{cues}"), cues="Cues: {tokens}.", labels=("a",)
+    )
+    prefix, suffix = fixed.parts(TOKENS[1])
+    backend.check_split(backend.split_template(prefix)[0], [suffix + "<|im_end|>\n"])
+
+
+def test_the_default_prompt_splits_where_the_real_tokenizer_does_not_merge(layouts):
+    from cuealign.config import config_schema
+
+    defaults = {k: v["default"] for k, v in config_schema()["properties"]["prompt"]["properties"].items()}
+    assert (defaults["template"], defaults["cues"]) == (SCHEMA_TEMPLATE, SCHEMA_CUES)
+    template = PromptTemplate(template=defaults["template"], cues=defaults["cues"], labels=tuple(LABELS))
+    backend = load_backend(spec(layouts("qwen2-audio"), "qwen2-audio"))
+    head, tail = backend.split_template(template.parts("")[0])
+    words = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH", "BREATHY", "PRESSED", "MODAL", "ROUGH", "CREAKY"]
+    backend.check_split(head, [template.parts(f"ENERGY={w}; VOICE_QUALITY={w}")[1] + tail for w in words] + [tail])
+
+
+def test_a_system_prompt_replaces_the_templates_default(layouts):
+    layout = "audio-flamingo-3"
+    plain = load_backend(spec(layouts(layout), layout))
+    assert plain.split_template(PREFIX)[0].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
+    for layout in sorted(FAMILY_OF):
+        backend = load_backend(spec(layouts(layout), layout, system_prompt="You rate emotions."))
+        head, _ = backend.split_template(PREFIX)
+        assert head.startswith("<|im_start|>system\nYou rate emotions.<|im_end|>") and "helpful" not in head
+    a = plain.score(audio(1), PREFIX, SUFFIXES[:1], LABELS)
+    assert np.abs(backend.score(audio(1), PREFIX, SUFFIXES[:1], LABELS) - a).max() > 1e-6
+
+
+def test_case_variants_are_the_log_sum_exp_of_each_spelling(layouts):
+    from scipy.special import logsumexp
+
+    layout = "qwen2-audio"
+    exact = load_backend(spec(layouts(layout), layout))
+    case = load_backend(spec(layouts(layout), layout, label_variants="case"))
+    assert label_variants("neutral", "case") == ["neutral", "Neutral", "NEUTRAL"]
+    spellings = [v for label in LABELS for v in label_variants(label, "case")]
+    each = exact.score(audio(1), PREFIX, SUFFIXES, spellings)
+    expected = np.stack([logsumexp(each[:, 3 * j : 3 * j + 3], axis=1) for j in range(len(LABELS))], axis=1)
+    np.testing.assert_allclose(case.score(audio(1), PREFIX, SUFFIXES, LABELS), expected, atol=1e-6)
+    tokens = case.label_tokens(["angry"])
+    assert tokens["angry"] == ["ang", "ry"] and set(tokens) == {"angry", "Angry", "ANGRY"}
+    assert exact.label_tokens(["emphatic"]) == {"emphatic": ["em", "ph", "atic"]}
+
+
+def _lora(base_path: Path, out: Path, *, trained: bool) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    base = Qwen2AudioForConditionalGeneration.from_pretrained(base_path)
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=not trained))
+    lora.save_pretrained(out)
+    return out
+
+
+def test_adapters_that_change_nothing_are_refused(layouts, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    layout = "qwen2-audio"
+    base = layouts(layout)
+    good = _lora(base, tmp_path / "good", trained=True)
+    plain = load_backend(spec(base, layout)).score(audio(1), PREFIX, SUFFIXES[:1], LABELS)
+    adapted = load_backend(spec(base, layout, adapter=str(good))).score(audio(1), PREFIX, SUFFIXES[:1], LABELS)
+    assert np.abs(adapted - plain).max() > 1e-4
+
+    untrained = _lora(base, tmp_path / "untrained", trained=False)
+    with pytest.raises(ValueError, match="LoRA B matrices are zero"):
+        load_backend(spec(base, layout, adapter=str(untrained)))
+
+    # the llava-layout AF3's adapters name the language model 'llm.': nothing would load
+    other = _lora(base, tmp_path / "other", trained=True)
+    weights = load_file(other / "adapter_model.safetensors")
+    renamed = {k.replace("language_model.", "llm."): v for k, v in weights.items()}
+    assert renamed.keys() != weights.keys()
+    save_file(renamed, other / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match=r"does not fit the model.*llm\.layers"):
+        load_backend(spec(base, layout, adapter=str(other)))
