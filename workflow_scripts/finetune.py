@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pandas as pd
 import torch
 
@@ -16,6 +18,8 @@ with log_to(snakemake.log[0]):
         meta=meta,
         prompt=snakemake.params.prompt,
         out_dir=snakemake.output.model,
+        # beside the rule's outputs, so that Snakemake keeps it when a killed job's outputs are removed
+        checkpoint_dir=Path(snakemake.output.model).parent / "checkpoint",
     )
     history.to_csv(snakemake.output.history, index=False)
     loss_curve(history, title=f"{snakemake.wildcards.model} on {snakemake.wildcards.corpus}").savefig(

@@ -147,6 +147,9 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
             raise ValueError(f"{where}.mode: {spec['mode']!r}, but clap only scores label prompts; set mode: score")
         if spec.get("adapter"):
             raise ValueError(f"{where}.adapter: clap takes no PEFT adapter here; remove the key")
+        for key, default in (("system_prompt", None), ("label_variants", "exact")):
+            if spec.get(key, default) != default:
+                raise ValueError(f"{where}.{key}: clap has no chat turn to prompt; remove the key")
     elif spec.get("label_prompt") not in (None, DEFAULT_LABEL_PROMPT):
         raise ValueError(
             f"{where}.label_prompt is for clap models only; {spec['family']} reads the labels from the prompt"

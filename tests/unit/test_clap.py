@@ -139,6 +139,8 @@ def test_the_schema_default_is_the_backends_default():
         ({"mode": "generate"}, r"models.m.mode: 'generate', but clap only scores label prompts; set mode: score"),
         ({"label_prompt": "the speaker sounds"}, r"models.m.label_prompt .* has no \{label\} slot"),
         ({"adapter": "/x"}, "clap takes no PEFT adapter"),
+        ({"system_prompt": "Rate it."}, r"models.m.system_prompt: clap has no chat turn"),
+        ({"label_variants": "case"}, r"models.m.label_variants: clap has no chat turn"),
     ],
 )
 def test_clap_config_errors(tiny_clap, changes, message):

@@ -10,7 +10,16 @@ from cuealign.audio import load_model_audio
 from cuealign.backends.loader import load_backend
 from cuealign.backends.registry import check_finetune_spec
 from cuealign.config import ConfigError, model_entries, validate_config
-from cuealign.finetune import build_examples, collate, epoch_plan, finetune, training_prompts
+from cuealign.finetune import (
+    Checkpoint,
+    FeatureCache,
+    build_examples,
+    collate,
+    epoch_plan,
+    featurise,
+    finetune,
+    training_prompts,
+)
 
 
 def finetune_spec(**changes):
@@ -119,7 +128,7 @@ def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
     first_utterance = prompts[prompts["utt_id"] == prompts["utt_id"].min()]
     examples = build_examples(alm, first_utterance, labels)
     assert len(examples) == 3
-    inputs, positions, targets = collate(examples, alm.pad_id)
+    inputs, positions, targets = collate(alm, examples)
     for row, example in enumerate(examples):
         prompt = first_utterance[first_utterance["condition"] == example.condition].iloc[0]
         audio, _ = load_model_audio(prompt["path"], rate=16000, window_s=30, silence=example.condition == "tokens_only")
@@ -130,14 +139,18 @@ def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
         assert (
             inputs["input_ids"][row, positions[row] + 1].tolist() == targets[row].tolist() == alm.ids(prompt["label"])
         )
-    silent = [e for e in examples if e.condition == "tokens_only"][0]
-    assert not torch.equal(silent.prefix["input_features"], examples[0].prefix["input_features"])
+    silent = [row for row, e in enumerate(examples) if e.condition == "tokens_only"][0]
+    assert not torch.equal(inputs["input_features"][silent], inputs["input_features"][1 - min(silent, 1)])
 
 
 def test_each_epoch_shows_every_utterance_once_under_the_mix(tiny_study, tiny_qwen2_audio):
     from cuealign.finetune import Example
 
-    examples = [Example(f"u{u}", c, 0, {}, [], []) for u in range(200) for c in ("none", "aligned", "tokens_only")]
+    examples = [
+        Example(f"u{u}", c, 0, "u.wav", c == "tokens_only", "", "", "a")
+        for u in range(200)
+        for c in ("none", "aligned", "tokens_only")
+    ]
     rng = np.random.default_rng(0)
     plan = epoch_plan(examples, {"none": 3, "aligned": 1}, rng)
     assert sorted(e.utt_id for e in plan) == sorted(f"u{u}" for u in range(200))
@@ -226,3 +239,150 @@ def test_a_dev_split_validates_the_training_and_an_unlearnt_model_is_named(tiny_
     spec = finetune_spec(epochs=1, learning_rate=1e-7, batch_size=8)  # far too little to learn anything
     finetune(spec, out_dir=tmp_path / "m", **study)
     assert "validation loss on the dev split did not fall" in caplog.text
+
+
+def _weights(alm) -> dict:
+    return {n: p.detach().clone() for n, p in alm.model.named_parameters() if p.requires_grad}
+
+
+def test_gradient_accumulation_trains_as_one_large_batch(tiny_study, tmp_path):
+    """4 utterances per step as 2 micro-batches of 2: the same losses and weights as batches of 4."""
+    common = dict(epochs=2, learning_rate=3e-3, mix={"none": 1, "aligned": 1})
+    whole, whole_alm = finetune(finetune_spec(batch_size=4, **common), out_dir=tmp_path / "a", **tiny_study)
+    parts, parts_alm = finetune(
+        finetune_spec(batch_size=2, gradient_accumulation=2, **common), out_dir=tmp_path / "b", **tiny_study
+    )
+    assert len(whole) == len(parts) == 2 * int(np.ceil((tiny_study["manifest"]["split"] == "train").sum() / 4))
+    np.testing.assert_allclose(parts["loss"], whole["loss"], rtol=1e-5)
+    np.testing.assert_allclose(parts["accuracy"], whole["accuracy"])
+    a, b = _weights(whole_alm), _weights(parts_alm)
+    assert max(float((a[n] - b[n]).abs().max()) for n in a) < 1e-5
+    # while steps of 2 without accumulation train another model (so the comparison can fail)
+    small, small_alm = finetune(finetune_spec(batch_size=2, **common), out_dir=tmp_path / "c", **tiny_study)
+    c = _weights(small_alm)
+    assert len(small) > len(whole) and max(float((a[n] - c[n]).abs().max()) for n in a) > 1e-3
+
+
+def test_bf16_autocast_runs_the_forward_in_bf16(tiny_study, tmp_path):
+    from cuealign.finetune import autocast
+
+    assert not autocast(torch.device("cpu"), "auto")._enabled and autocast(torch.device("cpu"), "bf16")._enabled
+    common = dict(epochs=2, learning_rate=3e-3, batch_size=4)
+    plain, _ = finetune(finetune_spec(**common), out_dir=tmp_path / "a", **tiny_study)
+    mixed, _ = finetune(finetune_spec(mixed_precision="bf16", **common), out_dir=tmp_path / "b", **tiny_study)
+    assert np.isfinite(mixed["loss"]).all() and not np.allclose(mixed["loss"], plain["loss"], rtol=1e-6)
+    assert abs(mixed["loss"].iloc[0] - plain["loss"].iloc[0]) < 0.1  # the same step, at bf16's precision
+
+
+def test_examples_are_featurised_lazily(tiny_study, tiny_qwen2_audio, monkeypatch):
+    """Building the examples reads no audio; a batch reads only its own utterances."""
+    import cuealign.finetune as module
+
+    alm = load_backend(
+        {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float32"}
+        | {"trust_remote_code": False}
+    )
+    read = []
+    original = module.load_model_audio
+    monkeypatch.setattr(module, "load_model_audio", lambda path, **kw: read.append(path) or original(path, **kw))
+    prompts = training_prompts(
+        tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"], prompt=tiny_study["prompt"], split="train"
+    )
+    examples = build_examples(alm, prompts, labels_of(tiny_study))
+    assert len(examples) == len(prompts) and read == []
+    plain = collate(alm, examples[:3])
+    assert read == [e.path for e in examples[:3]]
+    # within its budget the feature cache featurises each audio once, and gives the same inputs
+    one = FeatureCache.size({k: t.clone() for k, t in featurise(alm, examples[0])[0].items()})
+    cache = FeatureCache(2.5 * one / 2**20)  # room for two
+    read.clear()
+    first = collate(alm, examples[:3], cache)  # none and aligned of one utterance share its audio
+    assert [e.silence for e in examples[:3]] == [False, False, True] and len(read) == 2
+    for a, b in zip(plain[0].values(), first[0].values(), strict=True):
+        assert torch.equal(a, b)
+    again = collate(alm, examples[1:3], cache)
+    assert len(read) == 2 and torch.equal(again[0]["input_features"], first[0]["input_features"][1:])
+    collate(alm, examples[3:4], cache)  # a third audio: the least recently used one goes
+    assert len(read) == 3 and len(cache.entries) == 2 and cache.used <= cache.budget
+    # what it counts is what it holds: the mask the processor returns as a view of a larger buffer is copied
+    held = [t for tensors, _ in cache.entries.values() for t in tensors.values()]
+    assert cache.used == sum(t.untyped_storage().nbytes() for t in held) < 2 * one + 1
+    assert all(t.untyped_storage().nbytes() == t.nbytes for t in held)
+    collate(alm, examples[:1], cache)
+    assert len(read) == 4
+
+
+KILLED_RUN = """
+import json, sys, time
+import pandas as pd
+import cuealign.finetune as module
+from cuealign.config import validate_config
+
+folder = sys.argv[1]
+original = module._progress
+def slow(*args, **kwargs):  # the real training, slowed so that the parent can kill it mid-way
+    time.sleep(0.4)
+    original(*args, **kwargs)
+module._progress = slow
+spec = json.loads(open(folder + "/spec.json").read())
+module.finetune(
+    spec,
+    tokens=pd.read_parquet(folder + "/tokens.parquet"),
+    manifest=pd.read_parquet(folder + "/manifest.parquet"),
+    meta=json.loads(open(folder + "/meta.json").read()),
+    prompt=json.loads(open(folder + "/prompt.json").read()),
+    out_dir=folder + "/killed-model",
+    checkpoint_dir=folder + "/checkpoint",
+)
+"""
+
+
+def test_a_killed_finetune_resumes_from_its_checkpoint_to_the_uninterrupted_model(tiny_study, tmp_path):
+    """SIGKILL after the checkpoint at step 4; the rerun resumes there and ends with the weights and
+    the log of a run that was never stopped."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = finetune_spec(epochs=3, batch_size=4, learning_rate=3e-3, checkpoint_every=2)
+    tiny_study["tokens"].to_parquet(tmp_path / "tokens.parquet")
+    tiny_study["manifest"].to_parquet(tmp_path / "manifest.parquet")
+    for name in ("meta", "prompt"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(tiny_study[name]))
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "run.py").write_text(KILLED_RUN)
+    child = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path)], env=os.environ | {"PYTHONPATH": os.getcwd()}
+    )
+    state = tmp_path / "checkpoint/state.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and child.poll() is None:
+        if state.is_file() and torch.load(state, weights_only=True)["step"] >= 4:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, "the training ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    killed_at = torch.load(state, weights_only=True)["step"]
+    assert 4 <= killed_at < 3 * 6 and not (tmp_path / "killed-model").exists()
+
+    resumed, resumed_alm = finetune(
+        spec, out_dir=tmp_path / "resumed", checkpoint_dir=tmp_path / "checkpoint", **tiny_study
+    )
+    unbroken, unbroken_alm = finetune(spec, out_dir=tmp_path / "unbroken", **tiny_study)
+    assert resumed["step"].tolist() == unbroken["step"].tolist()
+    np.testing.assert_allclose(resumed["loss"], unbroken["loss"], rtol=1e-6)
+    a, b = _weights(resumed_alm), _weights(unbroken_alm)
+    assert max(float((a[n] - b[n]).abs().max()) for n in a) < 1e-6
+    assert not (tmp_path / "checkpoint").exists()  # removed once the model is saved
+
+    # a checkpoint of another training (here: another learning rate) is not resumed
+    other = spec | {"learning_rate": 1e-3}
+    stale = Checkpoint(tmp_path / "stale", 2, "another training")
+    stale.folder.mkdir()
+    torch.save({"key": "another training", "step": 5}, stale.file)
+    history, _ = finetune(other, out_dir=tmp_path / "fresh", checkpoint_dir=tmp_path / "stale", **tiny_study)
+    assert history["step"].iloc[0] == 1
