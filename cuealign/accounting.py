@@ -17,6 +17,9 @@ def accounting(
     failed = manifest.loc[manifest["status"] != "ok", "status"].value_counts().sort_index()
     evaluated = prompts["utt_id"].nunique()
     conditions = list(dict.fromkeys(prompts["condition"]))
+    # prompt wordings (prompt.variants): uar.csv is the main wording's, every wording is predicted
+    variants = prompts["variant"].nunique() if "variant" in prompts.columns else 1
+    times = f" x {variants} wordings" if variants > 1 else ""
     splits = ", ".join(f"{split} {n}" for split, n in usable["split"].value_counts().sort_index().items())
     per_condition = uar_table.loc[uar_table["condition"].isin(conditions), "n"]
     rows = [("manifest", len(manifest), "utterances the corpus lists (after the label map)")]
@@ -28,7 +31,8 @@ def accounting(
         ("usable", len(usable), f"by split: {splits}"),
         ("evaluated", evaluated, f"split {', '.join(sorted(prompts['split'].unique()))}"),
         ("conditions", len(conditions), ""),
-        ("prompts", len(prompts), f"{evaluated} utterances x {len(conditions)} conditions"),
+        *([("wordings", variants, "prompt variants; uar.csv and the tables are the main wording's")] if times else []),
+        ("prompts", len(prompts), f"{evaluated} utterances x {len(conditions)} conditions{times}"),
         (
             "predictions",
             len(predictions),
@@ -46,8 +50,8 @@ def accounting(
         problems.append("usable + failed != manifest")
     if not set(prompts["utt_id"]) <= set(usable["utt_id"]):
         problems.append("prompts name utterances that are not usable")
-    if len(prompts) != evaluated * len(conditions):
-        problems.append(f"prompts {len(prompts)} != {evaluated} x {len(conditions)}")
+    if len(prompts) != evaluated * len(conditions) * variants:
+        problems.append(f"prompts {len(prompts)} != {evaluated} x {len(conditions)}{times}")
     if len(predictions) != len(prompts):
         problems.append(f"predictions {len(predictions)} != prompts {len(prompts)}")
     if len(per_condition) != len(conditions) or (per_condition != evaluated).any():
@@ -63,6 +67,8 @@ def accounting_line(table: pd.DataFrame) -> str:
     failed = int(table.loc[table["step"].str.startswith("failed"), "count"].sum())
     return (
         f"{count['manifest']} in the manifest -> {failed} failed audio checks -> {count['usable']} usable -> "
-        f"{count['evaluated']} evaluated x {count['conditions']} conditions = {count['prompts']} prompts -> "
+        f"{count['evaluated']} evaluated x {count['conditions']} conditions"
+        + (f" x {count['wordings']} wordings" if "wordings" in count else "")
+        + f" = {count['prompts']} prompts -> "
         f"{count['predictions']} predictions -> {count['per condition in uar.csv']} per condition in uar.csv"
     )

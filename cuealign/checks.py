@@ -107,16 +107,29 @@ def _check_folds(config: dict) -> None:
 
 
 def _check_prompt(config: dict) -> None:
-    from cuealign.prompts import PromptTemplate
+    from cuealign.prompts import MAIN_VARIANT, PromptTemplate, prompt_variants
 
-    template = PromptTemplate(config["prompt"]["template"], config["prompt"]["cues"], ("angry", "sad"))
-    try:
-        template.parts("ENERGY=HIGH")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"config: prompt.template or prompt.cues cannot be filled in ({exc!r}); "
-            "use only {audio}, {labels}, {cues} and {tokens}, and write a literal brace as {{ or }}"
-        ) from None
+    variants = prompt_variants(config["prompt"])
+    seen: dict[tuple[str, str], str] = {}
+    for name, (template, cues) in variants.items():
+        where = "prompt" if name == MAIN_VARIANT else f"prompt.variants.{name}"
+        try:
+            filled = PromptTemplate(template, cues, ("angry", "sad"))
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("config: prompt.", f"config: {where}.")) from None
+        try:
+            filled.parts("ENERGY=HIGH")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"config: {where}.template or {where}.cues cannot be filled in ({exc!r}); "
+                "use only {audio}, {labels}, {cues} and {tokens}, and write a literal brace as {{ or }}"
+            ) from None
+        if (template, cues) in seen:
+            raise ValueError(
+                f"config: {where} is the same prompt as {seen[(template, cues)]}: a variant must change the "
+                "wording (template) or the token format (cues)"
+            )
+        seen[(template, cues)] = where
 
 
 def _check_tokens(config: dict, corpus: str | None) -> None:

@@ -25,6 +25,7 @@ from cuealign.audio import load_model_audio
 from cuealign.backends.registry import GREEDY_DECODING
 from cuealign.cache import KeyedJsonCache, content_key
 from cuealign.interventions import CONDITION_COLUMNS
+from cuealign.prompts import MAIN_VARIANT
 from cuealign.provenance import model_identity
 from cuealign.runlog import PROGRESS
 from cuealign.tokens import TOKEN_PREFIX
@@ -131,17 +132,27 @@ def predict_shard(
     label_tokens = json.dumps(backend.label_tokens(labels), ensure_ascii=False) if mode == "score" else ""
     # what a prediction row keeps of its prompt: who, what truth, which condition (as data) and
     # which tokens it was shown, so the analysis never reads them back out of names or strings
-    carry = ["utt_id", *CONDITION_COLUMNS, "label", "split", "speaker"]
+    if "variant" not in prompts.columns:  # prompts written before prompt variants existed
+        prompts = prompts.assign(variant=MAIN_VARIANT)
+    carry = ["utt_id", *CONDITION_COLUMNS, "variant", "label", "split", "speaker"]
     carry += [column for column in prompts.columns if column.startswith(TOKEN_PREFIX)]
     records: list[dict] = []
     computed = 0
-    groups = prompts.groupby(["utt_id", "audio"], sort=False)
+    # one group per utterance, audio and prompt variant: the rows that share one encoded prefix;
+    # an utterance's wordings one after the other, so that its audio is read and encoded once
+    first = {key: i for i, key in enumerate(dict.fromkeys(zip(prompts["utt_id"], prompts["audio"], strict=True)))}
+    order = [first[key] for key in zip(prompts["utt_id"], prompts["audio"], strict=True)]
+    prompts = prompts.iloc[np.argsort(order, kind="stable")]
+    groups = prompts.groupby(["utt_id", "audio", "variant"], sort=False)
+    loaded: tuple[tuple, tuple] | None = None  # the audio last read: (path, kind) -> (samples, policy)
     started = last_report = time.perf_counter()
-    for (_, audio_kind), rows in tqdm(
+    for (_, audio_kind, _), rows in tqdm(
         groups, total=groups.ngroups, desc="utterances", disable=not progress, mininterval=10
     ):
         if rows["prefix_text"].nunique() != 1:
-            raise ValueError(f"{rows['utt_id'].iloc[0]}: conditions of one utterance must share the prompt prefix")
+            raise ValueError(
+                f"{rows['utt_id'].iloc[0]}: conditions of one utterance and prompt variant must share the prompt prefix"
+            )
         keys = [
             content_key(
                 asked
@@ -152,12 +163,15 @@ def predict_shard(
         answers = [cache.get(key) for key in keys]
         todo = [i for i, answer in enumerate(answers) if answer is None]
         if todo:
-            audio, policy = load_model_audio(
-                rows["path"].iloc[0],
-                rate=backend.sampling_rate,
-                window_s=backend.window_s,
-                silence=audio_kind == "silence",
-            )
+            where = (rows["path"].iloc[0], audio_kind)
+            if loaded is None or loaded[0] != where:
+                loaded = (
+                    where,
+                    load_model_audio(
+                        where[0], rate=backend.sampling_rate, window_s=backend.window_s, silence=audio_kind == "silence"
+                    ),
+                )
+            audio, policy = loaded[1]
             suffixes = [rows["suffix_text"].iloc[i] for i in todo]
             start = time.perf_counter()
             if mode == "score":

@@ -69,6 +69,32 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "", spear
     return fig
 
 
+def variant_effects(
+    variants: pd.DataFrame, *, comparisons: tuple[str, ...] = ("aligned - none", "aligned - conflict"), title: str = ""
+) -> plt.Figure:
+    """Each token effect in each prompt wording with its CI (variants.csv); a star where it is
+    significant after Holm in that wording."""
+    shown = [c for c in comparisons if (variants["name"] == c).any()]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(2.6 + 2.4 * len(shown), 3.4), layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, comparison in zip(axes, shown, strict=False):
+        rows = variants[(variants["statistic"] == "delta_uar") & (variants["name"] == comparison)]
+        x = np.arange(len(rows))
+        estimate = rows["estimate"].to_numpy()
+        low, high = estimate - rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy() - estimate
+        ax.errorbar(x, estimate, yerr=[low, high], fmt="o", capsize=4)
+        for i, p in enumerate(rows["p_holm"].to_numpy()):
+            if p < 0.05:
+                ax.annotate("*", (x[i], rows["ci_high"].iloc[i]), ha="center", va="bottom")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(x, rows["variant"], rotation=30, ha="right", fontsize=8)
+        ax.set_title(comparison, fontsize=9)
+        ax.set_ylabel("UAR difference")
+    if title:
+        fig.suptitle(f"{title}: token effects per prompt wording", fontsize=10)
+    return fig
+
+
 def loss_curve(history: pd.DataFrame, *, title: str = "") -> plt.Figure:
     """Training loss per step and per epoch, with the batch accuracy score mode would give."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")

@@ -18,9 +18,12 @@ from cuealign.tokens import TOKEN_PREFIX, TokensMeta
 AUDIO_SLOT, CUES_SLOT, LABELS_SLOT, TOKENS_SLOT = "audio", "cues", "labels", "tokens"
 AUDIO_MARKER = "<audio>"  # where the audio sits, in the human-readable text column
 
+MAIN_VARIANT = "main"  # prompt.template and prompt.cues; prompt.variants adds others by name
+
 PROMPT_COLUMNS = [
     "utt_id",
     *CONDITION_COLUMNS,
+    "variant",
     "audio",
     "token_string",
     "prefix_text",
@@ -80,8 +83,20 @@ class PromptTemplate:
         return middle.format(labels=labels), cue_block + tail.format(labels=labels)
 
 
-def build_prompts(conditions: pd.DataFrame, manifest: pd.DataFrame, template: PromptTemplate) -> pd.DataFrame:
-    """Join condition token strings with the manifest and fill the template."""
+def prompt_variants(prompt: dict) -> dict[str, tuple[str, str]]:
+    """config: prompt as {variant: (template, cues)}: 'main' (prompt.template and prompt.cues) first,
+    then each of prompt.variants, a wording of the instruction and/or a format of the token block
+    (what a variant leaves out is main's)."""
+    out = {MAIN_VARIANT: (prompt["template"], prompt["cues"])}
+    for name, variant in (prompt.get("variants") or {}).items():
+        out[name] = (variant.get("template", prompt["template"]), variant.get("cues", prompt["cues"]))
+    return out
+
+
+def build_prompts(
+    conditions: pd.DataFrame, manifest: pd.DataFrame, template: PromptTemplate, variant: str = MAIN_VARIANT
+) -> pd.DataFrame:
+    """Join condition token strings with the manifest and fill the template (one variant's)."""
     rows = conditions.merge(
         manifest[["utt_id", "label", "split", "speaker", "path", "sha256", "duration_s"]],
         on="utt_id",
@@ -96,6 +111,7 @@ def build_prompts(conditions: pd.DataFrame, manifest: pd.DataFrame, template: Pr
     rows["prefix_text"] = prefix
     rows["suffix_text"] = suffix
     rows["text"] = [AUDIO_MARKER + p + s for p, s in zip(prefix, suffix, strict=True)]
+    rows["variant"] = variant
     return rows[PROMPT_COLUMNS + [c for c in conditions.columns if c.startswith(TOKEN_PREFIX)]]
 
 
@@ -139,5 +155,8 @@ def prompt_table(
         conflict_voice_quality=conflict_voice_quality,
     )
     labels = tuple(sorted(usable["label"].unique()))
-    template = PromptTemplate(prompt["template"], prompt["cues"], labels)
-    return build_prompts(per_condition, manifest, template)
+    tables = [
+        build_prompts(per_condition, manifest, PromptTemplate(template, cues, labels), variant)
+        for variant, (template, cues) in prompt_variants(prompt).items()
+    ]
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)

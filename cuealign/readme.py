@@ -25,6 +25,7 @@ FIGURES = {
     "docs/demo_confusion.png": f"results/{CORPUS}/{MODEL}/figures/confusion.png",
     "docs/demo_corruption_curve.png": f"results/{CORPUS}/{MODEL}/figures/corruption_curve.png",
     "docs/token_distributions.png": f"results/{CORPUS}/tokens/token_distributions.png",
+    "docs/demo_variants.png": f"results/{CORPUS}/{MODEL}/figures/variants.png",
 }
 # The rows of the README's table, as they are named in uar.csv, and what a reader calls them.
 ROWS = {
@@ -95,6 +96,26 @@ def demo_section(root: str | Path = ".") -> str:
                 else "(below a follower's configured minimum)."
             )
         ]
+    variants = pd.read_csv(analysis / "variants.csv")
+    if variants["variant"].nunique() > 1:  # prompt.variants: the token effects in every wording
+        across = pd.read_csv(analysis / "variants_summary.csv").set_index(["statistic", "name"])
+        per = variants[variants["statistic"] == "delta_uar"].set_index(["name", "variant"])
+        wordings = list(dict.fromkeys(variants["variant"]))
+        lines += [""]
+        for name in ("aligned - none", "aligned - conflict"):
+            row = across.loc[("delta_uar", name)]
+            lines.append(
+                f"{name.capitalize()} in each of the {len(wordings)} prompt wordings (`prompt.variants`): "
+                + ", ".join(
+                    f"{w} {per.loc[(name, w), 'estimate']:+.3f} [{per.loc[(name, w), 'ci_low']:.3f}, "
+                    f"{per.loc[(name, w), 'ci_high']:.3f}] (Holm p = {_p(per.loc[(name, w), 'p_holm'])})"
+                    for w in wordings
+                )
+                + f"; SD over wordings {row['sd']:.3f}; significant with the main wording's sign in "
+                f"{int(row['holds_in'])} of {len(wordings)}, so it "
+                f"{'holds' if row['robust'] else 'is not shown to hold'} in every wording "
+                f"(intersection-union p = {_p(row['p_all'])})."
+            )
     speakers = test["speaker"].nunique()
     about = json.loads((analysis / "intervals.json").read_text())
     lines += [

@@ -112,6 +112,30 @@ def intervention_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def variants_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Across prompt wordings (variants.summary): each UAR and comparison, main wording, mean, SD,
+    range; for comparisons, in how many wordings the effect holds and the test that it holds in all."""
+    rows = []
+    for row in summary.itertuples():
+        entry = {
+            "": "UAR" if row.statistic == "uar" else "difference",
+            "condition or comparison": row.name,
+            "wordings": row.n_variants,
+            "main wording": _fmt(row.main),
+            "mean": _fmt(row.mean),
+            "SD": _fmt(row.sd) if pd.notna(row.sd) else "",
+            "range": f"[{_fmt(row.min)}, {_fmt(row.max)}]",
+        }
+        if row.statistic == "delta_uar":
+            entry |= {
+                "holds in": f"{int(row.holds_in)} of {row.n_variants}",
+                "p (all wordings)": _p(row.p_all),
+                "in all": "yes" if row.robust else "no",
+            }
+        rows.append(entry)
+    return pd.DataFrame(rows).fillna("")
+
+
 def comparisons_table(result: dict) -> pd.DataFrame:
     """Every paired comparison: the UAR difference [CI], the discordant counts, raw and Holm p."""
     rows = [

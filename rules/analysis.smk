@@ -24,6 +24,8 @@ rule analyse_predictions:
         interventions_md="results/{corpus}/{model}/analysis/table_interventions.md",
         interventions_tex="results/{corpus}/{model}/analysis/table_interventions.tex",
         accounting="results/{corpus}/{model}/analysis/accounting.csv",
+        variants="results/{corpus}/{model}/analysis/variants.csv",
+        variants_summary="results/{corpus}/{model}/analysis/variants_summary.csv",
         run="results/{corpus}/{model}/RUN.json",
         card="results/{corpus}/{model}/analysis/protocol_card.json",
         card_html=report(
@@ -68,6 +70,13 @@ rule analyse_predictions:
             category="1. Results",
             subcategory="{corpus} / {model}",
             labels={"table": "5 accounting"},
+        ),
+        variants_html=report(
+            "results/{corpus}/{model}/analysis/variants.html",
+            caption="../report/variants.rst",
+            category="1. Results",
+            subcategory="{corpus} / {model}",
+            labels={"table": "6 across prompt wordings"},
         ),
     log:
         "logs/{corpus}/{model}/analyse_predictions.log",

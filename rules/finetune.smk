@@ -26,6 +26,7 @@ rule finetune:
         gpu=get_finetune_resources_gpu,
     params:
         spec=lambda wildcards: config["finetune"][wildcards.model],
-        prompt=config["prompt"],
+        # trained on the main wording: adding a prompt variant does not retrain
+        prompt={k: v for k, v in config["prompt"].items() if k != "variants"},
     script:
         "../workflow_scripts/finetune.py"

@@ -4,6 +4,7 @@ rule plot_results:
         uar="results/{corpus}/{model}/analysis/uar.csv",
         confusion="results/{corpus}/{model}/analysis/confusion.csv",
         spearman="results/{corpus}/{model}/analysis/spearman.json",
+        variants="results/{corpus}/{model}/analysis/variants.csv",
     output:
         confusion_png=report(
             "results/{corpus}/{model}/figures/confusion.png",
@@ -19,6 +20,13 @@ rule plot_results:
             subcategory="{corpus} / {model}",
         ),
         curve_svg="results/{corpus}/{model}/figures/corruption_curve.svg",
+        variants_png=report(
+            "results/{corpus}/{model}/figures/variants.png",
+            caption="../report/variants_figure.rst",
+            category="2. Figures",
+            subcategory="{corpus} / {model}",
+        ),
+        variants_svg="results/{corpus}/{model}/figures/variants.svg",
     log:
         "logs/{corpus}/{model}/plot_results.log",
     conda:

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cuealign import provenance, tables
+from cuealign import provenance, tables, variants
 from cuealign.accounting import accounting, accounting_line
 from cuealign.analysis import analyse
 from cuealign.card import card_table, protocol_card
 from cuealign.cue_following import class_given_token, cue_following, pool_cue_following
 from cuealign.folds import pooled_manifest
+from cuealign.prompts import MAIN_VARIANT, prompt_variants
 from cuealign.runlog import log_to
 from cuealign.tokens import TokensMeta
 
@@ -27,7 +28,12 @@ with log_to(snakemake.log[0]) as log:
     manifests = {fold: pd.read_parquet(path) for fold, path in zip(folds, snakemake.input.manifest, strict=True)}
     manifest = pooled_manifest(manifests) if pooled else manifests[corpus]
     prompts = pd.concat([pd.read_parquet(path) for path in snakemake.input.prompts])
-    predictions = pd.concat([pd.read_parquet(path) for path in snakemake.input.predictions])
+    every_wording = pd.concat([pd.read_parquet(path) for path in snakemake.input.predictions])
+    if "variant" not in every_wording.columns:  # predictions made before prompt variants existed
+        every_wording = every_wording.assign(variant=MAIN_VARIANT)
+    # the tables are the main wording's; every wording is analysed the same way below (variants.csv)
+    wordings = [v for v in prompt_variants(snakemake.params.config["prompt"]) if v in set(every_wording["variant"])]
+    predictions = every_wording[every_wording["variant"] == MAIN_VARIANT]
     options = snakemake.params.options
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     # cue following: each fold's token pull from its own fit split, on its own test utterances
@@ -53,8 +59,7 @@ with log_to(snakemake.log[0]) as log:
         log.info(
             "pooled analysis of %s over its folds %s (%d utterances)", corpus, folds, predictions["utt_id"].nunique()
         )
-    result = analyse(
-        predictions,
+    settings = dict(
         labels=labels,
         expected_conditions=list(dict.fromkeys(prompts["condition"])),
         resamples=options["resamples"],
@@ -64,9 +69,21 @@ with log_to(snakemake.log[0]) as log:
         min_speakers=options["min_speakers"],
         families=options["families"],
     )
+    result = analyse(predictions, **settings)
+    results = {MAIN_VARIANT: result} | {
+        variant: analyse(every_wording[every_wording["variant"] == variant], **settings)
+        for variant in wordings
+        if variant != MAIN_VARIANT
+    }
+    by_variant = variants.per_variant(results)
+    across = variants.summary(by_variant)
+    by_variant.to_csv(snakemake.output.variants, index=False)
+    across.to_csv(snakemake.output.variants_summary, index=False)
+    if len(results) > 1:
+        log.info("prompt wordings %s; the token effect across them: %s", list(results), variants.robust_cell(across))
     if warning := result["intervals"]["warning"]:
         print(f"{corpus} / {model}: WARNING: {warning}", file=sys.__stderr__)
-    counts = accounting(manifest, prompts, predictions, result["uar"])
+    counts = accounting(manifest, prompts, every_wording, result["uar"])
     counts.to_csv(snakemake.output.accounting, index=False)
     line = f"{corpus} / {model}: {accounting_line(counts)}"
     log.info("%s", line)
@@ -92,7 +109,7 @@ with log_to(snakemake.log[0]) as log:
         corpus=corpus,
         spec=snakemake.params.corpus_spec,
         manifest=manifest,
-        prompts=prompts,
+        prompts=prompts[prompts["variant"] == MAIN_VARIANT] if "variant" in prompts.columns else prompts,
         dropped=json.loads(Path(snakemake.input.dropped[0]).read_text()),
         model=model,
         model_spec=spec,
@@ -120,6 +137,8 @@ with log_to(snakemake.log[0]) as log:
         "main": tables.main_table(result, model=model, corpus=corpus),
         "interventions": tables.intervention_table(result),
     }
+    if len(results) > 1:  # does the token effect hold in every wording of the prompt?
+        readable["main"][f"aligned - none in all {len(results)} wordings"] = variants.robust_cell(across)
     provenance.stamp(readable["main"], run).to_csv(snakemake.output.main_csv, index=False)
     for name, table in readable.items():
         with open(snakemake.output[f"{name}_md"], "w") as stream:
@@ -133,10 +152,11 @@ with log_to(snakemake.log[0]) as log:
         "comparisons_html": (tables.comparisons_table(result), "Paired comparisons", tables.COMPARISONS_NOTE),
         "cue_following_html": (tables.cue_following_table(cues), "Cue following", tables.CUE_FOLLOWING_NOTE),
         "accounting_html": (counts, "Every utterance, manifest to table", tables.ACCOUNTING_NOTE),
+        "variants_html": (tables.variants_table(across), "Across prompt wordings", variants.NOTE),
     }
     about_intervals = tables.interval_note(result)
     for output, (table, title, note) in pages.items():
-        if output != "cue_following_html" and output != "accounting_html":
+        if output not in ("cue_following_html", "accounting_html", "variants_html"):
             note = f"{note} {about_intervals}"
         with open(snakemake.output[output], "w") as stream:
             stream.write(tables.to_html(table, title=f"{corpus} / {model}: {title}", note=note))

@@ -6,7 +6,7 @@ from cuealign.tables import MAIN_NOTE, to_html, to_latex, to_markdown
 
 with log_to(snakemake.log[0]):
     table = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in snakemake.input.tables])
-    table = table.sort_values(["corpus", "model"], kind="stable")
+    table = table.sort_values(["corpus", "model"], kind="stable").fillna("")
     table.to_csv(snakemake.output.csv, index=False)  # with its provenance columns
     table = table.drop(columns=COLUMNS)  # the printed tables stay the paper's layout
     with open(snakemake.output.md, "w") as stream:

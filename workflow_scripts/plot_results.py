@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from cuealign.plots import confusion_conditions, confusion_grid, corruption_curve
+from cuealign.plots import confusion_conditions, confusion_grid, corruption_curve, variant_effects
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]):
@@ -18,3 +18,6 @@ with log_to(snakemake.log[0]):
     figure = corruption_curve(uar, chance=1 / len(labels), title=snakemake.params.title, spearman=spearman)
     figure.savefig(snakemake.output.curve_png, dpi=150)
     figure.savefig(snakemake.output.curve_svg)
+    figure = variant_effects(pd.read_csv(snakemake.input.variants), title=snakemake.params.title)
+    figure.savefig(snakemake.output.variants_png, dpi=150)
+    figure.savefig(snakemake.output.variants_svg)

@@ -16,6 +16,7 @@ numbers without any cache, as the reference the tests compare against.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,7 @@ class TransformersALM:
             raise ValueError(f"label_variants {label_variants!r}: choose one of {LABEL_VARIANTS}")
         self.label_variants = label_variants
         self._split_checked: set[tuple[str, str]] = set()
+        self._audio_prefix: tuple[tuple, Prefix] | None = None  # system + audio of the last utterance
         torch_device, device_map = resolve_device(device)
         options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
         try:
@@ -172,7 +174,7 @@ class TransformersALM:
         """Each prompt tokenises as a whole exactly as its head and suffix do apart (the cached
         prefix is then what the model's own processor would feed it); checked once per text."""
         for rest in suffix_tail:
-            if (head, rest) in self._split_checked:
+            if self._apart_is_whole(head, rest):
                 continue
             apart, whole = self.ids(head) + self.ids(rest), self.ids(head + rest)
             if apart != whole:
@@ -186,7 +188,17 @@ class TransformersALM:
                     "and a word (the default ' Acoustic cues ...'), not a newline or punctuation, or end "
                     "prompt.template's text before {cues} with a newline"
                 )
-            self._split_checked.add((head, rest))
+
+    def _apart_is_whole(self, head: str, rest: str) -> bool:
+        """Whether ``head + rest`` tokenises as ``head`` and ``rest`` do apart (memoised when so)."""
+        if (head, rest) in self._split_checked:
+            return True
+        if self.ids(head) + self.ids(rest) != self.ids(head + rest):
+            return False
+        if len(self._split_checked) > 100_000:  # token strings differ per utterance: keep it bounded
+            self._split_checked.clear()
+        self._split_checked.add((head, rest))
+        return True
 
     def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
         """Each scored spelling of each label and the tokens it is scored as (for provenance)."""
@@ -209,23 +221,78 @@ class TransformersALM:
         return dict(inputs), tail
 
     def encode_prefix(self, audio: np.ndarray, prefix_text: str) -> Prefix:
-        """Run system + audio + instruction once; keep the KV cache."""
+        """Run system + audio + instruction once; keep the KV cache.
+
+        The part up to the instruction (system, audio) is kept for the utterance last encoded: a
+        second wording of the instruction for the same audio (prompt.variants) continues from it,
+        running only its own instruction tokens, so the audio is encoded once per utterance
+        whatever the number of wordings (causal attention: those positions' keys and values do
+        not depend on what follows them)."""
         head, tail = self.split_template(prefix_text)
+        audio_head = head[: len(head) - len(prefix_text)] if prefix_text and head.endswith(prefix_text) else None
+        key = (hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest(), audio_head)
+        if (
+            audio_head is not None
+            and self._audio_prefix is not None
+            and self._audio_prefix[0] == key
+            and self._apart_is_whole(audio_head, prefix_text + tail)
+        ):
+            return self._extend(self._audio_prefix[1], prefix_text, head, tail)
         inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs, use_cache=True)
         layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        next_position = inputs["input_ids"].shape[1]
+        length = inputs["input_ids"].shape[1]
+        positions = None
         if self.family.mrope:  # audio tokens advance the rotary positions by time, not by count
             positions, _ = self.model.get_rope_index(
                 input_ids=inputs["input_ids"],
                 attention_mask=inputs["attention_mask"],
                 audio_seqlens=inputs[self.family.feature_mask].sum(-1),
             )
-            next_position = int(positions.max()) + 1
+        prefix = Prefix(
+            ids=inputs["input_ids"],
+            layers=layers,
+            tail=tail,
+            inputs=inputs,
+            next_position=int(positions.max()) + 1 if positions is not None else length,
+            head=head,
+        )
+        self._audio_prefix = None
+        if audio_head is not None:  # keep system + audio: the first positions, before the instruction
+            cut = length - len(self.ids(prefix_text))
+            self._audio_prefix = (
+                key,
+                Prefix(
+                    ids=prefix.ids[:, :cut],
+                    layers=[(k[:, :, :cut], v[:, :, :cut]) for k, v in layers],
+                    tail="",
+                    inputs=inputs,
+                    next_position=int(positions[..., :cut].max()) + 1 if positions is not None else cut,
+                    head=audio_head,
+                ),
+            )
+        return prefix
+
+    def _extend(self, base: Prefix, text: str, head: str, tail: str) -> Prefix:
+        """``base`` (system + audio) continued by ``text``'s tokens: a prefix for that instruction."""
+        ids = torch.tensor([self.ids(text)])
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=torch.ones((1, base.ids.shape[1] + ids.shape[1]), dtype=torch.long, device=self.device),
+                past_key_values=self._cache(base, 1),
+                use_cache=True,
+                **self._positions(base, [0], ids.shape[1]),
+            )
         return Prefix(
-            ids=inputs["input_ids"], layers=layers, tail=tail, inputs=inputs, next_position=next_position, head=head
+            ids=torch.cat([base.ids, ids.to(base.ids.device)], dim=1),
+            layers=[(layer.keys, layer.values) for layer in out.past_key_values.layers],
+            tail=tail,
+            inputs=base.inputs,
+            next_position=base.next_position + ids.shape[1],
+            head=head,
         )
 
     def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:

@@ -339,3 +339,22 @@ def test_the_system_prompt_and_label_spellings_are_part_of_what_was_asked(tiny_q
         computed.append(counting.calls)
     assert computed == [4, 4, 4, 0]
     assert json.loads(table["label_tokens"].iloc[0]).keys() == set(LABELS)
+
+
+def test_each_prompt_wording_is_asked_and_cached_on_its_own(backend, prompts, tmp_path, tiny_qwen2_audio):
+    """A second wording of the instruction: its own prefix per utterance, its own answers (keys of
+    its own texts), every row carrying its variant; asked again, everything comes from the cache."""
+    other = prompts.assign(variant="feel", prefix_text="How does the speaker feel? angry, happy, neutral, sad.")
+    swept = pd.concat([prompts.assign(variant="main"), other], ignore_index=True)
+    counting = Counting(backend)
+    cache = KeyedJsonCache(tmp_path, "p")
+    table = predict_shard(swept, counting, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    assert counting.calls == 8 and len(table) == len(swept)  # 4 utterances x 2 wordings, one prefix each
+    assert table.groupby("variant").size().to_dict() == {"feel": 12, "main": 12}
+    wide = table.pivot(index=["utt_id", "condition"], columns="variant", values="logprob_angry")
+    assert (wide["main"] != wide["feel"]).all()  # the wording reaches the model
+    alone = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    assert alone["variant"].eq("main").all()  # prompts of before variants read as the main wording
+    again = Counting(backend)
+    predict_shard(swept, again, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    assert again.calls == 0

@@ -85,3 +85,69 @@ def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_stu
         r"'test' \(they are in: sad: \['train'\]\).*label_map",
     ):
         prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)
+
+
+def test_prompt_variants_are_a_dimension_of_the_prompts(tiny_study):
+    """Each wording (and token format) gives every utterance x condition its own prompt, all of an
+    utterance's rows together; the main wording's rows are those of a study without variants."""
+    from cuealign.config import validate_config
+    from cuealign.interventions import conditions_from_config
+    from cuealign.prompts import prompt_table
+    from cuealign.tokens import TokensMeta
+
+    spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
+    conditions = conditions_from_config(spec, TokensMeta.of(tiny_study["meta"]).names)
+    wording = "{audio}How does the speaker feel? Choose one of: {labels}.{cues}"
+    prompt = tiny_study["prompt"] | {"variants": {"feel": {"template": wording}, "terse": {"cues": " Cues: {tokens}."}}}
+    args = dict(conditions=conditions, split="test")
+    plain = prompt_table(
+        tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"], prompt=tiny_study["prompt"], **args
+    )
+    swept = prompt_table(tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"], prompt=prompt, **args)
+    assert len(swept) == 3 * len(plain) and swept["variant"].value_counts().to_dict() == dict.fromkeys(
+        ["main", "feel", "terse"], len(plain)
+    )
+    main = swept[swept["variant"] == "main"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(main, plain.reset_index(drop=True))
+    # an utterance's shard holds every wording of it
+    from cuealign.shards import split_by_shard
+
+    for shard in split_by_shard(swept, tiny_study["manifest"], 2):
+        assert (shard.groupby("utt_id")["variant"].nunique() == 3).all()
+    by = swept.set_index(["variant", "utt_id", "condition"])
+    row = plain[plain["token_string"] != ""].iloc[0]
+    key = (row["utt_id"], row["condition"])
+    assert by.loc[("feel", *key), "prefix_text"].startswith("How does the speaker feel?")
+    assert by.loc[("feel", *key), "suffix_text"] == row["suffix_text"]
+    assert by.loc[("terse", *key), "prefix_text"] == row["prefix_text"]
+    assert by.loc[("terse", *key), "suffix_text"].startswith(" Cues: ")
+    # the texts (and so the answer cache keys, made of them) differ between every two wordings
+    texts = swept.groupby(["utt_id", "condition"])["text"].nunique()
+    assert (texts[swept[swept["token_string"] != ""].set_index(["utt_id", "condition"]).index.unique()] == 3).all()
+
+
+@pytest.mark.parametrize(
+    "variants, message",
+    [
+        ({"short": {"template": "{audio}Which emotion?"}}, r"prompt\.variants\.short\.template needs one \{cues\}"),
+        (
+            {"same": {"cues": " Acoustic cues measured from the audio: {tokens}."}},
+            r"prompt\.variants\.same is the same",
+        ),
+        ({"main": {"template": "{audio}Which?{cues}"}}, r"prompt\.variants.*main"),
+        ({"empty": {}}, r"prompt\.variants\.empty"),
+    ],
+)
+def test_bad_prompt_variants_are_errors_naming_the_variant(variants, message):
+    import copy
+
+    import yaml
+
+    from cuealign.checks import ConfigError, check_config
+    from cuealign.config import validate_config
+    from tests.workflow.conftest import REPO
+
+    config = copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config["prompt"] = {"variants": variants}
+    with pytest.raises((ConfigError, ValueError), match=message):
+        check_config(validate_config(config))

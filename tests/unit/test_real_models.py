@@ -227,3 +227,46 @@ def test_adapters_that_change_nothing_are_refused(layouts, tmp_path):
     save_file(renamed, other / "adapter_model.safetensors")
     with pytest.raises(ValueError, match=r"does not fit the model.*llm\.layers"):
         load_backend(spec(base, layout, adapter=str(other)))
+
+
+def test_the_checkpoint_check_script_runs_on_a_released_layout(layouts, capsys):
+    """benchmarks/check_checkpoint.py, which a user runs on a GPU with the real weights, passes on
+    the real files with tiny weights (float32, CPU) and prints its README row."""
+    import importlib.util
+
+    script = Path(__file__).parents[2] / "benchmarks" / "check_checkpoint.py"
+    module_spec = importlib.util.spec_from_file_location("check_checkpoint", script)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    layout = "qwen2.5-omni-json"
+    status = module.main(
+        ["--family", "qwen2.5-omni", "--path", str(layouts(layout)), "--device", "cpu", "--dtype", "float32"]
+        + ["--utterances", "2", "--seconds", "1", "--max-new-tokens", "3"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "2. split == joint for all 26 prompts" in out and "equals transformers' generate for 4 of 4" in out
+    assert "audio window 300 s" in out and "| float32 |" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("layout", ["qwen2-audio", "qwen2.5-omni-json", "audio-flamingo-3"])
+def test_a_second_wording_continues_the_audio_prefix_exactly(layouts, layout):
+    """prompt.variants: a second wording for the same audio runs only its own instruction tokens on
+    the kept system + audio prefix; the scores equal encoding it from scratch, and the full prompt."""
+    other = "How does the speaker feel? Reply with one of these words: angry, happy, neutral, sad."
+    shared = load_backend(spec(layouts(layout), layout))
+    shared.score(audio(3), PREFIX, SUFFIXES, LABELS)
+    extended = []
+    original = shared._extend
+    shared._extend = lambda *args: extended.append(args[1]) or original(*args)
+    continued = shared.score(audio(3), other, SUFFIXES, LABELS)
+    assert extended == [other]  # the audio was not encoded again
+    fresh = load_backend(spec(layouts(layout), layout)).score(audio(3), other, SUFFIXES, LABELS)
+    np.testing.assert_allclose(continued, fresh, atol=2e-5)
+    np.testing.assert_allclose(continued[1], shared.score_full(audio(3), other, SUFFIXES[1], LABELS), atol=2e-5)
+    assert shared.generate(audio(3), other, SUFFIXES, max_new_tokens=3) == [
+        shared.generate_one(audio(3), other, s, max_new_tokens=3) for s in SUFFIXES
+    ]
+    # another utterance's audio is encoded afresh
+    again = shared.score(audio(4), other, SUFFIXES[:1], LABELS)[0]
+    np.testing.assert_allclose(again, shared.score_full(audio(4), other, SUFFIXES[0], LABELS), atol=2e-5)

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from tests.workflow.conftest import REPO, snakemake, write_config
@@ -16,6 +18,7 @@ from tests.workflow.conftest import REPO, snakemake, write_config
 # the tables and pages the report shows inline
 REPORT_PAGES = (
     "table_main.html",
+    "variants.html",
     "table_interventions.html",
     "comparisons.html",
     "cue_following.html",
@@ -75,7 +78,11 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     predictions = pd.concat(pd.read_parquet(p) for p in sorted((results / "demo-alm/predictions").glob("*.parquet")))
     conditions = set(predictions["condition"])
     assert len(conditions) == 33 and {"none", "aligned", "conflict", "tokens_only", "swap_PITCH"} <= conditions
-    assert len(predictions) == len(test) * 33 and not predictions.duplicated(["utt_id", "condition"]).any()
+    # three wordings of the prompt (config.yaml's prompt.variants), each asked of every utterance x condition
+    wordings = ["main", "feel", "measured"]
+    assert sorted(predictions["variant"].unique()) == sorted(wordings)
+    assert len(predictions) == len(test) * 33 * 3
+    assert not predictions.duplicated(["utt_id", "condition", "variant"]).any()
     assert (predictions["model"] == "results/demo/demo-alm/finetune/model").all()  # the trained model was probed
     uar = pd.read_csv(results / "demo-alm/analysis/uar.csv").set_index("condition")
     assert uar["uar"].between(0, 1).all() and (uar.loc[["none", "aligned"], "n"] == len(test)).all()
@@ -84,8 +91,23 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     changed = uar.set_index(uar.index)["changed_share"]
     assert changed["corrupt_p0_mean"] == 0 and 0.7 < changed["corrupt_p1_mean"] < 0.9
 
+    # uar.csv is the main wording's; variants.csv holds every wording, analysed the same way
+    variants = pd.read_csv(results / "demo-alm/analysis/variants.csv")
+    assert list(dict.fromkeys(variants["variant"])) == wordings
+    main = variants[(variants["variant"] == "main") & (variants["statistic"] == "uar")].set_index("name")
+    np.testing.assert_allclose(main.loc[uar.index, "estimate"], uar["uar"])
+    feel = predictions[(predictions["variant"] == "feel") & (predictions["condition"] == "none")]
+    by_hand = np.mean([(feel.loc[feel["label"] == c, "pred"] == c).mean() for c in sorted(feel["label"].unique())])
+    feel_uar = variants.query("variant == 'feel' and statistic == 'uar' and name == 'none'")["estimate"].iloc[0]
+    assert feel_uar == pytest.approx(by_hand)
+    summary = pd.read_csv(results / "demo-alm/analysis/variants_summary.csv").set_index(["statistic", "name"])
+    assert summary.loc[("delta_uar", "aligned - none"), "n_variants"] == 3
+    main_table = pd.read_csv(results / "demo-alm/analysis/table_main.csv")
+    assert main_table["aligned - none in all 3 wordings"].iloc[0].startswith(("yes: holds in", "no: holds in"))
+
     report = (workflow / "report.html").read_text()
-    for name in ("token_distributions.png", "loss_curve.png", "confusion.png", "corruption_curve.png", *REPORT_PAGES):
+    figures = ("token_distributions.png", "loss_curve.png", "confusion.png", "corruption_curve.png", "variants.png")
+    for name in (*figures, *REPORT_PAGES):
         assert name in report, f"{name} is not in the report"
 
     # the prompts and predictions carry the condition and its tokens as data
@@ -117,6 +139,11 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
     assert (
         after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5]))
+        == {"build_prompts", "run_inference"} | analysis_only
+    )
+    # another prompt wording: new prompts and answers, the fine-tuned model (main wording) stays
+    assert (
+        after(lambda c: c["prompt"]["variants"].update(terse={"cues": " Cues: {tokens}."}))
         == {"build_prompts", "run_inference"} | analysis_only
     )
     assert (
