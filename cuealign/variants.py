@@ -27,37 +27,13 @@ SUMMARY_COLUMNS = [
 
 def per_variant(results: dict[str, dict]) -> pd.DataFrame:
     """Every variant's UARs and comparisons in one long table (variants.csv)."""
-    rows = []
+    parts = []
     for variant, result in results.items():
-        for row in result["uar"].itertuples():
-            rows.append(
-                dict(
-                    variant=variant,
-                    statistic="uar",
-                    name=row.condition,
-                    family="",
-                    estimate=row.uar,
-                    ci_low=row.ci_low,
-                    ci_high=row.ci_high,
-                    p_value=np.nan,
-                    p_holm=np.nan,
-                )
-            )
-        for row in result["comparisons"].itertuples():
-            rows.append(
-                dict(
-                    variant=variant,
-                    statistic="delta_uar",
-                    name=row.comparison,
-                    family=row.family,
-                    estimate=row.delta_uar,
-                    ci_low=row.ci_low,
-                    ci_high=row.ci_high,
-                    p_value=row.p_value,
-                    p_holm=row.p_holm,
-                )
-            )
-    return pd.DataFrame(rows, columns=VARIANT_COLUMNS)
+        uar = result["uar"].rename(columns={"condition": "name", "uar": "estimate"})
+        parts.append(uar.assign(variant=variant, statistic="uar", family="", p_value=np.nan, p_holm=np.nan))
+        comparisons = result["comparisons"].rename(columns={"comparison": "name", "delta_uar": "estimate"})
+        parts.append(comparisons.assign(variant=variant, statistic="delta_uar"))
+    return pd.concat([part[VARIANT_COLUMNS] for part in parts], ignore_index=True)
 
 
 def summary(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:

@@ -112,8 +112,9 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
 
     # the prompts and predictions carry the condition and its tokens as data
     assert {"kind", "p", "seed", "concept", "token.ENERGY", "token.VOICE_QUALITY"} <= set(predictions.columns)
-    conflict = predictions[predictions["condition"] == "conflict"].set_index("utt_id")
-    aligned_rows = predictions[predictions["condition"] == "aligned"].set_index("utt_id").loc[conflict.index]
+    main_rows = predictions[predictions["variant"] == "main"]
+    conflict = main_rows[main_rows["condition"] == "conflict"].set_index("utt_id")
+    aligned_rows = main_rows[main_rows["condition"] == "aligned"].set_index("utt_id").loc[conflict.index]
     flipped = {"VERY_LOW": "VERY_HIGH", "LOW": "HIGH", "MID": "MID", "HIGH": "LOW", "VERY_HIGH": "VERY_LOW"}
     assert (conflict["token.PITCH"] == aligned_rows["token.PITCH"].map(flipped).fillna("UNVOICED")).all()
 

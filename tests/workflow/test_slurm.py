@@ -41,7 +41,7 @@ def slurm_cluster():
 def read_predictions(workdir: Path) -> pd.DataFrame:
     files = sorted((workdir / "results/demo/demo-alm/predictions").glob("*.parquet"))
     table = pd.concat(pd.read_parquet(f) for f in files).drop(columns=["seconds"])
-    return table.sort_values(["utt_id", "condition"]).reset_index(drop=True)
+    return table.sort_values(["utt_id", "condition", "variant"]).reset_index(drop=True)
 
 
 def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster, scaled_default_study):
