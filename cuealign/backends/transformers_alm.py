@@ -173,10 +173,14 @@ class TransformersALM:
     def check_split(self, head: str, suffix_tail: list[str]) -> None:
         """Each prompt tokenises as a whole exactly as its head and suffix do apart (the cached
         prefix is then what the model's own processor would feed it); checked once per text."""
+        head_ids = None  # the head is the same for every suffix: tokenised once, if at all
         for rest in suffix_tail:
-            if self._apart_is_whole(head, rest):
+            if (head, rest) in self._split_checked:
                 continue
-            apart, whole = self.ids(head) + self.ids(rest), self.ids(head + rest)
+            head_ids = head_ids if head_ids is not None else self.ids(head)
+            if self._apart_is_whole(head, rest, head_ids):
+                continue
+            apart, whole = head_ids + self.ids(rest), self.ids(head + rest)
             if apart != whole:
                 at = next((i for i, (a, b) in enumerate(zip(apart, whole, strict=False)) if a != b), len(whole))
                 merged = self.tokenizer.convert_ids_to_tokens(whole[at : at + 1])
@@ -189,11 +193,11 @@ class TransformersALM:
                     "prompt.template's text before {cues} with a newline"
                 )
 
-    def _apart_is_whole(self, head: str, rest: str) -> bool:
+    def _apart_is_whole(self, head: str, rest: str, head_ids: list[int] | None = None) -> bool:
         """Whether ``head + rest`` tokenises as ``head`` and ``rest`` do apart (memoised when so)."""
         if (head, rest) in self._split_checked:
             return True
-        if self.ids(head) + self.ids(rest) != self.ids(head + rest):
+        if (head_ids if head_ids is not None else self.ids(head)) + self.ids(rest) != self.ids(head + rest):
             return False
         if len(self._split_checked) > 100_000:  # token strings differ per utterance: keep it bounded
             self._split_checked.clear()
