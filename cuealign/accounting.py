@@ -3,22 +3,60 @@ each one went (failed a check, not evaluated, unparsed), and fails if the counts
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
+
+UTTERANCE_COLUMNS = ["utt_id", "split", "speaker", "label"]
+
+
+@dataclass
+class PromptCounts:
+    """What the accounting and the protocol card need of the prompts, without their texts: the
+    evaluated utterances (one row each), the conditions in order, the wordings and the row count.
+    Prompt shards are counted on their own and put together (``concat``)."""
+
+    utterances: pd.DataFrame  # UTTERANCE_COLUMNS, one row per evaluated utterance
+    conditions: list[str]
+    variants: list[str]
+    rows: int
+
+    @classmethod
+    def of(cls, prompts: pd.DataFrame) -> PromptCounts:
+        columns = [c for c in UTTERANCE_COLUMNS if c in prompts.columns]
+        return cls(
+            utterances=prompts.drop_duplicates("utt_id")[columns].reset_index(drop=True),
+            conditions=list(dict.fromkeys(prompts["condition"])),
+            # prompt wordings (prompt.variants): uar.csv is the main wording's, every wording is predicted
+            variants=list(dict.fromkeys(prompts["variant"])) if "variant" in prompts.columns else ["main"],
+            rows=len(prompts),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[PromptCounts]) -> PromptCounts:
+        return cls(
+            utterances=pd.concat([p.utterances for p in parts], ignore_index=True).drop_duplicates("utt_id"),
+            conditions=list(dict.fromkeys(c for p in parts for c in p.conditions)),
+            variants=list(dict.fromkeys(v for p in parts for v in p.variants)),
+            rows=sum(p.rows for p in parts),
+        )
 
 
 def accounting(
-    manifest: pd.DataFrame, prompts: pd.DataFrame, predictions: pd.DataFrame, uar_table: pd.DataFrame
+    manifest: pd.DataFrame, prompts: PromptCounts | pd.DataFrame, answered: pd.Series, uar_table: pd.DataFrame
 ) -> pd.DataFrame:
     """Every utterance from the manifest to the final table, one step per row (step, count, note).
+    ``answered`` counts the predictions by answer (every wording).
 
     Raises if a step loses or adds rows that the step before does not explain.
     """
+    if isinstance(prompts, pd.DataFrame):
+        prompts = PromptCounts.of(prompts)
     usable = manifest[manifest["status"] == "ok"]
     failed = manifest.loc[manifest["status"] != "ok", "status"].value_counts().sort_index()
-    evaluated = prompts["utt_id"].nunique()
-    conditions = list(dict.fromkeys(prompts["condition"]))
-    # prompt wordings (prompt.variants): uar.csv is the main wording's, every wording is predicted
-    variants = prompts["variant"].nunique() if "variant" in prompts.columns else 1
+    evaluated = len(prompts.utterances)
+    conditions = prompts.conditions
+    variants = len(prompts.variants)
     times = f" x {variants} wordings" if variants > 1 else ""
     splits = ", ".join(f"{split} {n}" for split, n in usable["split"].value_counts().sort_index().items())
     per_condition = uar_table.loc[uar_table["condition"].isin(conditions), "n"]
@@ -29,15 +67,15 @@ def accounting(
     ]
     rows += [
         ("usable", len(usable), f"by split: {splits}"),
-        ("evaluated", evaluated, f"split {', '.join(sorted(prompts['split'].unique()))}"),
+        ("evaluated", evaluated, f"split {', '.join(sorted(prompts.utterances['split'].unique()))}"),
         ("conditions", len(conditions), ""),
         *([("wordings", variants, "prompt variants; uar.csv and the tables are the main wording's")] if times else []),
-        ("prompts", len(prompts), f"{evaluated} utterances x {len(conditions)} conditions{times}"),
+        ("prompts", prompts.rows, f"{evaluated} utterances x {len(conditions)} conditions{times}"),
         (
             "predictions",
-            len(predictions),
-            f"{int((predictions['pred'] == 'unparsed').sum())} unparsed, "
-            f"{int((predictions['pred'] == 'invalid').sum())} invalid (non-finite scores), kept and scored as wrong",
+            int(answered.sum()),
+            f"{int(answered.get('unparsed', 0))} unparsed, "
+            f"{int(answered.get('invalid', 0))} invalid (non-finite scores), kept and scored as wrong",
         ),
         (
             "per condition in uar.csv",
@@ -48,12 +86,12 @@ def accounting(
     problems = []
     if len(usable) + int(failed.sum()) != len(manifest):
         problems.append("usable + failed != manifest")
-    if not set(prompts["utt_id"]) <= set(usable["utt_id"]):
+    if not set(prompts.utterances["utt_id"]) <= set(usable["utt_id"]):
         problems.append("prompts name utterances that are not usable")
-    if len(prompts) != evaluated * len(conditions) * variants:
-        problems.append(f"prompts {len(prompts)} != {evaluated} x {len(conditions)}{times}")
-    if len(predictions) != len(prompts):
-        problems.append(f"predictions {len(predictions)} != prompts {len(prompts)}")
+    if prompts.rows != evaluated * len(conditions) * variants:
+        problems.append(f"prompts {prompts.rows} != {evaluated} x {len(conditions)}{times}")
+    if int(answered.sum()) != prompts.rows:
+        problems.append(f"predictions {int(answered.sum())} != prompts {prompts.rows}")
     if len(per_condition) != len(conditions) or (per_condition != evaluated).any():
         problems.append(f"uar.csv n {sorted(set(per_condition))} != {evaluated} evaluated utterances")
     if problems:

@@ -2,19 +2,32 @@
 paired comparisons with exact McNemar and Holm, the corruption curve with Spearman, confusion
 and shifts. Conditions are read from their columns (kind, p, seed, concept), never from names.
 
+The predictions are read one shard at a time and reduced to ``Answers`` (each utterance's class,
+speaker and a 2-byte answer code per condition, plus per-condition sums of what needs scores or
+tokens); every table is computed from those: the clustered intervals from per-speaker x class
+hits, McNemar from discordant counts, confusion and shifts from counts. Memory grows with
+utterances x conditions at 2 bytes, not with the predictions table; the numbers are the direct
+analysis' (tests/unit/test_sufficient_statistics.py).
+
 Formatting is cuealign.tables, cue following cuealign.cue_following, the utterance accounting
 cuealign.accounting."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from scipy.spatial.distance import jensenshannon
 
 from cuealign import intervals
 from cuealign.interventions import EXPLORATORY, PAPER_FAMILIES, parse_comparison, seeds_mean_name
+from cuealign.prompts import MAIN_VARIANT
 from cuealign.stats import holm, label_distribution, mcnemar_exact, spearman_permutation
 from cuealign.tokens import TOKEN_PREFIX
 
@@ -42,11 +55,198 @@ def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) ->
         raise ValueError(f"conditions without a prediction for every one of the {utterances} utterances: {short}")
 
 
-def analyse(
-    predictions: pd.DataFrame,
+@dataclass
+class Answers:
+    """One wording's predictions reduced to what every statistic needs (``reduce_predictions``):
+    per utterance its class, speaker and answer under each condition (a code, 2 bytes), and per
+    condition the sums that need the answers' scores or tokens (Jensen-Shannon against aligned,
+    tokens changed), the count of rows. Shards reduce on their own and concatenate
+    (``Answers.concat``): the analysis never holds the predictions table."""
+
+    conditions: list[str]
+    what: pd.DataFrame  # index condition: kind, p, seed, concept
+    utt_ids: np.ndarray  # (n,)
+    truth: np.ndarray  # (n,) class labels
+    speakers: np.ndarray  # (n,)
+    answers: np.ndarray  # (n, K) codes into vocabulary
+    vocabulary: list[str]
+    js_sum: np.ndarray  # (K,) sum of the squared JS distance to aligned over finite utterances
+    js_n: np.ndarray  # (K,) how many utterances have one
+    score_mode: bool  # any label scores at all (else generate mode: no JS)
+    changed: np.ndarray  # (K,) token cells that differ from aligned's (corrupt conditions)
+    cells: np.ndarray  # (K,) token cells compared
+    as_aligned: np.ndarray  # (K,) bool: the condition showed every utterance aligned's own tokens
+    label_tokens: set[str]
+
+    @classmethod
+    def concat(cls, parts: list[Answers]) -> Answers:
+        """Shards' reductions as one (utterances sorted; a shard's utterances are its own)."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        if any(p.conditions != first.conditions for p in parts):
+            raise ValueError("shards were reduced with different conditions")
+        vocabulary = sorted(set().union(*(p.vocabulary for p in parts)))
+        answers = np.concatenate(
+            [np.array([vocabulary.index(v) for v in p.vocabulary], dtype=np.int16)[p.answers] for p in parts]
+        )
+        utt_ids = np.concatenate([p.utt_ids for p in parts])
+        if len(set(utt_ids)) != len(utt_ids):
+            raise ValueError("an utterance appears in two shards' predictions")
+        order = np.argsort(utt_ids, kind="stable")
+        return cls(
+            conditions=first.conditions,
+            what=first.what,
+            utt_ids=utt_ids[order],
+            truth=np.concatenate([p.truth for p in parts])[order],
+            speakers=np.concatenate([p.speakers for p in parts])[order],
+            answers=answers[order],
+            vocabulary=vocabulary,
+            js_sum=sum(p.js_sum for p in parts),
+            js_n=sum(p.js_n for p in parts),
+            score_mode=any(p.score_mode for p in parts),
+            changed=sum(p.changed for p in parts),
+            cells=sum(p.cells for p in parts),
+            as_aligned=np.logical_and.reduce([p.as_aligned for p in parts]),
+            label_tokens=set().union(*(p.label_tokens for p in parts)),
+        )
+
+    def pred(self, condition: str) -> np.ndarray:
+        """The answers under ``condition`` as labels (utterance order)."""
+        return np.asarray(self.vocabulary, dtype=object)[self.answers[:, self.conditions.index(condition)]]
+
+    def is_answer(self, condition: str, answer: str) -> np.ndarray:
+        if answer not in self.vocabulary:
+            return np.zeros(len(self.utt_ids), dtype=bool)
+        return self.answers[:, self.conditions.index(condition)] == self.vocabulary.index(answer)
+
+    def correct(self, condition: str) -> np.ndarray:
+        return self.pred(condition) == self.truth
+
+
+def reduce_predictions(predictions: pd.DataFrame, *, labels: list[str], conditions: list[str]) -> Answers:
+    """One shard's (or a whole wording's) predictions as ``Answers``: every utterance under every
+    condition, checked (check_complete), then kept as codes."""
+    check_complete(predictions, conditions)
+    predictions = predictions[predictions["condition"].isin(conditions)]
+    utt_ids, row_utt = np.unique(predictions["utt_id"].to_numpy(dtype=str), return_inverse=True)
+    row_condition = pd.Index(conditions).get_indexer(predictions["condition"])
+    n, k = len(utt_ids), len(conditions)
+    first = np.unique(row_utt, return_index=True)[1]
+    answer_codes, vocabulary = pd.factorize(predictions["pred"].astype(str), sort=True)
+    answers = np.empty((n, k), dtype=np.int16)
+    answers[row_utt, row_condition] = answer_codes
+    what = (
+        predictions.drop_duplicates("condition")
+        .set_index("condition")
+        .loc[conditions, ["kind", "p", "seed", "concept"]]
+    )
+    aligned = conditions.index("aligned")
+    # label scores against aligned's, utterance by utterance (score mode)
+    logp_columns = [f"logprob_{label}" for label in labels]
+    score_mode = bool(predictions[logp_columns].notna().any().any())
+    js_sum, js_n = np.zeros(k), np.zeros(k, dtype=np.int64)
+    if score_mode:
+        probs = np.full((n, k, len(labels)), np.nan)
+        probs[row_utt, row_condition] = label_distribution(predictions[logp_columns])
+        # scipy gives the Jensen-Shannon distance; its square is the divergence (bits). An invalid
+        # answer (non-finite scores) has none: the mean is over the utterances that have one.
+        for j in range(k):
+            distance = jensenshannon(probs[:, j], probs[:, aligned], base=2, axis=1)
+            finite = np.isfinite(distance)
+            js_sum[j], js_n[j] = float(np.sum(distance[finite] ** 2)), int(finite.sum())
+    # tokens against aligned's: what corruption changed, and which conditions asked what aligned asks
+    token_columns = [c for c in predictions.columns if c.startswith(TOKEN_PREFIX)]
+    differs = np.zeros((n, k), dtype=np.int64)
+    for column in token_columns:
+        codes = np.full((n, k), -1, dtype=np.int64)
+        codes[row_utt, row_condition] = pd.factorize(predictions[column])[0]  # missing: -1
+        # a missing token differs from anything, itself included (as pandas' != has it)
+        differs += (codes != codes[:, [aligned]]) | (codes < 0) | (codes[:, [aligned]] < 0)
+    kinds = what["kind"].to_numpy()
+    corrupt = kinds == "corrupt"
+    changed = np.where(corrupt, differs.sum(axis=0), 0).astype(float)
+    cells = np.where(corrupt, n * len(token_columns), 0).astype(float)
+    as_aligned = np.array(
+        [
+            False
+            if kind in ("none", "tokens_only")
+            else True
+            if kind == "aligned" or (kind == "corrupt" and p == 0)
+            else bool(token_columns) and not differs[:, j].any()
+            for j, (kind, p) in enumerate(zip(kinds, what["p"], strict=True))
+        ]
+    )
+    recorded = predictions["label_tokens"].dropna().unique() if "label_tokens" in predictions else []
+    return Answers(
+        conditions=list(conditions),
+        what=what,
+        utt_ids=utt_ids,
+        truth=predictions["label"].to_numpy(dtype=object)[first],
+        speakers=predictions["speaker"].to_numpy(dtype=object)[first],
+        answers=answers,
+        vocabulary=[str(v) for v in vocabulary],
+        js_sum=js_sum,
+        js_n=js_n,
+        score_mode=score_mode,
+        changed=changed,
+        cells=cells,
+        as_aligned=as_aligned,
+        label_tokens={str(t) for t in recorded if t},
+    )
+
+
+# what the analysis reads of a predictions shard (not the raw outputs, model and timing columns)
+READ_COLUMNS = ("utt_id", "condition", "kind", "p", "seed", "concept", "variant", "label", "speaker", "pred")
+READ_COLUMNS += ("label_tokens",)
+
+
+def read_shard(
+    path: str | Path, columns=READ_COLUMNS, prefixes: tuple[str, ...] = (TOKEN_PREFIX, "logprob_")
+) -> pd.DataFrame:
+    """The named columns of one parquet shard (and those starting with ``prefixes``) that it has."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    return pd.read_parquet(path, columns=[c for c in names if c in columns or c.startswith(prefixes)])
+
+
+def reduce_shards(
+    paths: list[str],
     *,
     labels: list[str],
-    expected_conditions: list[str],
+    conditions: list[str],
+    wordings: list[str],
+    each: Callable[[pd.DataFrame], None] | None = None,
+) -> tuple[dict[str, Answers], pd.Series]:
+    """Every wording's ``Answers`` from prediction shards read one at a time (memory bounded by a
+    shard), and the predictions counted by answer (every wording). ``each`` is called with each
+    shard's main-wording rows (cue following works per shard)."""
+    parts, answered = {}, Counter()
+    for number, path in enumerate(paths, start=1):
+        shard = read_shard(path)
+        if "variant" not in shard.columns:  # predictions made before prompt variants existed
+            shard = shard.assign(variant=MAIN_VARIANT)
+        answered.update(shard["pred"].value_counts().to_dict())
+        for variant, rows in shard.groupby("variant", sort=False):
+            if variant in wordings:
+                parts.setdefault(variant, []).append(reduce_predictions(rows, labels=labels, conditions=conditions))
+        if each is not None:
+            each(shard[shard["variant"] == MAIN_VARIANT])
+        log.info("predictions shard %d of %d read and reduced (%d rows)", number, len(paths), len(shard))
+        del shard
+    answers = {variant: Answers.concat(parts.pop(variant)) for variant in wordings if variant in parts}
+    return answers, pd.Series(answered, dtype="int64")
+
+
+def analyse(predictions: pd.DataFrame, *, labels: list[str], expected_conditions: list[str], **options) -> dict:
+    """All tables of one corpus x model x split from its predictions (``analyse_answers``)."""
+    answers = reduce_predictions(predictions, labels=labels, conditions=list(expected_conditions))
+    return analyse_answers(answers, labels=labels, **options)
+
+
+def analyse_answers(
+    answers: Answers,
+    *,
+    labels: list[str],
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
@@ -54,16 +254,13 @@ def analyse(
     min_speakers: int = intervals.MIN_SPEAKERS,
     families: dict[str, list[str]] | None = None,
 ) -> dict[str, pd.DataFrame | dict]:
-    """All tables of one corpus x model x split."""
-    check_complete(predictions, expected_conditions)
+    """All tables of one corpus x model x split from its reduced predictions. The clustered
+    intervals need only per-speaker x class hits; McNemar the discordant counts; the confusion
+    and shift tables counts per condition."""
     # the paper's families in the paper's order (a config may come back with its keys sorted)
     families = PAPER_FAMILIES if families is None or families == PAPER_FAMILIES else families
-    wide_pred = predictions.pivot(index="utt_id", columns="condition", values="pred")
-    truth_of = predictions.drop_duplicates("utt_id").set_index("utt_id")
-    truth = truth_of.loc[wide_pred.index, "label"].to_numpy()
-    speakers = truth_of.loc[wide_pred.index, "speaker"].to_numpy()
-    conditions = list(expected_conditions)
-    correct = {c: wide_pred[c].to_numpy() == truth for c in conditions}
+    truth, speakers, conditions = answers.truth, answers.speakers, answers.conditions
+    correct = {c: answers.correct(c) for c in conditions}
     # with fewer speakers than any clustered interval needs, describe these speakers only
     used = ci_method if len(set(speakers)) >= min_speakers else intervals.CONDITIONAL
     design = intervals.SpeakerDesign(
@@ -77,7 +274,8 @@ def analyse(
     )
     if used == intervals.CONDITIONAL:
         log.warning("%s", conditional_warning(design.n_speakers, min_speakers))
-    replicates = {c: design.replicates(correct[c]) for c in conditions}
+    every = design.replicates_many(np.stack([correct[c] for c in conditions], axis=1))
+    replicates = dict(zip(conditions, every, strict=True))
 
     def ci(rep: intervals.Replicates) -> dict:
         low, high = intervals.interval(rep, used, level)
@@ -90,12 +288,9 @@ def analyse(
             ci_zero_width=bool(high - low <= 1e-12),
         )
 
-    what_of = predictions.drop_duplicates("condition").set_index("condition")
-    changed_share = realised_changes(predictions)
-    kinds = what_of.loc[conditions, ["kind", "p", "seed", "concept"]]
+    kinds = answers.what
     rows = []
     for condition in conditions:
-        pred = wide_pred[condition].to_numpy()
         what = kinds.loc[condition]
         rows.append(
             dict(
@@ -105,15 +300,20 @@ def analyse(
                 seed=what["seed"],
                 concept=what["concept"],
                 n_seeds=1,
-                n=len(pred),
+                n=len(truth),
                 uar=replicates[condition].estimate,
                 **ci(replicates[condition]),
-                accuracy=float(np.mean(pred == truth)),
-                unparsed_rate=float(np.mean(pred == UNPARSED)),
-                invalid_rate=float(np.mean(pred == INVALID)),
+                accuracy=float(np.mean(correct[condition])),
+                unparsed_rate=float(np.mean(answers.is_answer(condition, UNPARSED))),
+                invalid_rate=float(np.mean(answers.is_answer(condition, INVALID))),
             )
         )
     uar_table = pd.DataFrame(rows).astype({"p": "float64", "seed": "Int64"})
+    # per corruption condition, the share of its tokens (utterances x concepts) that differ from
+    # aligned: what corruption at p really did (with the paper's draw, less than p)
+    changed_share = {
+        c: float(answers.changed[j] / answers.cells[j]) for j, c in enumerate(conditions) if answers.cells[j] > 0
+    }
     uar_table["changed_share"] = [changed_share.get(c, np.nan) for c in uar_table["condition"]]
     # Conditions with seeds as their mean (the per-seed rows stay above): one row per shuffle and
     # per corruption level, its CI from the mean of the per-seed resamples.
@@ -148,7 +348,8 @@ def analyse(
             ", ".join(uar_table.loc[uar_table["ci_zero_width"], "condition"]),
         )
 
-    same_as_aligned = {name for name, parts in members.items() if all(_asks_as_aligned(predictions, c) for c in parts)}
+    as_aligned = dict(zip(conditions, answers.as_aligned, strict=True))
+    same_as_aligned = {name for name, parts in members.items() if all(as_aligned[c] for c in parts)}
     pairs = comparison_plan(families, members, same_as_aligned)
     comparisons = []
     for family, a, b in pairs:
@@ -186,31 +387,22 @@ def analyse(
         "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0]),
     }
 
-    confusion = predictions.groupby(["condition", "label", "pred"]).size().rename("count").reset_index()
-    confusion["share"] = confusion["count"] / confusion.groupby(["condition", "label"])["count"].transform("sum")
-    aligned_pred = wide_pred["aligned"].to_numpy()
+    confusion = confusion_table(answers)
+    aligned_pred = answers.pred("aligned")
     shifts = pd.DataFrame(
         [
             dict(
                 condition=c,
-                predicted_neutral=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL)),
-                neutral_shift=float(np.mean(wide_pred[c].to_numpy() == NEUTRAL) - np.mean(aligned_pred == NEUTRAL)),
-                flip_rate_vs_aligned=float(np.mean(wide_pred[c].to_numpy() != aligned_pred)),
+                predicted_neutral=float(np.mean(answers.is_answer(c, NEUTRAL))),
+                neutral_shift=float(np.mean(answers.is_answer(c, NEUTRAL)) - np.mean(aligned_pred == NEUTRAL)),
+                flip_rate_vs_aligned=float(np.mean(answers.pred(c) != aligned_pred)),
             )
             for c in conditions
         ]
     )
-    logp_columns = [f"logprob_{label}" for label in labels]
-    if predictions[logp_columns].notna().any().any():  # score mode
-        aligned_probs = label_probabilities(predictions, "aligned", labels)
-        # scipy gives the Jensen-Shannon distance; its square is the divergence (bits). An invalid
-        # answer (non-finite scores) has none: the mean is over the utterances that have one.
-        distance = {
-            c: jensenshannon(label_probabilities(predictions, c, labels), aligned_probs, base=2, axis=1)
-            for c in conditions
-        }
+    if answers.score_mode:
         shifts["mean_js_vs_aligned"] = [
-            float(np.nanmean(distance[c] ** 2)) if np.isfinite(distance[c]).any() else np.nan for c in conditions
+            float(answers.js_sum[j] / answers.js_n[j]) if answers.js_n[j] else np.nan for j in range(len(conditions))
         ]
     return {
         "intervals": {
@@ -228,6 +420,31 @@ def analyse(
         "confusion": confusion,
         "shifts": shifts,
     }
+
+
+def confusion_table(answers: Answers) -> pd.DataFrame:
+    """(condition, label, pred, count, share): every pair that occurs, in sorted order; share of the
+    class's utterances."""
+    v = len(answers.vocabulary)
+    classes = sorted(set(answers.truth))
+    truth_code = pd.Index(classes).get_indexer(answers.truth)
+    parts = []
+    for j, condition in enumerate(answers.conditions):
+        counts = np.bincount(truth_code * v + answers.answers[:, j], minlength=len(classes) * v)
+        label, pred = np.divmod(np.flatnonzero(counts), v)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "condition": condition,
+                    "label": np.asarray(classes, dtype=object)[label],
+                    "pred": np.asarray(answers.vocabulary, dtype=object)[pred],
+                    "count": counts[counts > 0].astype(np.int64),
+                }
+            )
+        )
+    confusion = pd.concat(parts, ignore_index=True).sort_values(["condition", "label", "pred"], ignore_index=True)
+    confusion["share"] = confusion["count"] / confusion.groupby(["condition", "label"])["count"].transform("sum")
+    return confusion
 
 
 def conditional_warning(n_speakers: int, min_speakers: int) -> str:
@@ -273,41 +490,3 @@ def comparison_plan(
                 seen.add((a, b))
                 plan.append((EXPLORATORY, a, b))
     return plan
-
-
-def _asks_as_aligned(predictions: pd.DataFrame, condition: str) -> bool:
-    """Whether ``condition`` showed every utterance aligned's own tokens with the original audio
-    (corruption at p = 0 by definition; any condition whose token columns equal aligned's)."""
-    rows = predictions[predictions["condition"] == condition]
-    kind, p = rows["kind"].iloc[0], rows["p"].iloc[0]
-    if kind in ("none", "tokens_only"):
-        return False
-    if kind == "corrupt" and p == 0:
-        return True
-    columns = [c for c in predictions.columns if c.startswith(TOKEN_PREFIX)]
-    if kind == "aligned" or not columns:
-        return kind == "aligned"
-    aligned = predictions[predictions["condition"] == "aligned"].set_index("utt_id")[columns]
-    shown = rows.set_index("utt_id")[columns]
-    return bool((shown == aligned.loc[shown.index]).all().all())
-
-
-def realised_changes(predictions: pd.DataFrame) -> dict[str, float]:
-    """Per corruption condition, the share of its tokens (utterances x concepts) that differ from
-    aligned: what corruption at p really did (with the paper's draw, less than p)."""
-    columns = [c for c in predictions.columns if c.startswith(TOKEN_PREFIX)]
-    if not columns:
-        return {}
-    aligned = predictions[predictions["condition"] == "aligned"].set_index("utt_id")[columns]
-    out = {}
-    for condition, rows in predictions[predictions["kind"] == "corrupt"].groupby("condition"):
-        shown = rows.set_index("utt_id")[columns]
-        out[condition] = float((shown != aligned.loc[shown.index]).to_numpy().mean())
-    return out
-
-
-def label_probabilities(predictions: pd.DataFrame, condition: str, labels: list[str]) -> np.ndarray:
-    """Each utterance's distribution over the labels under ``condition`` (utt_id order): the
-    label log-probs renormalised over the labels."""
-    rows = predictions[predictions["condition"] == condition].sort_values("utt_id")
-    return label_distribution(rows[[f"logprob_{label}" for label in labels]])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cuealign.accounting import PromptCounts
+
 
 def overlap_warning(corpus: str, corpus_type: str, overlap: list[str]) -> str | None:
     """A warning when the model's known training data names this corpus (its name or type)."""
@@ -28,7 +30,7 @@ def protocol_card(
     corpus: str,
     spec: dict,
     manifest: pd.DataFrame,
-    prompts: pd.DataFrame,
+    prompts: PromptCounts | pd.DataFrame,
     dropped: dict[str, int],
     model: str,
     model_spec: dict,
@@ -43,7 +45,9 @@ def protocol_card(
         if label is not None:
             classes.setdefault(label, []).append(raw)
     kept = usable.groupby("orig_label").size().to_dict() if "orig_label" in usable else {}
-    evaluated = prompts.drop_duplicates("utt_id")
+    if isinstance(prompts, pd.DataFrame):
+        prompts = PromptCounts.of(prompts)
+    evaluated = prompts.utterances
     overlap = list(model_spec.get("known_training_overlap") or [])
     return {
         "corpus": corpus,
@@ -66,7 +70,7 @@ def protocol_card(
             "utterances": int(len(evaluated)),
             "speakers": int(evaluated["speaker"].nunique()),
             "per_class": {k: int(v) for k, v in sorted(evaluated["label"].value_counts().items())},
-            "conditions": int(prompts["condition"].nunique()),
+            "conditions": len(prompts.conditions),
         },
         "model": model,
         "model_path": model_spec.get("path"),

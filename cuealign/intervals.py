@@ -102,7 +102,12 @@ def _uar(hits: np.ndarray, totals: np.ndarray) -> np.ndarray:
 class SpeakerDesign:
     """The resamples every condition of one evaluation shares: ``resamples`` speaker draws (with
     replacement), the G delete-one-speaker jackknife sets and ``resamples`` within-speaker
-    utterance draws, all from ``seed``."""
+    utterance draws, all from ``seed``.
+
+    What a condition contributes is its per-speaker x class hits (G x C): the clustered methods
+    need nothing else. Within-speaker resampling draws utterances, so it reads the per-utterance
+    correctness; its draws are made speaker by speaker in blocks of resamples (memory bounded by
+    ``block`` numbers, not B x n) and shared by all conditions (``replicates_many``)."""
 
     def __init__(
         self,
@@ -114,6 +119,7 @@ class SpeakerDesign:
         seed: int = 0,
         studentize: bool = True,
         within: bool = True,
+        block: int = 4_000_000,
     ):
         truth = np.asarray(truth)
         self.classes = [label for label in labels if np.any(truth == label)]
@@ -121,31 +127,66 @@ class SpeakerDesign:
         self.speakers, self.index = np.unique(np.asarray(speakers), return_inverse=True)
         self.n_speakers = len(self.speakers)
         self.studentize = studentize
+        self.resamples = resamples
+        self.block = block
         self.totals = self._per_speaker(self.onehot)  # (G, C)
         rng = np.random.default_rng(seed)
         draws = rng.integers(0, self.n_speakers, size=(resamples, self.n_speakers))
         self.counts = np.zeros((resamples, self.n_speakers))
         np.add.at(self.counts, (np.arange(resamples)[:, None], draws), 1.0)
-        # within speaker: each speaker's utterances drawn with replacement, as many as it has
-        # (B x n weights: made only when asked for)
-        self.within = None
-        if within:
-            self.within = np.zeros((resamples, len(truth)))
-            for g in range(self.n_speakers):
-                members = np.flatnonzero(self.index == g)
-                draws = rng.multinomial(members.size, np.full(members.size, 1 / members.size), resamples)
-                self.within[:, members] = draws
-            self.within_totals = self.within @ self.onehot
+        # within speaker: each speaker's utterances drawn with replacement, as many as it has, from
+        # the generator where the speaker draws left it (made only when asked for)
+        self.has_within = within
+        self._within_state = rng.bit_generator.state if within else None
 
     def _per_speaker(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros((self.n_speakers, values.shape[1]))
         np.add.at(out, self.index, values)
         return out
 
+    def _within_sums(self, values: np.ndarray) -> np.ndarray:
+        """(B, columns): every within-speaker resample's sums of ``values`` (n, columns). Speaker g's
+        resample b is rng.multinomial(n_g, uniform, B)[b], drawn in blocks of rows (the same numbers
+        as one B x n_g draw)."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self._within_state
+        out = np.zeros((self.resamples, values.shape[1]))
+        for g in range(self.n_speakers):
+            members = np.flatnonzero(self.index == g)
+            rows = max(1, self.block // max(1, members.size))
+            uniform = np.full(members.size, 1 / members.size)
+            for start in range(0, self.resamples, rows):
+                stop = min(self.resamples, start + rows)
+                draws = rng.multinomial(members.size, uniform, stop - start).astype(np.float64)
+                out[start:stop] += draws @ values[members]
+        return out
+
+    def within_weights(self) -> np.ndarray:
+        """(B, n): how often each within-speaker resample drew each utterance (the whole matrix,
+        for checks on small designs)."""
+        return self._within_sums(np.eye(len(self.index)))
+
     def replicates(self, correct: np.ndarray) -> Replicates:
         """A condition's UAR (given its per-utterance correctness) on the data and every resample."""
-        hit = np.asarray(correct, dtype=np.float64)[:, None] * self.onehot
-        hits = self._per_speaker(hit)  # (G, C)
+        return self.replicates_many(np.asarray(correct)[:, None])[0]
+
+    def replicates_many(self, correct: np.ndarray) -> list[Replicates]:
+        """Each column's UAR (``correct``: utterances x conditions) on the data and every resample."""
+        correct = np.asarray(correct, dtype=np.float64)
+        n, k = correct.shape
+        c = len(self.classes)
+        within = None
+        if self.has_within:  # one pass over the draws for every condition (and the class totals)
+            hit_all = (correct[:, :, None] * self.onehot[:, None, :]).reshape(n, k * c)
+            sums = self._within_sums(np.concatenate([hit_all, self.onehot], axis=1))
+            within = _uar(sums[:, : k * c].reshape(-1, k, c), sums[:, None, k * c :])  # (B, K)
+        out = []
+        for j in range(k):
+            hits = self._per_speaker(correct[:, j : j + 1] * self.onehot)  # (G, C)
+            out.append(self._from_hits(hits, None if within is None else within[:, j]))
+        return out
+
+    def _from_hits(self, hits: np.ndarray, within: np.ndarray | None) -> Replicates:
         all_hits, all_totals = hits.sum(axis=0), self.totals.sum(axis=0)
         boot_hits, boot_totals = self.counts @ hits, self.counts @ self.totals  # (B, C)
         cluster_jackknife = None
@@ -157,7 +198,7 @@ class SpeakerDesign:
             estimate=float(_uar(all_hits, all_totals)),
             cluster=_uar(boot_hits, boot_totals),
             jackknife=_uar(all_hits - hits, all_totals - self.totals),
-            within=None if self.within is None else _uar(self.within @ hit, self.within_totals),
+            within=within,
             cluster_jackknife=cluster_jackknife,
             counts=self.counts,
         )

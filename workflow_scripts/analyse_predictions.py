@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from cuealign import provenance, tables, variants
-from cuealign.accounting import accounting, accounting_line
-from cuealign.analysis import analyse
+from cuealign.accounting import PromptCounts, accounting, accounting_line
+from cuealign.analysis import analyse_answers, read_shard, reduce_shards
 from cuealign.card import card_table, protocol_card
 from cuealign.cue_following import class_given_token, cue_following, pool_cue_following
 from cuealign.folds import pooled_manifest
@@ -20,6 +20,7 @@ CARD_NOTE = (
     "(models.<name>.known_training_overlap, from its model card)."
 )
 
+
 with log_to(snakemake.log[0]) as log:
     corpus, model = snakemake.wildcards.corpus, snakemake.wildcards.model
     specs = snakemake.params.specs  # {corpus or fold: the model as used there}
@@ -27,41 +28,55 @@ with log_to(snakemake.log[0]) as log:
     pooled = folds != [corpus]
     manifests = {fold: pd.read_parquet(path) for fold, path in zip(folds, snakemake.input.manifest, strict=True)}
     manifest = pooled_manifest(manifests) if pooled else manifests[corpus]
-    prompts = pd.concat([pd.read_parquet(path) for path in snakemake.input.prompts])
-    every_wording = pd.concat([pd.read_parquet(path) for path in snakemake.input.predictions])
-    if "variant" not in every_wording.columns:  # predictions made before prompt variants existed
-        every_wording = every_wording.assign(variant=MAIN_VARIANT)
-    # the tables are the main wording's; every wording is analysed the same way below (variants.csv)
-    wordings = [v for v in prompt_variants(snakemake.params.config["prompt"]) if v in set(every_wording["variant"])]
-    predictions = every_wording[every_wording["variant"] == MAIN_VARIANT]
+    # the prompts counted shard by shard, without their texts
+    prompts = PromptCounts.concat(
+        [
+            PromptCounts.of(read_shard(path, ("utt_id", "condition", "variant", "split", "speaker", "label"), ()))
+            for path in snakemake.input.prompts
+        ]
+    )
     options = snakemake.params.options
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     # cue following: each fold's token pull from its own fit split, on its own test utterances
-    cue_tables = []
+    associations, evaluated_in = {}, {}
     for fold, tokens_path, meta_path in zip(folds, snakemake.input.tokens, snakemake.input.meta, strict=True):
         meta = TokensMeta.read(meta_path)
         tokens = pd.read_parquet(tokens_path).merge(manifests[fold][["utt_id", "label", "split"]], on="utt_id")
         fitted = tokens[meta.fit_rows(tokens)]
-        association = class_given_token(fitted, fitted["label"], meta.names, labels)
+        associations[fold] = class_given_token(fitted, fitted["label"], meta.names, labels)
         # a fold's evaluated utterances are its test split (expand_folds requires evaluate_split: test)
         test = manifests[fold]
-        evaluated = set(test.loc[test["split"] == "test", "utt_id"]) if pooled else set(predictions["utt_id"])
-        cue_tables.append(
-            cue_following(
-                predictions[predictions["utt_id"].isin(evaluated)],
-                association,
-                labels=labels,
-                min_probability_moved=options["cue_following_min_shift"],
-            )
-        )
+        evaluated_in[fold] = set(test.loc[test["split"] == "test", "utt_id"]) if pooled else None
+    # predictions read shard by shard and reduced to what the statistics need (cuealign.analysis.Answers),
+    # every wording on its own; cue following per shard, pooled over shards and folds (utterance-weighted)
+    cue_tables = []
+
+    def follow(main):
+        for fold, association in associations.items():
+            mine = main if evaluated_in[fold] is None else main[main["utt_id"].isin(evaluated_in[fold])]
+            if len(mine):
+                cue_tables.append(
+                    cue_following(
+                        mine, association, labels=labels, min_probability_moved=options["cue_following_min_shift"]
+                    )
+                )
+
+    # the tables are the main wording's; every wording is analysed the same way below (variants.csv)
+    answers, answered = reduce_shards(
+        snakemake.input.predictions,
+        labels=labels,
+        conditions=prompts.conditions,
+        wordings=prompt_variants(snakemake.params.config["prompt"]),
+        each=follow,
+    )
+    wordings = list(answers)
     cues = pool_cue_following(cue_tables, min_probability_moved=options["cue_following_min_shift"])
     if pooled:
         log.info(
-            "pooled analysis of %s over its folds %s (%d utterances)", corpus, folds, predictions["utt_id"].nunique()
+            "pooled analysis of %s over its folds %s (%d utterances)", corpus, folds, len(answers[MAIN_VARIANT].utt_ids)
         )
     settings = dict(
         labels=labels,
-        expected_conditions=list(dict.fromkeys(prompts["condition"])),
         resamples=options["resamples"],
         seed=options["seed"],
         level=options["ci_level"],
@@ -69,12 +84,8 @@ with log_to(snakemake.log[0]) as log:
         min_speakers=options["min_speakers"],
         families=options["families"],
     )
-    result = analyse(predictions, **settings)
-    results = {MAIN_VARIANT: result} | {
-        variant: analyse(every_wording[every_wording["variant"] == variant], **settings)
-        for variant in wordings
-        if variant != MAIN_VARIANT
-    }
+    results = {variant: analyse_answers(answers[variant], **settings) for variant in wordings}
+    result = results[MAIN_VARIANT]
     by_variant = variants.per_variant(results)
     across = variants.summary(by_variant)
     by_variant.to_csv(snakemake.output.variants, index=False)
@@ -83,7 +94,7 @@ with log_to(snakemake.log[0]) as log:
         log.info("prompt wordings %s; the token effect across them: %s", list(results), variants.robust_cell(across))
     if warning := result["intervals"]["warning"]:
         print(f"{corpus} / {model}: WARNING: {warning}", file=sys.__stderr__)
-    counts = accounting(manifest, prompts, every_wording, result["uar"])
+    counts = accounting(manifest, prompts, answered, result["uar"])
     counts.to_csv(snakemake.output.accounting, index=False)
     line = f"{corpus} / {model}: {accounting_line(counts)}"
     log.info("%s", line)
@@ -102,14 +113,14 @@ with log_to(snakemake.log[0]) as log:
     if pooled:
         run["folds"] = folds
     # score mode: the tokens each scored spelling of each label is (from the inference shards)
-    recorded = [json.loads(t) for t in sorted(set(predictions.get("label_tokens", pd.Series(dtype=str)).dropna())) if t]
+    recorded = [json.loads(t) for t in sorted(answers[MAIN_VARIANT].label_tokens)]
     if recorded:  # one tokenizer, or one per fold's model
         run["model_source"]["label_tokens"] = recorded[0] if len(recorded) == 1 else recorded
     card = protocol_card(
         corpus=corpus,
         spec=snakemake.params.corpus_spec,
         manifest=manifest,
-        prompts=prompts[prompts["variant"] == MAIN_VARIANT] if "variant" in prompts.columns else prompts,
+        prompts=prompts,
         dropped=json.loads(Path(snakemake.input.dropped[0]).read_text()),
         model=model,
         model_spec=spec,

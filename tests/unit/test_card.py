@@ -54,7 +54,7 @@ def test_the_cards_counts_are_the_accounting_chains():
     card = _card(manifest, prompts, dropped={"fru": 7, "xxx": 3}, overlap=[])
     predictions = prompts.assign(pred=prompts["label"])
     uar = pd.DataFrame({"condition": ["none", "aligned"], "n": [len(prompts) // 2] * 2})
-    chain = accounting(manifest, prompts, predictions, uar).set_index("step")["count"]
+    chain = accounting(manifest, prompts, predictions["pred"].value_counts(), uar).set_index("step")["count"]
     assert (
         card["evaluated"]["utterances"] == chain["evaluated"] and card["evaluated"]["conditions"] == chain["conditions"]
     )

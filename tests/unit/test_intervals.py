@@ -27,10 +27,11 @@ def test_replicates_are_the_uar_of_the_resampled_data(small):
     pred = np.where(ev.correct_a, ev.truth, "wrong")
     assert rep.estimate == pytest.approx(uar(ev.truth, pred, LABELS))
     members = [np.flatnonzero(design.index == g) for g in range(design.n_speakers)]
+    weights = design.within_weights()
     for b in range(5):  # speakers drawn with replacement: their utterances, repeated
         index = np.concatenate([np.tile(members[g], int(k)) for g, k in enumerate(design.counts[b])])
         assert rep.cluster[b] == pytest.approx(uar(ev.truth[index], pred[index], LABELS), abs=1e-12)
-        within = np.repeat(np.arange(len(pred)), design.within[b].astype(int))  # utterances redrawn in speaker
+        within = np.repeat(np.arange(len(pred)), weights[b].astype(int))  # utterances redrawn in speaker
         assert rep.within[b] == pytest.approx(uar(ev.truth[within], pred[within], LABELS), abs=1e-12)
         for g in np.flatnonzero(design.counts[b])[:2]:  # the resample less one draw of speaker g
             less = design.counts[b].copy()
@@ -42,7 +43,11 @@ def test_replicates_are_the_uar_of_the_resampled_data(small):
         assert rep.jackknife[g] == pytest.approx(uar(ev.truth[keep], pred[keep], LABELS), abs=1e-12)
     # within-speaker resamples keep each speaker's utterance count
     for m in members:
-        assert (design.within[:, m].sum(axis=1) == m.size).all()
+        assert (weights[:, m].sum(axis=1) == m.size).all()
+    # drawn in blocks of a few resamples, the draws are the same numbers
+    blocked = intervals.SpeakerDesign(ev.truth, ev.speakers, LABELS, resamples=300, seed=1, block=7)
+    assert blocked.within_weights().tolist() == weights.tolist()
+    np.testing.assert_allclose(blocked.replicates(ev.correct_a).within, rep.within, atol=1e-12)
     assert rep.cluster.dtype == np.float64 and design.counts.dtype == np.float64
 
 

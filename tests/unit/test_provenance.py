@@ -66,8 +66,13 @@ def manifest_prompts_predictions():
     return manifest, prompts, predictions, uar
 
 
+def answered(manifest, prompts, predictions, uar):
+    """The accounting's arguments: the predictions counted by answer."""
+    return manifest, prompts, predictions["pred"].value_counts(), uar
+
+
 def test_accounting_reconciles_every_utterance():
-    table = accounting(*manifest_prompts_predictions())
+    table = accounting(*answered(*manifest_prompts_predictions()))
     counts = dict(zip(table["step"], table["count"], strict=True))
     assert counts == {
         "manifest": 5,
@@ -96,7 +101,7 @@ def test_accounting_reconciles_every_utterance():
 )
 def test_accounting_refuses_a_lost_row(break_it, message):
     with pytest.raises(ValueError, match="do not reconcile.*" + message):
-        accounting(*break_it(*manifest_prompts_predictions()))
+        accounting(*answered(*break_it(*manifest_prompts_predictions())))
 
 
 def test_model_identity_is_content_not_file_times(tmp_path):

@@ -2,6 +2,7 @@
 
 import base64
 import html
+import io
 import json
 import re
 import shutil
@@ -174,6 +175,44 @@ def test_the_readme_quotes_what_the_default_run_produces(default_study):
         committed, produced = imread(REPO / target), imread(workdir / source)
         assert committed.shape == produced.shape, f"{target} is not the run's {source}"
         assert float(abs(committed - produced).mean()) < 0.002, f"{target} is not the run's {source}"
+
+
+def test_the_analysis_from_counts_equals_the_direct_one_on_the_demo(default_study):
+    """The analysis job reduces each predictions shard to counts (cuealign.analysis.Answers); every
+    table it wrote must be what the direct analysis of the whole predictions table gives (the frozen
+    tests/reference_analysis.py), in every wording."""
+    from cuealign.config import load_config
+    from tests import reference_analysis
+
+    workdir, _ = default_study
+    config = load_config(workdir / "config.yaml")  # with the schema's defaults, as the workflow has it
+    results = workdir / "results/demo/demo-alm"
+    predictions = pd.concat([pd.read_parquet(p) for p in sorted((results / "predictions").glob("*.parquet"))])
+    prompts = pd.concat([pd.read_parquet(p) for p in sorted((workdir / "results/demo/prompts").glob("*.parquet"))])
+    conditions = list(dict.fromkeys(prompts["condition"]))
+    labels = sorted(predictions["label"].unique())
+    options = config["analysis"]
+    settings = dict(labels=labels, expected_conditions=conditions, resamples=options["resamples"], seed=options["seed"])
+    settings |= dict(level=options["ci_level"], ci_method=options["ci_method"], min_speakers=options["min_speakers"])
+    direct = {
+        variant: reference_analysis.analyse(rows, **settings, families=options["families"])
+        for variant, rows in predictions.groupby("variant")
+    }
+    assert len(direct) == 3
+    written = {name: pd.read_csv(results / f"analysis/{name}.csv") for name in ("uar", "comparisons", "shifts")}
+    for name, table in written.items():  # through CSV as the job wrote them, to compare like with like
+        expected = pd.read_csv(io.StringIO(direct["main"][name].to_csv(index=False)))
+        pd.testing.assert_frame_equal(table[expected.columns], expected, check_exact=False, rtol=1e-12, obj=name)
+    confusion = pd.read_csv(results / "analysis/confusion.csv")
+    assert confusion["count"].tolist() == direct["main"]["confusion"]["count"].tolist()
+    every = pd.read_csv(results / "analysis/variants.csv").set_index(["variant", "statistic", "name"])
+    for variant, result in direct.items():
+        for row in result["uar"].itertuples():
+            assert every.loc[(variant, "uar", row.condition), "estimate"] == pytest.approx(row.uar, abs=1e-12)
+        for row in result["comparisons"].itertuples():
+            got = every.loc[(variant, "delta_uar", row.comparison)]
+            assert got["estimate"] == pytest.approx(row.delta_uar, abs=1e-12)
+            assert got["p_holm"] == pytest.approx(row.p_holm, abs=1e-12)
 
 
 def test_the_terminal_shows_progress_and_no_noise(default_study):

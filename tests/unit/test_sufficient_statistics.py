@@ -1,0 +1,146 @@
+"""The analysis works from per-shard reductions of the predictions (cuealign.analysis.Answers):
+every table must equal the direct analysis of the whole predictions table (tests/reference_analysis.py,
+the analysis as it was before), for every interval method, in score and generate mode, with
+unparsed and invalid answers, and whatever the sharding."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cuealign.analysis import Answers, analyse, analyse_answers, reduce_predictions
+from cuealign.interventions import Condition
+from cuealign.tokens import token_column
+from tests import reference_analysis
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+CONCEPTS = ["ENERGY", "PITCH", "BRIGHTNESS"]
+VALUES = ["LOW", "MID", "HIGH"]
+TYPED = [Condition("none"), Condition("aligned"), Condition("conflict"), Condition("tokens_only")]
+TYPED += [Condition("shuffle", seed=s) for s in range(3)]
+TYPED += [Condition("corrupt", p=p, seed=s) for p in (0.0, 0.4, 1.0) for s in range(2)]
+CONDITIONS = [c.name for c in TYPED]
+
+
+def random_study(seed: int, *, speakers: int = 9, utterances: int = 240, score: bool = True) -> pd.DataFrame:
+    """A study with paired answers (a shared difficulty per utterance), tokens that corruption
+    really changes, a few unparsed and invalid answers, speakers of unequal size."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(LABELS, utterances, p=[0.4, 0.2, 0.3, 0.1])
+    speaker = rng.choice([f"spk{g:02d}" for g in range(speakers)], utterances)
+    aligned_tokens = rng.choice(VALUES, (utterances, len(CONCEPTS))).astype(object)
+    aligned_tokens[rng.random(aligned_tokens.shape) < 0.02] = None  # a token that could not be made
+    base = rng.random(utterances)
+    frames = []
+    for typed in TYPED:
+        if typed.kind == "none":
+            tokens = np.full((utterances, len(CONCEPTS)), None, dtype=object)
+        elif typed.kind == "corrupt":
+            swap = rng.random((utterances, len(CONCEPTS))) < typed.p
+            tokens = np.where(swap, rng.choice(VALUES, swap.shape), aligned_tokens)
+        elif typed.kind == "shuffle":
+            tokens = aligned_tokens[rng.permutation(utterances)]
+        elif typed.kind == "conflict":
+            tokens = np.where(aligned_tokens == "LOW", "HIGH", "LOW")
+        else:
+            tokens = aligned_tokens
+        accuracy = {"aligned": 0.7, "corrupt": 0.7 - 0.3 * (typed.p or 0), "none": 0.5}.get(typed.kind, 0.45)
+        logits = (
+            rng.normal(size=(utterances, 4)) + 2.5 * (np.array(LABELS) == truth[:, None]) * (base < accuracy)[:, None]
+        )
+        pred = np.array(LABELS)[logits.argmax(1)].astype(object)
+        if typed.kind == "corrupt" and typed.p == 0:  # asks what aligned asks
+            pred, logits = frames[1]["pred"].to_numpy(), frames[1][[f"logprob_{x}" for x in LABELS]].to_numpy()
+        else:
+            pred[rng.random(utterances) < 0.03] = "unparsed"
+            invalid = rng.random(utterances) < 0.02
+            pred[invalid] = "invalid"
+            logits = logits.copy()
+            logits[invalid, rng.integers(0, 4)] = np.nan
+        frame = pd.DataFrame(
+            {
+                "utt_id": [f"utt{i:04d}" for i in range(utterances)],
+                **typed.as_row(),
+                "variant": "main",
+                "label": truth,
+                "speaker": speaker,
+                **{token_column(c): tokens[:, j] for j, c in enumerate(CONCEPTS)},
+                "pred": pred,
+                **{f"logprob_{x}": (logits[:, j] if score else np.nan) for j, x in enumerate(LABELS)},
+                "label_tokens": '{"angry": ["angry"]}' if score else "",
+            }
+        )
+        frames.append(frame)
+    study = pd.concat(frames, ignore_index=True)
+    return study.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # rows in no order
+
+
+def by_shards(study: pd.DataFrame, shards: int) -> Answers:
+    """Reduce shard by shard, as the analysis job reads them, then put together."""
+    utterances = sorted(study["utt_id"].unique())
+    shard_of = {u: i % shards for i, u in enumerate(np.random.default_rng(1).permutation(utterances))}
+    parts = [
+        reduce_predictions(rows, labels=LABELS, conditions=CONDITIONS)
+        for _, rows in study.groupby(study["utt_id"].map(shard_of))
+    ]
+    return Answers.concat(parts)
+
+
+def assert_same(new: dict, old: dict) -> None:
+    for name in ("uar", "comparisons", "curve", "confusion", "shifts"):
+        pd.testing.assert_frame_equal(
+            new[name].reset_index(drop=True),
+            old[name].reset_index(drop=True),
+            check_exact=False,
+            rtol=1e-9,
+            atol=1e-12,
+            obj=name,
+        )
+    assert new["intervals"] == old["intervals"]
+    for key, value in old["spearman"].items():
+        assert new["spearman"][key] == (pytest.approx(value, abs=1e-12) if isinstance(value, float) else value)
+
+
+@pytest.mark.parametrize(
+    ("seed", "method", "min_speakers", "score"),
+    [
+        (0, "jackknife-t", 4, True),
+        (1, "percentile", 4, True),
+        (2, "bca", 4, False),
+        (3, "studentized", 4, True),
+        (4, "jackknife-t", 100, True),  # fewer speakers than asked: within-speaker intervals
+    ],
+)
+def test_the_analysis_from_shard_reductions_equals_the_direct_one(seed, method, min_speakers, score):
+    study = random_study(seed, score=score)
+    settings = dict(labels=LABELS, resamples=400, seed=seed, ci_method=method, min_speakers=min_speakers)
+    old = reference_analysis.analyse(study, expected_conditions=CONDITIONS, **settings)
+    assert old["intervals"]["method"] == (method if min_speakers == 4 else "within-speaker")
+    assert (old["comparisons"]["test"] == "exact McNemar").any() and (
+        old["comparisons"]["test"] != "exact McNemar"
+    ).any()
+    assert ("mean_js_vs_aligned" in old["shifts"]) == score
+    for shards in (1, 3, 7):
+        assert_same(analyse_answers(by_shards(study, shards), **settings), old)
+    assert_same(analyse(study, expected_conditions=CONDITIONS, **settings), old)
+
+
+def test_a_reduction_is_a_few_bytes_per_answer():
+    study = random_study(5, utterances=2000)
+    answers = reduce_predictions(study, labels=LABELS, conditions=CONDITIONS)
+    assert answers.answers.shape == (2000, len(CONDITIONS)) and answers.answers.itemsize == 2
+    assert (
+        answers.pred("aligned").tolist()
+        == study[study["condition"] == "aligned"].sort_values("utt_id")["pred"].tolist()
+    )
+
+
+def test_shards_that_disagree_or_overlap_are_errors():
+    study = random_study(6)
+    whole = reduce_predictions(study, labels=LABELS, conditions=CONDITIONS)
+    with pytest.raises(ValueError, match="two shards"):
+        Answers.concat([whole, whole])
+    fewer = reduce_predictions(study[study["condition"] != "conflict"], labels=LABELS, conditions=CONDITIONS[:2])
+    with pytest.raises(ValueError, match="different conditions"):
+        Answers.concat([whole, fewer])
+    with pytest.raises(ValueError, match="conditions missing"):
+        reduce_predictions(study[study["condition"] != "conflict"], labels=LABELS, conditions=CONDITIONS)
