@@ -26,9 +26,9 @@ class PromptCounts:
         columns = [c for c in UTTERANCE_COLUMNS if c in prompts.columns]
         return cls(
             utterances=prompts.drop_duplicates("utt_id")[columns].reset_index(drop=True),
-            conditions=list(dict.fromkeys(prompts["condition"])),
+            conditions=[str(c) for c in pd.unique(prompts["condition"])],
             # prompt wordings (prompt.variants): uar.csv is the main wording's, every wording is predicted
-            variants=list(dict.fromkeys(prompts["variant"])) if "variant" in prompts.columns else ["main"],
+            variants=[str(v) for v in pd.unique(prompts["variant"])] if "variant" in prompts.columns else ["main"],
             rows=len(prompts),
         )
 

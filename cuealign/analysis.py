@@ -38,20 +38,30 @@ UNPARSED = "unparsed"
 INVALID = "invalid"  # non-finite label scores (cuealign.inference)
 
 
-def check_complete(predictions: pd.DataFrame, expected_conditions: list[str]) -> None:
+def _cells(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Each row's utterance and condition as codes: (utterance codes, sorted utterances, condition
+    codes, conditions in order of appearance, rows per utterance x condition (conditions, utterances))."""
+    utt_codes, utt_ids = pd.factorize(predictions["utt_id"], sort=True)
+    condition_codes, present = pd.factorize(predictions["condition"])
+    n = len(utt_ids)
+    counts = np.bincount(condition_codes * n + utt_codes, minlength=len(present) * n).reshape(len(present), n)
+    return utt_codes, np.asarray(utt_ids, dtype=object), condition_codes, [str(c) for c in present], counts
+
+
+def check_complete(predictions: pd.DataFrame, expected_conditions: list[str], cells=None) -> None:
     """Every utterance under every expected condition, exactly once; else an error naming the gap."""
-    present = set(predictions["condition"])
+    _, utt_ids, _, present, counts = cells or _cells(predictions)
     if missing := [c for c in expected_conditions if c not in present]:
         raise ValueError(f"conditions missing from the predictions: {missing}; rerun run_inference for them")
-    doubled = predictions.duplicated(["utt_id", "condition"])
-    if doubled.any():
+    if (counts > 1).any():
+        condition, utterance = np.nonzero(counts > 1)
+        examples = [[utt_ids[u], present[c]] for c, u in zip(condition[:3], utterance[:3], strict=True)]
         raise ValueError(
-            f"{int(doubled.sum())} utterance x condition rows appear twice, "
-            f"e.g. {predictions.loc[doubled, ['utt_id', 'condition']].head(3).values.tolist()}"
+            f"{int((counts[counts > 1] - 1).sum())} utterance x condition rows appear twice, e.g. {examples}"
         )
-    counts = predictions.groupby("condition")["utt_id"].nunique()
-    utterances = predictions["utt_id"].nunique()
-    if short := {c: int(n) for c, n in counts.items() if n != utterances}:
+    per_condition = (counts > 0).sum(axis=1)
+    utterances = len(utt_ids)
+    if short := {c: int(n) for c, n in zip(present, per_condition, strict=True) if n != utterances}:
         raise ValueError(f"conditions without a prediction for every one of the {utterances} utterances: {short}")
 
 
@@ -127,13 +137,18 @@ class Answers:
 def reduce_predictions(predictions: pd.DataFrame, *, labels: list[str], conditions: list[str]) -> Answers:
     """One shard's (or a whole wording's) predictions as ``Answers``: every utterance under every
     condition, checked (check_complete), then kept as codes."""
-    check_complete(predictions, conditions)
-    predictions = predictions[predictions["condition"].isin(conditions)]
-    utt_ids, row_utt = np.unique(predictions["utt_id"].to_numpy(dtype=str), return_inverse=True)
-    row_condition = pd.Index(conditions).get_indexer(predictions["condition"])
+    cells = _cells(predictions)
+    check_complete(predictions, conditions, cells)
+    row_utt, utt_ids, condition_codes, present, _ = cells
+    row_condition = np.asarray(pd.Index(conditions).get_indexer(present))[condition_codes]
+    if (row_condition < 0).any():  # conditions no longer asked for (a shard made before a config change)
+        keep = row_condition >= 0
+        predictions, row_utt, row_condition = predictions[keep], row_utt[keep], row_condition[keep]
     n, k = len(utt_ids), len(conditions)
     first = np.unique(row_utt, return_index=True)[1]
-    answer_codes, vocabulary = pd.factorize(predictions["pred"].astype(str), sort=True)
+    answer_codes, vocabulary = pd.factorize(predictions["pred"], sort=True)
+    if (answer_codes < 0).any():
+        raise ValueError(f"predictions without an answer (pred is empty): {utt_ids[row_utt[answer_codes < 0]][:3]}")
     answers = np.empty((n, k), dtype=np.int16)
     answers[row_utt, row_condition] = answer_codes
     what = (

@@ -44,22 +44,6 @@ def class_given_token(tokens: pd.DataFrame, labels_of: pd.Series, concepts: list
     return table
 
 
-def _pull(old: pd.DataFrame, new: pd.DataFrame, association: dict, labels: list[str]) -> np.ndarray:
-    """(utterances, labels): the summed change of log P(class | token) over the concepts whose token
-    changed (tokens the fit split never showed pull nowhere)."""
-    pull = np.zeros((len(old), len(labels)))
-    for concept, table in association.items():
-        column = token_column(concept)
-        if column not in old:
-            continue
-        table = table.reindex(columns=labels)
-        before = table.reindex(old[column].to_numpy()).to_numpy()
-        after = table.reindex(new[column].to_numpy()).to_numpy()
-        changed = (old[column].to_numpy() != new[column].to_numpy())[:, None]
-        pull += np.where(changed & np.isfinite(before) & np.isfinite(after), after - before, 0.0)
-    return pull
-
-
 def cue_following(
     predictions: pd.DataFrame,
     association: dict,
@@ -69,43 +53,70 @@ def cue_following(
 ) -> pd.DataFrame:
     """One row per conflict or swap condition (COLUMNS), over the utterances whose tokens changed
     in a way the fit split gives a direction to. Needs label log-probs (score mode); without them
-    (generate mode) the table is empty."""
+    (generate mode) the table is empty. Arrays throughout: each condition's rows are put in
+    aligned's utterance order once, tokens become row numbers of the association tables."""
     logp_columns = [f"logprob_{label}" for label in labels]
     if predictions[logp_columns].isna().all().all():  # generate mode: no label scores at all
         return pd.DataFrame(columns=COLUMNS)
-    by_condition = {c: rows.set_index("utt_id").sort_index() for c, rows in predictions.groupby("condition")}
-    aligned = by_condition["aligned"]
-    kinds = predictions.drop_duplicates("condition").set_index("condition")["kind"]
+    where = predictions.groupby("condition", sort=False).indices  # condition -> row positions
+    kinds = predictions["kind"].to_numpy()
+    utt_codes, utterances = pd.factorize(predictions["utt_id"], sort=True)
+    aligned_rows = where["aligned"][np.argsort(utt_codes[where["aligned"]], kind="stable")]  # utterance order
+    logp = predictions[logp_columns].to_numpy(float)
+    # each concept's log P(class | token) as an array, and every row's token as a row of it (-1: unseen)
+    tables, token_rows = [], []
+    for concept, table in association.items():
+        column = token_column(concept)
+        if column not in predictions:
+            continue
+        values = table.reindex(columns=labels).to_numpy(float)
+        tables.append(np.vstack([values, np.full((1, len(labels)), np.nan)]))  # row -1: unseen
+        codes, shown = pd.factorize(predictions[column])  # a missing token: -1, unseen
+        token_rows.append(np.append(pd.Index(table.index).get_indexer(shown), -1)[codes])
     rows = []
-    for condition in [c for c in kinds.index if kinds[c] in ("conflict", "swap")]:
-        changed = by_condition[condition].loc[aligned.index]
-        pull = _pull(aligned, changed, association, labels)
-        # utterances with a direction, whose answers both have finite scores (not 'invalid')
-        finite = np.isfinite(changed[logp_columns].to_numpy(float)).all(axis=1)
-        finite &= np.isfinite(aligned[logp_columns].to_numpy(float)).all(axis=1)
-        keep = np.any(pull != 0, axis=1) & finite
-        pull = pull[keep] - pull[keep].mean(axis=1, keepdims=True)
-        after, before = changed.loc[keep, logp_columns].to_numpy(float), aligned.loc[keep, logp_columns].to_numpy(float)
-        change = (after - before) - (after - before).mean(axis=1, keepdims=True)
-        norms = np.linalg.norm(pull, axis=1) * np.linalg.norm(change, axis=1)
-        cosines = np.divide(np.sum(pull * change, axis=1), norms, out=np.zeros(len(pull)), where=norms > 0)
-        toward = change[np.arange(len(pull)), np.argmax(pull, axis=1)] > 0
-        moved = label_distribution(after) - label_distribution(before)
-        probability_moved = np.sum(np.where(pull > 0, moved, 0.0), axis=1)
-        n = int(keep.sum())
-        alignment = float(np.mean(cosines)) if n else float("nan")
-        effect = float(np.mean(probability_moved)) if n else float("nan")
-        rows.append(
-            dict(
-                condition=condition,
-                utterances=n,
-                cue_alignment=alignment,
-                toward_pointed_class=float(np.mean(toward)) if n else float("nan"),
-                probability_moved=effect,
-                follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+    for condition, positions in where.items():
+        if kinds[positions[0]] not in ("conflict", "swap"):
+            continue
+        # this condition's rows in aligned's utterance order (every aligned utterance must be there)
+        row_of = np.full(len(utterances), -1)
+        row_of[utt_codes[positions]] = positions
+        positions = row_of[utt_codes[aligned_rows]]
+        if (positions < 0).any():
+            raise KeyError(
+                f"{condition}: no prediction for {list(utterances[utt_codes[aligned_rows]][positions < 0][:3])}"
             )
-        )
+        pull = np.zeros((len(positions), len(labels)))
+        for values, token_row in zip(tables, token_rows, strict=True):
+            old, new = token_row[aligned_rows], token_row[positions]
+            before, after = values[old], values[new]
+            # a token the fit split never showed (row -1, NaN) pulls nowhere, changed or not
+            pull += np.where((old != new)[:, None] & np.isfinite(before) & np.isfinite(after), after - before, 0.0)
+        after, before = logp[positions], logp[aligned_rows]
+        # utterances with a direction, whose answers both have finite scores (not 'invalid')
+        keep = np.any(pull != 0, axis=1) & np.isfinite(after).all(axis=1) & np.isfinite(before).all(axis=1)
+        rows.append(_summary(condition, pull[keep], after[keep], before[keep], min_probability_moved))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _summary(condition: str, pull, after, before, min_probability_moved: float) -> dict:
+    pull = pull - pull.mean(axis=1, keepdims=True)
+    change = (after - before) - (after - before).mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(pull, axis=1) * np.linalg.norm(change, axis=1)
+    cosines = np.divide(np.sum(pull * change, axis=1), norms, out=np.zeros(len(pull)), where=norms > 0)
+    toward = change[np.arange(len(pull)), np.argmax(pull, axis=1)] > 0
+    moved = label_distribution(after) - label_distribution(before)
+    probability_moved = np.sum(np.where(pull > 0, moved, 0.0), axis=1)
+    n = len(pull)
+    alignment = float(np.mean(cosines)) if n else float("nan")
+    effect = float(np.mean(probability_moved)) if n else float("nan")
+    return dict(
+        condition=condition,
+        utterances=n,
+        cue_alignment=alignment,
+        toward_pointed_class=float(np.mean(toward)) if n else float("nan"),
+        probability_moved=effect,
+        follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+    )
 
 
 def pool_cue_following(tables: list[pd.DataFrame], *, min_probability_moved: float = 0.05) -> pd.DataFrame:

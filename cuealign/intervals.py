@@ -293,6 +293,30 @@ def sign_flip_test(
     if design.n_speakers <= exact_up_to:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=design.n_speakers)))
         return float(np.mean(np.abs(signs @ totals) >= observed - tolerance)), "exact sign-flip"
-    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(resamples, design.n_speakers))
-    extreme = np.sum(np.abs(signs @ totals) >= observed - tolerance)
+    signs = _sign_patterns(design, resamples, seed)
+    block = max(1, BLOCK // design.n_speakers)
+    extreme = sum(
+        int(np.sum(np.abs(signs[start : start + block] @ totals) >= observed - tolerance))
+        for start in range(0, resamples, block)
+    )
     return float((1 + extreme) / (1 + resamples)), "Monte Carlo sign-flip"
+
+
+BLOCK = 4_000_000  # numbers in a block of sign patterns turned to float64 at once
+
+
+def _sign_patterns(design: SpeakerDesign, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, G) random signs, int8, drawn once per design (every test of one analysis uses
+    the same patterns: drawing them is most of a test's time). Drawn in blocks: the same numbers as
+    one draw."""
+    cache = design.__dict__.setdefault("_sign_patterns", {})
+    if (resamples, seed) not in cache:
+        rng, g = np.random.default_rng(seed), design.n_speakers
+        block = max(1, BLOCK // g)
+        cache[resamples, seed] = np.concatenate(
+            [
+                rng.choice((1.0, -1.0), size=(min(block, resamples - start), g)).astype(np.int8)
+                for start in range(0, resamples, block)
+            ]
+        )
+    return cache[resamples, seed]

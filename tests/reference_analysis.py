@@ -12,9 +12,10 @@ from scipy.spatial.distance import jensenshannon
 
 from cuealign import intervals
 from cuealign.analysis import INVALID, NEUTRAL, UNPARSED, check_complete, comparison_plan, conditional_warning
+from cuealign.cue_following import COLUMNS as CUE_COLUMNS
 from cuealign.interventions import PAPER_FAMILIES, seeds_mean_name
 from cuealign.stats import holm, label_distribution, mcnemar_exact, spearman_permutation
-from cuealign.tokens import TOKEN_PREFIX
+from cuealign.tokens import TOKEN_PREFIX, token_column
 
 
 class SpeakerDesign:
@@ -299,3 +300,68 @@ def label_probabilities(predictions: pd.DataFrame, condition: str, labels: list[
     label log-probs renormalised over the labels."""
     rows = predictions[predictions["condition"] == condition].sort_values("utt_id")
     return label_distribution(rows[[f"logprob_{label}" for label in labels]])
+
+
+# cue following as it was (cuealign.cue_following before it was vectorised over conditions)
+def _cue_pull(old: pd.DataFrame, new: pd.DataFrame, association: dict, labels: list[str]) -> np.ndarray:
+    """(utterances, labels): the summed change of log P(class | token) over the concepts whose token
+    changed (tokens the fit split never showed pull nowhere)."""
+    pull = np.zeros((len(old), len(labels)))
+    for concept, table in association.items():
+        column = token_column(concept)
+        if column not in old:
+            continue
+        table = table.reindex(columns=labels)
+        before = table.reindex(old[column].to_numpy()).to_numpy()
+        after = table.reindex(new[column].to_numpy()).to_numpy()
+        changed = (old[column].to_numpy() != new[column].to_numpy())[:, None]
+        pull += np.where(changed & np.isfinite(before) & np.isfinite(after), after - before, 0.0)
+    return pull
+
+
+def cue_following(
+    predictions: pd.DataFrame,
+    association: dict,
+    *,
+    labels: list[str],
+    min_probability_moved: float = 0.05,
+) -> pd.DataFrame:
+    """One row per conflict or swap condition (COLUMNS), over the utterances whose tokens changed
+    in a way the fit split gives a direction to. Needs label log-probs (score mode); without them
+    (generate mode) the table is empty."""
+    logp_columns = [f"logprob_{label}" for label in labels]
+    if predictions[logp_columns].isna().all().all():  # generate mode: no label scores at all
+        return pd.DataFrame(columns=CUE_COLUMNS)
+    by_condition = {c: rows.set_index("utt_id").sort_index() for c, rows in predictions.groupby("condition")}
+    aligned = by_condition["aligned"]
+    kinds = predictions.drop_duplicates("condition").set_index("condition")["kind"]
+    rows = []
+    for condition in [c for c in kinds.index if kinds[c] in ("conflict", "swap")]:
+        changed = by_condition[condition].loc[aligned.index]
+        pull = _cue_pull(aligned, changed, association, labels)
+        # utterances with a direction, whose answers both have finite scores (not 'invalid')
+        finite = np.isfinite(changed[logp_columns].to_numpy(float)).all(axis=1)
+        finite &= np.isfinite(aligned[logp_columns].to_numpy(float)).all(axis=1)
+        keep = np.any(pull != 0, axis=1) & finite
+        pull = pull[keep] - pull[keep].mean(axis=1, keepdims=True)
+        after, before = changed.loc[keep, logp_columns].to_numpy(float), aligned.loc[keep, logp_columns].to_numpy(float)
+        change = (after - before) - (after - before).mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(pull, axis=1) * np.linalg.norm(change, axis=1)
+        cosines = np.divide(np.sum(pull * change, axis=1), norms, out=np.zeros(len(pull)), where=norms > 0)
+        toward = change[np.arange(len(pull)), np.argmax(pull, axis=1)] > 0
+        moved = label_distribution(after) - label_distribution(before)
+        probability_moved = np.sum(np.where(pull > 0, moved, 0.0), axis=1)
+        n = int(keep.sum())
+        alignment = float(np.mean(cosines)) if n else float("nan")
+        effect = float(np.mean(probability_moved)) if n else float("nan")
+        rows.append(
+            dict(
+                condition=condition,
+                utterances=n,
+                cue_alignment=alignment,
+                toward_pointed_class=float(np.mean(toward)) if n else float("nan"),
+                probability_moved=effect,
+                follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+            )
+        )
+    return pd.DataFrame(rows, columns=CUE_COLUMNS)

@@ -149,6 +149,12 @@ def test_sign_flip_p_is_the_share_of_sign_patterns_as_extreme(small):
     # Monte Carlo beyond exact_up_to speakers, within its error of the exact value
     p_mc, test_mc = intervals.sign_flip_test(design, difference, exact_up_to=2, resamples=20_000, seed=1)
     assert test_mc == "Monte Carlo sign-flip" and p_mc == pytest.approx(expected, abs=0.02)
+    # its patterns are the seeded draw's, drawn once per design and in blocks (the same numbers)
+    signs = np.random.default_rng(1).choice((1.0, -1.0), size=(20_000, design.n_speakers))
+    share = (1 + np.sum(np.abs(signs @ totals) >= abs(totals.sum()) - 1e-12)) / 20_001
+    assert p_mc == pytest.approx(share, abs=1e-12)
+    again, _ = intervals.sign_flip_test(design, -difference, exact_up_to=2, resamples=20_000, seed=1)
+    assert again == p_mc  # two-sided: the flipped difference is as extreme
 
 
 def test_sign_flip_holds_its_level_at_ten_speakers():

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cuealign.analysis import Answers, analyse, analyse_answers, reduce_predictions
+from cuealign.cue_following import class_given_token, cue_following
 from cuealign.interventions import Condition
 from cuealign.tokens import token_column
 from tests import reference_analysis
@@ -18,6 +19,7 @@ VALUES = ["LOW", "MID", "HIGH"]
 TYPED = [Condition("none"), Condition("aligned"), Condition("conflict"), Condition("tokens_only")]
 TYPED += [Condition("shuffle", seed=s) for s in range(3)]
 TYPED += [Condition("corrupt", p=p, seed=s) for p in (0.0, 0.4, 1.0) for s in range(2)]
+TYPED += [Condition("swap", concept=c) for c in CONCEPTS[:2]]
 CONDITIONS = [c.name for c in TYPED]
 
 
@@ -41,6 +43,9 @@ def random_study(seed: int, *, speakers: int = 9, utterances: int = 240, score: 
             tokens = aligned_tokens[rng.permutation(utterances)]
         elif typed.kind == "conflict":
             tokens = np.where(aligned_tokens == "LOW", "HIGH", "LOW")
+        elif typed.kind == "swap":
+            tokens = aligned_tokens.copy()
+            tokens[:, CONCEPTS.index(typed.concept)] = rng.choice(VALUES, utterances)
         else:
             tokens = aligned_tokens
         accuracy = {"aligned": 0.7, "corrupt": 0.7 - 0.3 * (typed.p or 0), "none": 0.5}.get(typed.kind, 0.45)
@@ -122,6 +127,20 @@ def test_the_analysis_from_shard_reductions_equals_the_direct_one(seed, method, 
     for shards in (1, 3, 7):
         assert_same(analyse_answers(by_shards(study, shards), **settings), old)
     assert_same(analyse(study, expected_conditions=CONDITIONS, **settings), old)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cue_following_equals_the_direct_one(seed):
+    study = random_study(seed)
+    rng = np.random.default_rng(seed)
+    fit = pd.DataFrame({c: rng.choice(VALUES, 300) for c in CONCEPTS})
+    fit.loc[fit["PITCH"] == "MID", "PITCH"] = "LOW"  # MID pitch never seen at fitting: pulls nowhere
+    labels_of = pd.Series(rng.choice(LABELS, 300))
+    association = class_given_token(fit, labels_of, CONCEPTS, LABELS)
+    new = cue_following(study, association, labels=LABELS, min_probability_moved=0.01)
+    old = reference_analysis.cue_following(study, association, labels=LABELS, min_probability_moved=0.01)
+    assert len(old) == 3 and (old["utterances"] > 0).all()
+    pd.testing.assert_frame_equal(new, old, check_exact=False, rtol=1e-12)
 
 
 def test_a_reduction_is_a_few_bytes_per_answer():
