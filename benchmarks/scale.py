@@ -54,9 +54,6 @@ PROMPT = {
 }
 
 
-PER_SHARD = True  # build_prompts runs one job per shard
-
-
 def conditions_spec(full: bool) -> dict:
     return dict(
         conflict=True,
@@ -133,9 +130,8 @@ def stage_prompts(workdir: Path, full: bool, shards: int, only: int | None) -> d
         for k, shard in enumerate(split_by_shard(table, manifest, shards)):
             shard.to_parquet(out / f"{k}.parquet", index=False)
     else:
-        prompt_stage.shard_prompt_table(tokens, manifest, meta, shard=only, shards=shards, **kwargs).to_parquet(
-            out / f"{only}.parquet", index=False
-        )
+        table = prompt_stage.prompt_table(tokens, manifest, meta, shard=only, shards=shards, **kwargs)
+        table.to_parquet(out / f"{only}.parquet", index=False)
     seconds = time.perf_counter() - start
     size = sum(p.stat().st_size for p in out.glob("*.parquet"))
     return dict(seconds=seconds, peak_mb=peak_mb(), parquet_mb=size / 2**20)
@@ -240,7 +236,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
             run_stage("fabricate", tmp, str(evaluated), str(corpus), str(speakers))
             whole = run_stage("prompts", tmp, str(int(full)), str(args.shards), "all")
-            one = run_stage("prompts", tmp, str(int(full)), str(args.shards), "0") if PER_SHARD else {}
+            one = run_stage("prompts", tmp, str(int(full)), str(args.shards), "0")
             run_stage("predictions", tmp)
             analysis = run_stage("analysis", tmp, str(args.resamples))
         conditions = 33 if full else 26
@@ -249,8 +245,8 @@ def main() -> None:
             prompts_all_s=whole["seconds"],
             prompts_all_mb=whole["peak_mb"],
             prompts_parquet_mb=whole["parquet_mb"],
-            prompts_shard_s=one.get("seconds", np.nan),
-            prompts_shard_mb=one.get("peak_mb", np.nan),
+            prompts_shard_s=one["seconds"],
+            prompts_shard_mb=one["peak_mb"],
             analysis_s=analysis["seconds"],
             analysis_mb=analysis["peak_mb"],
             **{f"analysis: {k}": v for k, v in analysis["parts"].items()},

@@ -239,15 +239,18 @@ def condition_tokens(
     serialise: Callable[[pd.DataFrame], list[str]],
     corrupt_draw: Literal["vocabulary", "other"] = "vocabulary",
     conflict_voice_quality: bool = False,
+    only: set[str] | None = None,
 ) -> pd.DataFrame:
     """One row per utterance x condition: utt_id, the condition as data (CONDITION_COLUMNS), audio,
     one token_<CONCEPT> column per concept (null under none) and token_string.
 
     ``tokens`` holds the evaluated split only (shuffles permute within it); ``vocabularies`` are
     the concepts in prompt order; ``serialise`` turns a token table into strings
-    (TokensMeta.serialise).
+    (TokensMeta.serialise). ``only``: the rows of these utterances (one shard's), drawn as for
+    all (every shuffle and corruption is drawn over the whole split, then these rows are kept).
     """
     tokens = tokens.sort_values("utt_id").reset_index(drop=True)
+    kept = slice(None) if only is None else tokens["utt_id"].isin(only).to_numpy()
     concepts = list(vocabularies)
     # the paper's conflict inverts the ordinal concepts; VOICE_QUALITY has no order to invert
     inverted = [c for c in concepts if c != VOICE_QUALITY or conflict_voice_quality]
@@ -265,7 +268,10 @@ def condition_tokens(
             changed = corrupt_tokens(tokens, vocabularies, p=condition.p, seed=condition.seed, draw=corrupt_draw)
         else:  # pragma: no cover - Condition kinds are closed
             raise ValueError(condition.kind)
-        frame = pd.DataFrame({"utt_id": tokens["utt_id"], **condition.as_row(), "audio": condition.audio})
+        changed = changed[kept]
+        frame = pd.DataFrame(
+            {"utt_id": tokens["utt_id"].to_numpy()[kept], **condition.as_row(), "audio": condition.audio}
+        )
         for concept in concepts:
             frame[token_column(concept)] = changed[concept].to_numpy() if condition.has_tokens else None
         frame["token_string"] = serialise(changed) if condition.has_tokens else ""

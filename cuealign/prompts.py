@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cuealign.interventions import CONDITION_COLUMNS, Condition, condition_tokens
+from cuealign.shards import evaluated_shards
 from cuealign.tokens import TOKEN_PREFIX, TokensMeta
 
 AUDIO_SLOT, CUES_SLOT, LABELS_SLOT, TOKENS_SLOT = "audio", "cues", "labels", "tokens"
@@ -125,9 +126,13 @@ def prompt_table(
     split: str,
     corrupt_draw: str = "vocabulary",
     conflict_voice_quality: bool = False,
+    shard: int | None = None,
+    shards: int | None = None,
 ) -> pd.DataFrame:
     """Every utterance of ``split`` under each of ``conditions``, as prompts: the condition as
-    data, each concept's token in its own column, and the texts."""
+    data, each concept's token in its own column, and the texts. With ``shard`` (of ``shards``):
+    that shard's rows only (cuealign.shards.split_by_shard of the whole table, the same rows),
+    memory bounded by the shard."""
     meta = TokensMeta.of(meta)
     usable = manifest[manifest["status"] == "ok"]
     evaluated = usable if split == "all" else usable[usable["split"] == split]
@@ -146,13 +151,19 @@ def prompt_table(
             "class (the corpus' test_sessions / test_speakers / evaluate_split), or drop the class on purpose "
             "(label_map: <raw label>: null); bad_files.csv lists utterances lost to the audio checks"
         )
+    tokens = tokens[tokens["utt_id"].isin(evaluated["utt_id"])]
+    only = None
+    if shard is not None:
+        of = evaluated_shards(manifest, tokens["utt_id"], shards)
+        only = {u for u, k in of.items() if k == shard}
     per_condition = condition_tokens(
-        tokens[tokens["utt_id"].isin(evaluated["utt_id"])],
+        tokens,
         conditions,
         vocabularies=meta.vocabularies(),
         serialise=meta.serialise,
         corrupt_draw=corrupt_draw,
         conflict_voice_quality=conflict_voice_quality,
+        only=only,
     )
     labels = tuple(sorted(usable["label"].unique()))
     tables = [

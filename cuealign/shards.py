@@ -26,16 +26,22 @@ def split_by_shard(table: pd.DataFrame, manifest: pd.DataFrame, n_shards: int) -
     utterances the table holds (the evaluated split, in manifest order), as even as possible, so
     that every inference job has work and all conditions of an utterance share one shard. Fewer
     utterances than shards is an error: the extra jobs would load a model for nothing."""
-    known = set(manifest["utt_id"])
-    if missing := [u for u in table["utt_id"].unique() if u not in known]:
-        raise ValueError(f"utterances not in the manifest: {missing[:5]}")
-    present = set(table["utt_id"])
-    evaluated = [u for u in manifest["utt_id"] if u in present]
-    if len(evaluated) < n_shards:
-        raise ValueError(
-            f"shards: {n_shards}, but only {len(evaluated)} utterances are evaluated; set shards to at most "
-            f"{max(len(evaluated), 1)} (every shard is one inference job that loads the model)"
-        )
-    shard = dict(zip(evaluated, shard_of(len(evaluated), n_shards), strict=True))
+    shard = evaluated_shards(manifest, table["utt_id"], n_shards)
     of_row = table["utt_id"].map(shard)
     return [table[of_row == i].reset_index(drop=True) for i in range(n_shards)]
+
+
+def evaluated_shards(manifest: pd.DataFrame, evaluated: pd.Series, n_shards: int) -> dict[str, int]:
+    """The shard of each evaluated utterance: the evaluated utterances in manifest order, in
+    contiguous blocks as even as possible (split_by_shard; a prompts job builds one shard's)."""
+    known = set(manifest["utt_id"])
+    if missing := [u for u in pd.unique(evaluated) if u not in known]:
+        raise ValueError(f"utterances not in the manifest: {missing[:5]}")
+    present = set(evaluated)
+    ordered = [u for u in manifest["utt_id"] if u in present]
+    if len(ordered) < n_shards:
+        raise ValueError(
+            f"shards: {n_shards}, but only {len(ordered)} utterances are evaluated; set shards to at most "
+            f"{max(len(ordered), 1)} (every shard is one inference job that loads the model)"
+        )
+    return dict(zip(ordered, shard_of(len(ordered), n_shards).tolist(), strict=True))

@@ -4,14 +4,14 @@ rule build_prompts:
         tokens="results/{corpus}/tokens.parquet",
         meta="results/{corpus}/tokens_meta.json",
     output:
-        prompts=get_build_prompts_outputs(),
+        prompts="results/{corpus}/prompts/{shard}.parquet",
     log:
-        "logs/{corpus}/build_prompts.log",
+        "logs/{corpus}/build_prompts/{shard}.log",
     conda:
         "../envs/cuealign.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=get_build_prompts_mem_mb,
     params:
         conditions=config["conditions"],
         prompt=config["prompt"],

@@ -151,3 +151,27 @@ def test_bad_prompt_variants_are_errors_naming_the_variant(variants, message):
     config["prompt"] = {"variants": variants}
     with pytest.raises((ConfigError, ValueError), match=message):
         check_config(validate_config(config))
+
+
+@pytest.mark.parametrize(("shards", "draw"), [(1, "vocabulary"), (3, "vocabulary"), (4, "other")])
+def test_one_shards_prompts_are_that_shards_rows_of_the_whole_table(tiny_study, shards, draw):
+    """build_prompts runs one job per shard: its rows must be exactly the rows split_by_shard takes
+    from the whole table (shuffles and corruption drawn over the whole split), every wording."""
+    from cuealign.config import validate_config
+    from cuealign.interventions import conditions_from_config
+    from cuealign.prompts import prompt_table
+    from cuealign.shards import split_by_shard
+    from cuealign.tokens import TokensMeta
+
+    spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"] | {"swap": ["ENERGY"]}
+    conditions = conditions_from_config(spec, TokensMeta.of(tiny_study["meta"]).names)
+    prompt = tiny_study["prompt"] | {"variants": {"terse": {"cues": " Cues: {tokens}."}}}
+    args = dict(conditions=conditions, split="test", prompt=prompt, corrupt_draw=draw)
+    data = (tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"])
+    whole = prompt_table(*data, **args)
+    assert {"shuffle", "corrupt", "swap"} <= set(whole["kind"])
+    expected = split_by_shard(whole, tiny_study["manifest"], shards)
+    for shard in range(shards):
+        own = prompt_table(*data, **args, shard=shard, shards=shards)
+        assert len(own) > 0 and (shards == 1 or own["utt_id"].nunique() < whole["utt_id"].nunique())
+        pd.testing.assert_frame_equal(own.reset_index(drop=True), expected[shard], obj=f"shard {shard}")
