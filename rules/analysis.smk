@@ -86,7 +86,8 @@ rule analyse_predictions:
         "../envs/cuealign.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=get_analysis_mem_mb,
+        runtime=get_analysis_runtime,
     params:
         options=config["analysis"],
         # provenance: the whole config (its hash and seeds go into every table and RUN.json)

@@ -4,10 +4,12 @@ import os
 import re
 import sys
 
+from cuealign import resources
 from cuealign.checks import corpus_setting, token_options, unprobed_note
 from cuealign.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files, read_corpus
 from cuealign.folds import FOLD_OF, FOLD_SESSION
+from cuealign.prompts import prompt_variants
 from cuealign.provenance import model_fingerprint
 
 # Every model to probe: config models plus the ones the finetune rule trains.
@@ -137,10 +139,6 @@ def get_bin_tokens_options(wildcards):
     return token_options(config, wildcards.corpus)
 
 
-def get_build_prompts_outputs():
-    return expand("results/{{corpus}}/prompts/{shard}.parquet", shard=shard_ids())
-
-
 def model_runs():
     """(corpus, model) pairs to analyse: a corpus with folds is analysed pooled, its folds are not
     analysed on their own."""
@@ -157,6 +155,56 @@ def model_runs():
 def analysed_corpora(corpus):
     """The corpora whose predictions the analysis of ``corpus`` reads: its folds, or itself."""
     return FOLDS.get(corpus, [corpus])
+
+
+def _evaluated(corpus, manifests):
+    """Evaluated utterances over a corpus' manifests (its folds'), None before they exist."""
+    counts = [
+        resources.evaluated_utterances(
+            path, corpus_setting(config, fold, "evaluate_split")
+        )
+        for fold, path in zip(analysed_corpora(corpus), manifests)
+    ]
+    return None if None in counts else sum(counts)
+
+
+def _size(corpus, manifests):
+    wordings = len(prompt_variants(config["prompt"]))
+    conditions = resources.condition_count(config["conditions"])
+    return _evaluated(corpus, manifests), conditions, wordings
+
+
+def get_build_prompts_mem_mb(wildcards, input):
+    evaluated = resources.evaluated_utterances(
+        input.manifest, corpus_setting(config, wildcards.corpus, "evaluate_split")
+    )
+    _, conditions, wordings = _size(wildcards.corpus, [])
+    return resources.build_prompts_mem_mb(
+        evaluated, config["shards"], conditions, wordings
+    )
+
+
+def get_analysis_mem_mb(wildcards, input):
+    evaluated, conditions, wordings = _size(wildcards.corpus, input.manifest)
+    options = config["analysis"]
+    return resources.analysis_mem_mb(
+        evaluated,
+        config["shards"],
+        conditions,
+        wordings,
+        resamples=options["resamples"],
+        method=options["ci_method"],
+    )
+
+
+def get_analysis_runtime(wildcards, input):
+    return resources.analysis_runtime_min(*_size(wildcards.corpus, input.manifest))
+
+
+def get_extract_lld_runtime(wildcards, input, threads):
+    return resources.lld_runtime_min(
+        input.manifest, int(wildcards.shard), config["shards"], threads
+    )
 
 
 def get_analysis_inputs(pattern):

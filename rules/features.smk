@@ -12,6 +12,7 @@ rule extract_lld:
     threads: 2
     resources:
         mem_mb=2000,
+        runtime=get_extract_lld_runtime,
     params:
         shard=lambda wildcards: int(wildcards.shard),
         shards=config["shards"],

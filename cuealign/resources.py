@@ -1,0 +1,94 @@
+"""Job resources that follow the data: memory and runtime of the per-corpus stages from what the
+job will read (its manifest), so that a large corpus is not killed by limits sized for the demo.
+
+Snakemake evaluates these when it builds the DAG (the manifest may not exist yet: then the
+minimum) and again before it schedules the job, when its inputs are there. The coefficients are
+measured (benchmarks/scale.py and benchmarks/lld_extraction.py, tables in benchmarks/README.md)
+and given a margin of about 2x:
+
+- build_prompts (one job per shard): ~190 MB of libraries and the split's token tables, then
+  ~2.7 KB per prompt row of the shard (30,000 x 33 in 8 shards: 124k rows, 523 MB);
+- analyse_predictions: a shard's predictions in memory (~3 KB per row), 2 bytes per answer kept,
+  and the resamples (B x conditions; B x speakers per quantity with the studentized method);
+- extract_lld: openSMILE at a real-time factor of ~0.04 per core.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+MIN_MEM_MB = 1000
+LLD_REAL_TIME_FACTOR = 0.04  # seconds of one core per second of audio (0.028-0.040 measured)
+MARGIN = 2.0
+
+
+def condition_count(conditions: dict) -> int:
+    """How many conditions config: conditions asks for (interventions.conditions_from_config's)."""
+    return (
+        2
+        + bool(conditions["conflict"])
+        + len(conditions["shuffle_seeds"])
+        + len(conditions["corrupt_p"]) * len(conditions["corrupt_seeds"])
+        + len(conditions["swap"])
+        + bool(conditions["tokens_only"])
+    )
+
+
+def _manifest(path: str | Path, columns: list[str]) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, ValueError):  # not made yet (DAG building): the minimum until it is
+        return None
+
+
+def evaluated_utterances(manifest_path: str | Path, split: str) -> int | None:
+    """Usable utterances of the evaluated split, or None before the manifest exists."""
+    manifest = _manifest(manifest_path, ["split", "status"])
+    if manifest is None:
+        return None
+    usable = manifest[manifest["status"] == "ok"]
+    return int(len(usable) if split == "all" else (usable["split"] == split).sum())
+
+
+def build_prompts_mem_mb(evaluated: int | None, shards: int, conditions: int, wordings: int) -> int:
+    if evaluated is None:
+        return MIN_MEM_MB
+    rows = math.ceil(evaluated / shards) * conditions * wordings
+    return max(MIN_MEM_MB, int(MARGIN * (190 + 2.7 * rows / 1024)))
+
+
+def analysis_mem_mb(
+    evaluated: int | None, shards: int, conditions: int, wordings: int, *, resamples: int, method: str
+) -> int:
+    if evaluated is None:
+        return MIN_MEM_MB
+    shard_rows = math.ceil(evaluated / shards) * conditions * wordings
+    answers = evaluated * conditions * wordings * 2 / 2**20
+    quantities = 3 * conditions  # conditions, seed means and comparisons
+    resampled = quantities * resamples * 8 / 2**20
+    if method == "studentized":  # a (B, G) jackknife per quantity; G up to one speaker per 50 utterances
+        resampled *= max(1, evaluated // 50)
+    return max(MIN_MEM_MB, int(MARGIN * (250 + 3 * shard_rows / 1024 + answers + resampled)))
+
+
+def analysis_runtime_min(evaluated: int | None, conditions: int, wordings: int) -> int:
+    """Minutes: 30,000 x 33 took 5-8 s on 2 cores (benchmarks/scale.py); a generous floor."""
+    if evaluated is None:
+        return 30
+    return max(30, math.ceil(MARGIN * 10 * evaluated * conditions * wordings / 1e6))
+
+
+def lld_runtime_min(manifest_path: str | Path, shard: int, shards: int, threads: int) -> int:
+    """Minutes for one LLD shard: its audio at openSMILE's real-time factor over its cores (at
+    least 60, the profiles' default; a cached file costs nothing, so this is the worst case)."""
+    from cuealign.shards import shard_of
+
+    manifest = _manifest(manifest_path, ["status", "duration_s"])
+    if manifest is None:
+        return 60
+    mine = manifest[shard_of(len(manifest), shards) == shard]
+    seconds = float(mine.loc[mine["status"] == "ok", "duration_s"].sum())
+    return max(60, math.ceil(MARGIN * seconds * LLD_REAL_TIME_FACTOR / max(threads, 1) / 60))

@@ -1,0 +1,49 @@
+"""Job resources follow the data: the memory and runtime the rules ask for grow with the corpus,
+and cover what benchmarks/scale.py measured."""
+
+import pandas as pd
+
+from cuealign import resources
+from cuealign.config import validate_config
+
+
+def test_condition_count_is_the_configs():
+    from cuealign.interventions import conditions_from_config
+
+    spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
+    concepts = ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS", "VOICE_QUALITY"]
+    for changes in ({}, {"swap": concepts, "tokens_only": True}, {"conflict": False, "corrupt_p": [0.5]}):
+        assert resources.condition_count(spec | changes) == len(conditions_from_config(spec | changes, concepts))
+
+
+def test_memory_covers_what_the_benchmark_measured_and_grows_with_the_study():
+    # benchmarks/scale.py (benchmarks/README.md): one prompts shard of 30,000 x 33 in 8 shards peaked
+    # at 523 MB, the analysis of 30,000 x 33 (B = 10,000) at 521-529 MB
+    assert resources.build_prompts_mem_mb(30_000, 8, 33, 1) >= 1.5 * 523
+    assert resources.analysis_mem_mb(30_000, 8, 33, 1, resamples=10_000, method="jackknife-t") >= 1.5 * 529
+    small = resources.build_prompts_mem_mb(1_241, 2, 26, 1)
+    assert small == resources.MIN_MEM_MB < resources.build_prompts_mem_mb(100_000, 2, 33, 3)
+    assert resources.build_prompts_mem_mb(100_000, 40, 33, 1) < resources.build_prompts_mem_mb(100_000, 4, 33, 1)
+    plain = resources.analysis_mem_mb(100_000, 8, 33, 1, resamples=10_000, method="jackknife-t")
+    assert resources.analysis_mem_mb(100_000, 8, 33, 1, resamples=10_000, method="studentized") > plain
+    assert resources.build_prompts_mem_mb(None, 2, 33, 1) == resources.MIN_MEM_MB  # no manifest yet
+
+
+def test_lld_runtime_follows_the_hours_of_audio_in_the_shard(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    hours = 1000
+    n = 400_000
+    pd.DataFrame({"status": ["ok"] * n, "duration_s": [hours * 3600 / n] * n}).to_parquet(path)
+    minutes = resources.lld_runtime_min(path, 0, 2, 2)
+    # half the corpus on 2 cores at 0.04 s per second of audio: 500 h x 0.04 / 2 = 10 h, with margin
+    assert 600 <= minutes <= 2 * 600 + 1
+    assert resources.lld_runtime_min(path, 0, 40, 2) < minutes / 10
+    assert resources.lld_runtime_min(tmp_path / "absent.parquet", 0, 2, 2) == 60
+
+
+def test_evaluated_utterances_from_the_manifest(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    pd.DataFrame({"split": ["test", "test", "train", "test"], "status": ["ok", "silent", "ok", "ok"]}).to_parquet(path)
+    assert resources.evaluated_utterances(path, "test") == 2
+    assert resources.evaluated_utterances(path, "all") == 3
+    assert resources.evaluated_utterances(tmp_path / "none.parquet", "test") is None
