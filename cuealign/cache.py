@@ -1,13 +1,18 @@
-"""A content-keyed cache of small JSON records, one file per key, safe against kills and races."""
+"""Content-keyed caches of small JSON records, safe against kills and races: one file per key
+(KeyedJsonCache), or SQLite files that grow with jobs, not entries (AnswerStore)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def content_key(record: dict[str, Any]) -> str:
@@ -56,3 +61,97 @@ class KeyedJsonCache:
         with os.fdopen(handle, "w") as stream:
             json.dump(value, stream)
         os.replace(temp, target)
+
+
+class AnswerStore:
+    """Answers under ``root/namespace/``, in SQLite files: each writer (one inference job: corpus,
+    model and shard) appends to its own ``<writer>.sqlite``, and a look-up reads every file there
+    (answers are content-keyed, so one job's answers serve any other that asks the same). Files
+    grow with jobs, not answers (one JSON file per answer was a million files for a 30,000 x 33
+    study).
+
+    The guarantees of KeyedJsonCache, kept: ``put_many`` commits one utterance's answers at once
+    (a kill loses at most the utterance in flight; SQLite rolls the unfinished transaction back);
+    writers never share a file, and SQLite's locking guards the one that is shared anyway; an entry
+    that is not JSON, or a file SQLite cannot read, reads as a miss (computed again). Entries of
+    the former one-file-per-answer layout in the same folder are still read."""
+
+    def __init__(self, root: str | Path, namespace: str, writer: str = "answers"):
+        self.root = Path(root) / namespace
+        self.legacy = KeyedJsonCache(root, namespace)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in writer)
+        self.writer_path = self.root / f"{name}.sqlite"
+        self._writer: sqlite3.Connection | None = None
+        self._readers: dict[Path, sqlite3.Connection] = {}
+        self._listed = False
+
+    def _write_connection(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._writer = sqlite3.connect(self.writer_path, timeout=60)
+            self._writer.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._writer.commit()
+        return self._writer
+
+    def _files(self) -> list[tuple[Path, sqlite3.Connection]]:
+        """The answer files to look in: this writer's own first, then every other one the folder
+        held when first asked (opened once; unreadable ones left out, with a warning)."""
+        if not self._listed:
+            self._listed = True
+            if self.writer_path.exists():  # opened for writing first: SQLite rolls back what a kill left
+                self._write_connection()
+            for path in sorted(self.root.glob("*.sqlite")) if self.root.is_dir() else []:
+                if path == self.writer_path:
+                    continue
+                try:
+                    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+                    connection.execute("SELECT 1 FROM answers LIMIT 1").fetchall()
+                except sqlite3.Error as exc:  # damaged, or not an answer file: its answers are computed again
+                    log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
+                    continue
+                self._readers[path] = connection
+        own = [(self.writer_path, self._writer)] if self._writer is not None else []
+        return own + list(self._readers.items())
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """The answer stored under each key, or None (not there, or not readable)."""
+        found: dict[str, Any] = {}
+        wanted = list(dict.fromkeys(keys))
+        for path, connection in self._files():
+            missing = [k for k in wanted if k not in found]
+            if not missing:
+                break
+            try:
+                for start in range(0, len(missing), 500):  # SQLite's limit on bound parameters
+                    chunk = missing[start : start + 500]
+                    query = f"SELECT key, value FROM answers WHERE key IN ({','.join('?' * len(chunk))})"
+                    for key, value in connection.execute(query, chunk):
+                        try:
+                            found[key] = json.loads(value)
+                        except ValueError:  # a damaged entry: computed again
+                            continue
+            except sqlite3.Error as exc:
+                log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
+                self._readers.pop(path, None)
+        return [found[k] if k in found else self.legacy.get(k) for k in keys]
+
+    def get(self, key: str) -> Any | None:
+        return self.get_many([key])[0]
+
+    def put_many(self, items: list[tuple[str, Any]]) -> None:
+        """Store answers in one transaction: all of them, or (killed) none."""
+        connection = self._write_connection()
+        with connection:
+            connection.executemany(
+                "INSERT OR REPLACE INTO answers (key, value) VALUES (?, ?)",
+                [(key, json.dumps(value)) for key, value in items],
+            )
+
+    def put(self, key: str, value: Any) -> None:
+        self.put_many([(key, value)])
+
+    def close(self) -> None:
+        for connection in [self._writer, *self._readers.values()]:
+            if connection is not None:
+                connection.close()
+        self._writer, self._readers, self._listed = None, {}, False

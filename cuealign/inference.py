@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from cuealign.audio import load_model_audio
 from cuealign.backends.registry import GREEDY_DECODING
-from cuealign.cache import KeyedJsonCache, content_key
+from cuealign.cache import AnswerStore, KeyedJsonCache, content_key
 from cuealign.interventions import CONDITION_COLUMNS
 from cuealign.prompts import MAIN_VARIANT
 from cuealign.provenance import model_identity
@@ -103,7 +103,7 @@ def predict_shard(
     *,
     labels: list[str],
     spec: dict,
-    cache: KeyedJsonCache,
+    cache: AnswerStore,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predictions for every row of ``prompts`` (config: models.<name> is ``spec``). Answers are
@@ -117,7 +117,7 @@ def predict_shard(
         "revision": spec.get("revision"),
         "adapter": model_identity(spec["adapter"], memo=hashes) if spec.get("adapter") else None,
         "family": spec["family"],
-        "dtype": spec["dtype"],
+        "dtype": backend.dtype,  # what the weights were loaded in (dtype auto resolved)
         "mode": mode,
         "labels": labels,
         "max_new_tokens": spec["max_new_tokens"] if mode == "generate" else None,
@@ -137,7 +137,7 @@ def predict_shard(
     carry = ["utt_id", *CONDITION_COLUMNS, "variant", "label", "split", "speaker"]
     carry += [column for column in prompts.columns if column.startswith(TOKEN_PREFIX)]
     records: list[dict] = []
-    computed = 0
+    computed = repeated = 0
     # one group per utterance, audio and prompt variant: the rows that share one encoded prefix;
     # an utterance's wordings one after the other, so that its audio is read and encoded once
     first = {key: i for i, key in enumerate(dict.fromkeys(zip(prompts["utt_id"], prompts["audio"], strict=True)))}
@@ -160,8 +160,13 @@ def predict_shard(
             )
             for row in rows.itertuples()
         ]
-        answers = [cache.get(key) for key in keys]
-        todo = [i for i, answer in enumerate(answers) if answer is None]
+        answers = cache.get_many(keys)
+        missing = [i for i, answer in enumerate(answers) if answer is None]
+        # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
+        first_asked = {}
+        for i in missing:
+            first_asked.setdefault(keys[i], i)
+        todo = list(first_asked.values())
         if todo:
             where = (rows["path"].iloc[0], audio_kind)
             if loaded is None or loaded[0] != where:
@@ -195,11 +200,14 @@ def predict_shard(
                 fresh = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
             seconds = (time.perf_counter() - start) / len(todo)
             for i, answer in zip(todo, fresh, strict=True):
-                answer |= {"seconds": seconds, "audio_policy": policy}
-                if answer["pred"] != INVALID:  # an invalid answer is asked again next time
-                    cache.put(keys[i], answer)  # as soon as the utterance is done: a kill loses at most one
-                answers[i] = answer
+                answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
+            for i in missing:
+                answers[i] = dict(answers[first_asked[keys[i]]])
+            # as soon as the utterance is done, in one transaction: a kill loses at most this one;
+            # an invalid answer is asked again next time
+            cache.put_many([(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID])
             computed += len(todo)
+            repeated += len(missing) - len(todo)
         now = time.perf_counter()
         if now - last_report >= PROGRESS_EVERY_S:
             last_report = now
@@ -231,7 +239,7 @@ def predict_shard(
         adapter=spec.get("adapter") or "",
         backend=f"transformers:{spec['family']}",
         mode=mode,
-        dtype=spec["dtype"],
+        dtype=backend.dtype,
         device=spec["device"],
         batch_size=spec["batch_size"],
         label_tokens=label_tokens,
@@ -240,10 +248,12 @@ def predict_shard(
     invalid = int((table["pred"] == INVALID).sum()) if len(table) else 0
     elapsed = time.perf_counter() - started
     progress_log.info(
-        "%d predictions (%d computed, %d from the cache), %d unparsed, %d invalid; %.1f s, %.1f computed prompts/s",
+        "%d predictions (%d computed, %d from the cache, %d the same prompt as another row of their utterance), "
+        "%d unparsed, %d invalid; %.1f s, %.1f computed prompts/s",
         len(table),
         computed,
-        len(table) - computed,
+        len(table) - computed - repeated,
+        repeated,
         unparsed,
         invalid,
         elapsed,
@@ -251,7 +261,7 @@ def predict_shard(
     )
     if invalid:
         advice = (
-            f"the model's label scores were not finite (NaN or inf) with dtype {spec['dtype']}: its activations "
+            f"the model's label scores were not finite (NaN or inf) with dtype {backend.dtype}: its activations "
             "overflow; set the model's dtype to bfloat16 or float32"
         )
         if invalid > MOST * len(table):

@@ -2,7 +2,7 @@ import pandas as pd
 import torch
 
 from cuealign.backends.loader import load_backend
-from cuealign.cache import KeyedJsonCache
+from cuealign.cache import AnswerStore
 from cuealign.inference import predict_shard
 from cuealign.runlog import log_to
 
@@ -15,6 +15,11 @@ with log_to(snakemake.log[0]):
         load_backend(snakemake.params.spec),
         labels=labels,
         spec=snakemake.params.spec,
-        cache=KeyedJsonCache(snakemake.params.cache_dir, "predictions"),
+        # one answer file per inference job (corpus, model, shard); every job reads them all
+        cache=AnswerStore(
+            snakemake.params.cache_dir,
+            "predictions",
+            writer="-".join(snakemake.wildcards[w] for w in ("corpus", "model", "shard")),
+        ),
     )
     predictions.to_parquet(snakemake.output.predictions, index=False)

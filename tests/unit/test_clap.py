@@ -9,7 +9,7 @@ import torch
 
 from cuealign.backends.loader import load_backend
 from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, check_finetune_spec, check_model_spec
-from cuealign.cache import KeyedJsonCache
+from cuealign.cache import AnswerStore
 from cuealign.config import config_schema, validate_config
 from cuealign.inference import predict_shard
 from cuealign.interventions import Condition
@@ -89,10 +89,10 @@ def test_long_audio_is_truncated_by_the_runner_so_scores_are_deterministic(clap,
         ]
     )
     first = predict_shard(
-        prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=KeyedJsonCache(tmp_path / "a", "p"), progress=False
+        prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=AnswerStore(tmp_path / "a", "p"), progress=False
     )
     second = predict_shard(
-        prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=KeyedJsonCache(tmp_path / "b", "p"), progress=False
+        prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=AnswerStore(tmp_path / "b", "p"), progress=False
     )
     assert set(first["audio_policy"]) == {"truncated to 10 s"} and set(first["backend"]) == {"transformers:clap"}
     columns = [f"logprob_{label}" for label in LABELS]
@@ -119,7 +119,7 @@ def test_the_label_prompt_is_part_of_the_cache_key(clap, tiny_clap, tmp_path):
             )
         ]
     )
-    cache = KeyedJsonCache(tmp_path / "cache", "p")
+    cache = AnswerStore(tmp_path / "cache", "p")
     a = predict_shard(prompts, clap, labels=LABELS, spec=spec(tiny_clap), cache=cache, progress=False)
     other = load_backend(spec(tiny_clap, label_prompt="a {label} voice"))
     b = predict_shard(

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from cuealign.audio import load_model_audio
 from cuealign.backends.loader import load_backend
-from cuealign.cache import KeyedJsonCache
+from cuealign.cache import AnswerStore
 from cuealign.inference import INVALID, UNPARSED, parse_answer, predict_shard
 from cuealign.interventions import Condition
 
@@ -98,7 +98,7 @@ def test_score_mode_gives_a_row_per_utterance_and_condition(backend, prompts, tm
         backend,
         labels=LABELS,
         spec=spec(tiny_qwen2_audio),
-        cache=KeyedJsonCache(tmp_path, "p"),
+        cache=AnswerStore(tmp_path, "p"),
         progress=False,
     )
     assert len(table) == len(prompts)
@@ -115,7 +115,7 @@ def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_q
         backend,
         labels=LABELS,
         spec=spec(tiny_qwen2_audio, mode="generate"),
-        cache=KeyedJsonCache(tmp_path, "p"),
+        cache=AnswerStore(tmp_path, "p"),
         progress=False,
     )
     assert len(table) == len(prompts) and table["raw_output"].map(type).eq(str).all()
@@ -136,7 +136,7 @@ def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
         backend,
         labels=LABELS,
         spec=spec(path, family=name, mode=mode),
-        cache=KeyedJsonCache(tmp_path, "p"),
+        cache=AnswerStore(tmp_path, "p"),
         progress=False,
     )
     assert table[["utt_id", "condition"]].equals(prompts[["utt_id", "condition"]])
@@ -150,7 +150,7 @@ def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
 
 
 def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, tiny_qwen2_audio):
-    cache = KeyedJsonCache(tmp_path / "resume", "p")
+    cache = AnswerStore(tmp_path / "resume", "p")
     dying = Counting(backend, die_after=2)
     with pytest.raises(KeyboardInterrupt):
         predict_shard(prompts, dying, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
@@ -162,7 +162,7 @@ def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, ti
         backend,
         labels=LABELS,
         spec=spec(tiny_qwen2_audio),
-        cache=KeyedJsonCache(tmp_path / "fresh", "p"),
+        cache=AnswerStore(tmp_path / "fresh", "p"),
         progress=False,
     )
     columns = ["utt_id", "condition", "pred"] + [f"logprob_{label}" for label in LABELS]
@@ -171,7 +171,7 @@ def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, ti
 
 
 def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny_qwen2_audio):
-    cache = KeyedJsonCache(tmp_path, "p")
+    cache = AnswerStore(tmp_path, "p")
     predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     extra = prompts[prompts["condition"] == "none"].assign(
         **Condition("shuffle", seed=0).as_row(), suffix_text="\nAcoustic cues: X."
@@ -242,7 +242,7 @@ def test_non_finite_scores_are_invalid_answers_never_a_label_and_never_cached(
     from cuealign.runlog import PROGRESS
 
     caplog.set_level("INFO", logger=PROGRESS)
-    cache = KeyedJsonCache(tmp_path, "p")
+    cache = AnswerStore(tmp_path, "p")
     table = predict_shard(
         prompts, NaNFor(backend, "LOW"), labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False
     )
@@ -253,7 +253,7 @@ def test_non_finite_scores_are_invalid_answers_never_a_label_and_never_cached(
     # asked again next time: the valid answers come from the cache, the invalid ones are computed
     caplog.clear()
     again = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
-    assert "12 predictions (4 computed, 8 from the cache), 0 unparsed, 0 invalid" in caplog.text
+    assert "12 predictions (4 computed, 8 from the cache, 0 the same prompt as another row" in caplog.text
     assert not (again["pred"] == INVALID).any()
 
 
@@ -272,7 +272,7 @@ def test_a_float16_model_that_overflows_stops_with_its_dtype_named(tiny_qwen2_au
             overflowing,
             labels=LABELS,
             spec=spec(tiny_qwen2_audio, dtype="float16"),
-            cache=KeyedJsonCache(tmp_path, "p"),
+            cache=AnswerStore(tmp_path, "p"),
             progress=False,
         )
 
@@ -286,7 +286,7 @@ def test_answers_follow_the_model_not_its_path_or_file_times(backend, prompts, t
     from cuealign.runlog import PROGRESS
 
     caplog.set_level("INFO", logger=PROGRESS)
-    cache = KeyedJsonCache(tmp_path / "cache", "p")
+    cache = AnswerStore(tmp_path / "cache", "p")
     first = tmp_path / "first"
     shutil.copytree(tiny_qwen2_audio, first)
     predict_shard(prompts, backend, labels=LABELS, spec=spec(first), cache=cache, progress=False)
@@ -294,7 +294,7 @@ def test_answers_follow_the_model_not_its_path_or_file_times(backend, prompts, t
     shutil.copytree(first, copy)
     caplog.clear()
     predict_shard(prompts, backend, labels=LABELS, spec=spec(copy), cache=cache, progress=False)
-    assert "12 predictions (0 computed, 12 from the cache)" in caplog.text
+    assert "12 predictions (0 computed, 12 from the cache, 0 the same prompt" in caplog.text
     weights = next(first.glob("*.safetensors"))
     times = (weights.stat().st_atime_ns, weights.stat().st_mtime_ns)
     data = bytearray(weights.read_bytes())
@@ -303,7 +303,7 @@ def test_answers_follow_the_model_not_its_path_or_file_times(backend, prompts, t
     os.utime(weights, ns=times)
     caplog.clear()
     predict_shard(prompts, backend, labels=LABELS, spec=spec(first), cache=cache, progress=False)
-    assert "12 predictions (12 computed, 0 from the cache)" in caplog.text
+    assert "12 predictions (12 computed, 0 from the cache, 0 the same prompt" in caplog.text
 
 
 def test_parse_answer_for_any_label_set():
@@ -328,7 +328,7 @@ def test_labels_that_collide_are_refused():
 def test_the_system_prompt_and_label_spellings_are_part_of_what_was_asked(tiny_qwen2_audio, prompts, tmp_path):
     """Changing the system turn or the scored spellings computes every answer again; the same
     settings come from the cache. The predictions record each spelling's tokens."""
-    cache = KeyedJsonCache(tmp_path, "p")
+    cache = AnswerStore(tmp_path, "p")
     settings = [{}, {"system_prompt": "You rate emotions."}, {"label_variants": "case"}, {}]
     computed = []
     for extra in settings:
@@ -347,7 +347,7 @@ def test_each_prompt_wording_is_asked_and_cached_on_its_own(backend, prompts, tm
     other = prompts.assign(variant="feel", prefix_text="How does the speaker feel? angry, happy, neutral, sad.")
     swept = pd.concat([prompts.assign(variant="main"), other], ignore_index=True)
     counting = Counting(backend)
-    cache = KeyedJsonCache(tmp_path, "p")
+    cache = AnswerStore(tmp_path, "p")
     table = predict_shard(swept, counting, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     assert counting.calls == 8 and len(table) == len(swept)  # 4 utterances x 2 wordings, one prefix each
     assert table.groupby("variant").size().to_dict() == {"feel": 12, "main": 12}
@@ -358,3 +358,39 @@ def test_each_prompt_wording_is_asked_and_cached_on_its_own(backend, prompts, tm
     again = Counting(backend)
     predict_shard(swept, again, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     assert again.calls == 0
+
+
+def test_rows_that_ask_the_same_prompt_are_computed_once(backend, prompts, tmp_path, caplog, tiny_qwen2_audio):
+    """Corruption at p = 0 asks exactly what aligned asks: its rows get aligned's answer without
+    being computed again (within the utterance, before anything is cached)."""
+    from cuealign.runlog import PROGRESS
+
+    caplog.set_level("INFO", logger=PROGRESS)
+    aligned = prompts[prompts["condition"] == "aligned"]
+    same = [aligned.assign(**Condition("corrupt", p=0.0, seed=s).as_row()) for s in (0, 1)]
+    doubled = pd.concat([prompts, *same], ignore_index=True)
+    asked = []
+
+    class Recording(Counting):
+        def score(self, audio, prefix, suffixes, labels, **kwargs):
+            asked.extend(suffixes)
+            return self.backend.score(audio, prefix, suffixes, labels, **kwargs)
+
+    table = predict_shard(
+        doubled,
+        Recording(backend),
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio),
+        cache=AnswerStore(tmp_path, "p"),
+        progress=False,
+    )
+    assert len(table) == 20 and len(asked) == 12  # none, aligned, conflict of 4 utterances
+    assert "20 predictions (12 computed, 0 from the cache, 8 the same prompt as another row" in caplog.text
+    by = table.set_index(["utt_id", "condition"])
+    for u in ("u0", "u3"):
+        for s in (0, 1):
+            assert by.loc[(u, f"corrupt_p0_s{s}"), "pred"] == by.loc[(u, "aligned"), "pred"]
+            np.testing.assert_array_equal(
+                by.loc[(u, f"corrupt_p0_s{s}"), [f"logprob_{x}" for x in LABELS]].to_numpy(float),
+                by.loc[(u, "aligned"), [f"logprob_{x}" for x in LABELS]].to_numpy(float),
+            )

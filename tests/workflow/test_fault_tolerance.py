@@ -4,6 +4,7 @@ whole Snakemake run, then recovery as the README says; the results equal an unin
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -42,8 +43,18 @@ def study(workflow: Path, model: Path) -> Path:
 
 
 def entries(workflow: Path, namespace: str) -> int:
+    """Entries in a cache: JSON files (LLDs), or rows of the answer store's SQLite files (answers)."""
     folder = workflow / "results/cache" / namespace
-    return sum(1 for _ in folder.rglob("*.json")) if folder.is_dir() else 0
+    if not folder.is_dir():
+        return 0
+    count = sum(1 for _ in folder.rglob("*.json"))
+    for path in folder.glob("*.sqlite"):
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
+                count += connection.execute("SELECT count(*) FROM answers").fetchone()[0]
+        except sqlite3.Error:  # being created, or locked past the timeout: counted next time
+            continue
+    return count
 
 
 def wait_for(condition, run: subprocess.Popen, what: str, timeout: float = 300):
@@ -131,12 +142,14 @@ def test_killed_jobs_and_a_killed_run_recover_to_the_uninterrupted_results(tmp_p
     # the resubmitted job reused every answer written before the kill (a row per prompt; a swap of a
     # MID token asks what aligned asks, so rows >= cache entries) and computed only the rest
     counts = [
-        re.search(r"(\d+) predictions \((\d+) computed, (\d+) from the cache\)", log.read_text()).groups()
+        re.search(r"(\d+) predictions \((\d+) computed, (\d+) from the cache, (\d+) the same", log.read_text()).groups()
         for log in sorted((killed / "logs/demo/tiny/run_inference").glob("*.log"))
     ]
-    fresh, resumed = sorted(int(cached) for _, _, cached in counts)
+    fresh, resumed = sorted(int(cached) for _, _, cached, _ in counts)
     assert fresh == 0 and resumed >= done_before_kill
-    assert all(int(total) == int(computed) + int(cached) == per_shard for total, computed, cached in counts)
+    assert all(
+        int(total) == int(computed) + int(cached) + int(same) == per_shard for total, computed, cached, same in counts
+    )
 
     # nothing lost, nothing twice, and the same numbers as the uninterrupted run
     got, want = predictions(killed), predictions(reference)

@@ -43,7 +43,18 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     assert predictions["pred"].isin(["angry", "happy", "neutral", "sad"]).all()
     assert (predictions["model"] == str(tiny_qwen2_audio)).all()
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
-    assert "56 predictions (56 computed, 0 from the cache), 0 unparsed" in log
+    # a swap of a MID token asks what aligned asks: such rows take aligned's answer, computed once
+    computed, same = map(
+        int, re.search(r"56 predictions \((\d+) computed, 0 from the cache, (\d+) the same", log).groups()
+    )
+    shard = predictions[
+        predictions["utt_id"].isin(pd.read_parquet(workflow / "results/demo/prompts/0.parquet")["utt_id"])
+    ]
+    asks_as_aligned = (
+        shard[shard["condition"] == "swap_ENERGY"].set_index("utt_id")["token.ENERGY"]
+        == shard[shard["condition"] == "aligned"].set_index("utt_id")["token.ENERGY"]
+    )
+    assert computed + same == 56 and same == int(asks_as_aligned.sum()) and "0 unparsed" in log
 
     # the analysis accounts for every utterance x condition and writes its tables and figures
     uar = pd.read_csv(workflow / "results/demo/tiny/analysis/uar.csv").set_index("condition")
@@ -105,7 +116,7 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     write_config(workflow, config)
     snakemake(workflow, "--cores", "2")
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
-    assert "64 predictions (8 computed, 56 from the cache)" in log
+    assert "64 predictions (8 computed, 56 from the cache, 0 the same" in log
 
     # the model's files change (here only their times, as a re-download or a copy back would):
     # a plain rerun reruns inference, and the answers, keyed by the weights' content, are reused
@@ -117,7 +128,7 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     assert "rule run_inference:" in dry.stdout and "Params have changed" in dry.stdout
     snakemake(workflow, "--cores", "2")
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
-    assert "64 predictions (0 computed, 64 from the cache)" in log
+    assert "64 predictions (0 computed, 64 from the cache, 0 the same" in log
 
 
 def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap):
