@@ -20,7 +20,7 @@ import torch
 from transformers import AutoProcessor, ClapModel
 
 from cuealign.backends.registry import Family
-from cuealign.backends.weights import DTYPES, load_error
+from cuealign.backends.weights import DTYPES, load_error, loaded_dtype
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class ClapZeroShot:
         family: Family,
         label_prompt: str,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         revision: str | None = None,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
@@ -55,6 +55,7 @@ class ClapZeroShot:
             raise load_error(path, allow_pickle, exc) from exc
         self.model = model.eval() if device_map else model.to(torch_device).eval()
         self.device = self.model.device
+        self.dtype = loaded_dtype(self.model, dtype, self.device)
         self._texts: dict[tuple[str, ...], torch.Tensor] = {}
 
     def _label_embeddings(self, labels: list[str]) -> torch.Tensor:

@@ -27,7 +27,7 @@ import transformers
 from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.backends.registry import GREEDY_DECODING, Family
-from cuealign.backends.weights import DTYPES, damaged_weights, load_error
+from cuealign.backends.weights import DTYPES, damaged_weights, load_error, loaded_dtype
 from cuealign.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class TransformersALM:
         *,
         family: Family,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         revision: str | None = None,
         adapter: str | None = None,
         trust_remote_code: bool = False,
@@ -142,7 +142,8 @@ class TransformersALM:
         else:
             self.device = torch.device(torch_device)
             self.model = model.to(self.device).eval()
-        log.info("model on %s%s", self.device, f" (device_map={device_map})" if device_map else "")
+        self.dtype = loaded_dtype(self.model, dtype, self.device)
+        log.info("model on %s in %s%s", self.device, self.dtype, f" (device_map={device_map})" if device_map else "")
         self.tokenizer = self.processor.tokenizer
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+log = logging.getLogger(__name__)
+
+# auto: the checkpoint's own dtype (config.json's dtype / torch_dtype; bfloat16 for the released
+# ALMs), loaded as such: no float32 copy of a bfloat16 checkpoint in host memory
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def loaded_dtype(model, asked: str, device: torch.device) -> str:
+    """The dtype the weights were loaded in (what ``asked`` resolved to); float32 on a GPU asked for
+    explicitly is allowed, with a warning (twice the memory and far slower than bfloat16)."""
+    dtype = str(model.dtype).removeprefix("torch.")
+    if dtype == "float32" and device.type != "cpu":
+        log.warning(
+            "dtype %s: float32 weights on %s take twice the memory of bfloat16 and run far slower; set "
+            "dtype: auto (the checkpoint's own, bfloat16 for the released models) unless float32 is wanted",
+            asked,
+            device,
+        )
+    return dtype
 
 
 def load_error(path: str, allow_pickle: bool, exc: OSError) -> FileNotFoundError:

@@ -367,3 +367,35 @@ def test_generation_is_greedy_whatever_the_checkpoints_generation_config_says(ba
         assert backend.generate(audio(5), PREFIX, SUFFIXES, max_new_tokens=6) == plain  # no sampling
     finally:
         config.do_sample, config.repetition_penalty, config.temperature = saved
+
+
+def test_dtype_auto_loads_the_checkpoints_own_dtype(tiny_qwen2_audio, tmp_path, caplog):
+    """auto (the default) loads a bfloat16 checkpoint as bfloat16, with no float32 copy, and says so;
+    float32 is loaded when asked; float32 on a GPU is a warning."""
+    import logging
+    import shutil
+
+    import torch
+    import transformers
+
+    from cuealign.backends.weights import loaded_dtype
+    from cuealign.config import validate_config
+
+    folder = tmp_path / "bf16"
+    shutil.copytree(tiny_qwen2_audio, folder)
+    model = transformers.Qwen2AudioForConditionalGeneration.from_pretrained(folder, dtype=torch.bfloat16)
+    model.save_pretrained(folder)  # as released: bfloat16 weights, config.json says so
+    entry = {k: v for k, v in spec(folder).items() if k != "dtype"}
+    assert validate_config({"corpora": {"d": {"type": "synthetic"}}, "models": {"m": entry}})["models"]["m"][
+        "dtype"
+    ] == ("auto")
+    loaded = load_backend(spec(folder, dtype="auto"))
+    assert loaded.dtype == "bfloat16" and next(loaded.model.parameters()).dtype == torch.bfloat16
+    scores = loaded.score(audio(3), PREFIX, SUFFIXES, LABELS)
+    assert np.isfinite(scores).all()
+    assert load_backend(spec(folder, dtype="float32")).dtype == "float32"
+    with caplog.at_level(logging.WARNING):
+        assert loaded_dtype(model.float(), "float32", torch.device("cuda", 0)) == "float32"
+    assert "float32 weights on cuda:0" in caplog.text
+    caplog.clear()
+    assert loaded_dtype(model.float(), "float32", torch.device("cpu")) == "float32" and not caplog.text
