@@ -1,11 +1,12 @@
-"""LLD extraction throughput: cuealign's extract_lld_means (1 and 2 threads) against a bare
-opensmile loop over the same files.
+"""LLD extraction throughput: cuealign's extract_lld_means (1 worker, 2 threads, 2 processes)
+against a bare opensmile loop over the same files.
 
     python benchmarks/lld_extraction.py [--files N] [--repeats R]
 
 Generates a synthetic corpus in a temp folder (so the numbers are reproducible anywhere), runs
 each variant R times and prints a Markdown row per variant: seconds (best of R), files/s, the
-real-time factor, the overhead over the bare loop and the parallel efficiency at 2 threads.
+real-time factor, the overhead over the bare loop and the parallel efficiency of 2 threads and
+2 processes.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ slopeV0-500, slopeV500-1500): over all frames, pauses and their faint broadband 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import opensmile
@@ -142,15 +143,26 @@ class LLDCache(KeyedJsonCache):
         super().__init__(root, f"lld/opensmile-{opensmile.__version__}/{FEATURE_SET.name}/{SUMMARY_VERSION}")
 
 
+# Below this many files per worker, threads: starting a process (importing openSMILE) costs more
+# than the GIL does (benchmarks/lld_extraction.py).
+PROCESSES_FROM = 8
+
+
 def extract_lld_means(
     manifest: pd.DataFrame,
     *,
     cache: LLDCache | None = None,
     threads: int = 1,
     progress: bool = True,
+    pool: str = "processes",
 ) -> pd.DataFrame:
     """utt_id + per-file LLD means, voiced_fraction and n_frames for every row of ``manifest``
-    (rows must have passed their audio checks). Cached files are not extracted again."""
+    (rows must have passed their audio checks). Cached files are not extracted again.
+
+    ``threads`` workers: processes (``pool``, the default; ~21 % of a file's time holds the GIL,
+    reading and summarising, so threads reached 0.89 of linear on 2 cores and processes 0.97,
+    benchmarks/lld_extraction.py), or threads. With fewer than PROCESSES_FROM files per worker,
+    threads (a process start costs more than it saves)."""
     columns = summary_columns()
     # a cached row that lacks a column (damaged, or written by an older summary) is extracted again
     rows: list[dict | None] = [
@@ -158,21 +170,35 @@ def extract_lld_means(
         for row in ([cache.get(sha) if cache else None for sha in manifest["sha256"]])
     ]
     todo = [i for i, row in enumerate(rows) if row is None]
-    log.info("LLDs: %d files, %d from the cache, %d to extract", len(rows), len(rows) - len(todo), len(todo))
-    paths = manifest["path"].to_numpy()
+    workers = max(threads, 1)
+    processes = pool == "processes" and workers > 1 and len(todo) >= PROCESSES_FROM * workers
+    log.info(
+        "LLDs: %d files, %d from the cache, %d to extract (%d %s)",
+        len(rows),
+        len(rows) - len(todo),
+        len(todo),
+        workers,
+        "processes" if processes else "threads",
+    )
+    paths = [str(p) for p in manifest["path"].to_numpy()]
     hashes = manifest["sha256"].to_numpy()
-
-    def work(i: int) -> tuple[int, dict]:
-        row = extract_file(paths[i])
-        if cache:
-            cache.put(hashes[i], row)
-        return i, row
-
-    with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
-        done = pool.map(work, todo)
+    if processes:  # spawned, not forked: a fresh openSMILE per process, nothing native copied
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        done = executor.map(extract_file, [paths[i] for i in todo], chunksize=4)
+    else:
+        executor = ThreadPoolExecutor(max_workers=workers)
+        done = executor.map(extract_file, [paths[i] for i in todo])
+    with executor:
         for i, row in tqdm(
-            done, total=len(todo), desc="openSMILE LLDs", unit="file", disable=not progress, mininterval=5
+            zip(todo, done, strict=True),
+            total=len(todo),
+            desc="openSMILE LLDs",
+            unit="file",
+            disable=not progress,
+            mininterval=5,
         ):
+            if cache:  # as each file is done: a killed job keeps what it extracted
+                cache.put(hashes[i], row)
             rows[i] = row
     table = pd.DataFrame.from_records(rows, columns=summary_columns())
     table.insert(0, "utt_id", manifest["utt_id"].to_numpy())
