@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -100,7 +99,9 @@ def fabricate(workdir: Path, evaluated: int, corpus: int, speakers: int, seed: i
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process' peak resident memory (VmHWM: ru_maxrss would carry the parent's across exec)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def stage_prompts(workdir: Path, full: bool, shards: int, only: int | None) -> dict:

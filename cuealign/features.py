@@ -143,9 +143,9 @@ class LLDCache(KeyedJsonCache):
         super().__init__(root, f"lld/opensmile-{opensmile.__version__}/{FEATURE_SET.name}/{SUMMARY_VERSION}")
 
 
-# Below this many files per worker, threads: starting a process (importing openSMILE) costs more
-# than the GIL does (benchmarks/lld_extraction.py).
-PROCESSES_FROM = 8
+# Below this many files per worker, threads even when processes are asked for: a spawned process
+# takes ~1.5 s to start (importing openSMILE), the work of ~20 files.
+PROCESSES_FROM = 200
 
 
 def extract_lld_means(
@@ -154,15 +154,16 @@ def extract_lld_means(
     cache: LLDCache | None = None,
     threads: int = 1,
     progress: bool = True,
-    pool: str = "processes",
+    pool: str = "threads",
 ) -> pd.DataFrame:
     """utt_id + per-file LLD means, voiced_fraction and n_frames for every row of ``manifest``
     (rows must have passed their audio checks). Cached files are not extracted again.
 
-    ``threads`` workers: processes (``pool``, the default; ~21 % of a file's time holds the GIL,
-    reading and summarising, so threads reached 0.89 of linear on 2 cores and processes 0.97,
-    benchmarks/lld_extraction.py), or threads. With fewer than PROCESSES_FROM files per worker,
-    threads (a process start costs more than it saves)."""
+    ``threads`` workers: threads (``pool``, the default), or spawned processes, which share no GIL
+    (reading and summarising hold it for part of each file's time) but pay a start-up; with fewer
+    than PROCESSES_FROM files per worker, threads either way. benchmarks/lld_extraction.py measures
+    both against two independent openSMILE loops: on the 2-vCPU machine of 2026-12-02 threads
+    reached 0.73-0.81 of linear and processes 0.61-0.77, so threads stay the default."""
     columns = summary_columns()
     # a cached row that lacks a column (damaged, or written by an older summary) is extracted again
     rows: list[dict | None] = [

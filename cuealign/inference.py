@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,37 @@ def parse_answer(text: str, labels: list[str]) -> str:
     return UNPARSED
 
 
+class _ReadAhead:
+    """The audio of the groups that will be computed, read in a background thread up to ``depth``
+    ahead, in the order they are asked for (reading and resampling release the GIL, so the next
+    utterance is read while the model works on this one). A read that fails raises where it is
+    asked for, as a read in line would."""
+
+    def __init__(self, wanted: list[tuple[str, str]], load, depth: int = 2):
+        self.order = list(dict.fromkeys(wanted))
+        self.load, self.depth, self.next = load, depth, 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-read-ahead")
+        self.futures: dict[tuple[str, str], Future] = {}
+        self.last: tuple[tuple[str, str], tuple] | None = None  # every wording of an utterance reads it
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self.futures) < self.depth and self.next < len(self.order):
+            where = self.order[self.next]
+            self.futures[where] = self.pool.submit(self.load, where)
+            self.next += 1
+
+    def get(self, where: tuple[str, str]) -> tuple:
+        if self.last is None or self.last[0] != where:
+            future = self.futures.pop(where, None)
+            self.last = (where, future.result() if future is not None else self.load(where))
+            self._fill()
+        return self.last[1]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def predict_shard(
     prompts: pd.DataFrame,
     backend,
@@ -144,11 +176,9 @@ def predict_shard(
     order = [first[key] for key in zip(prompts["utt_id"], prompts["audio"], strict=True)]
     prompts = prompts.iloc[np.argsort(order, kind="stable")]
     groups = prompts.groupby(["utt_id", "audio", "variant"], sort=False)
-    loaded: tuple[tuple, tuple] | None = None  # the audio last read: (path, kind) -> (samples, policy)
-    started = last_report = time.perf_counter()
-    for (_, audio_kind, _), rows in tqdm(
-        groups, total=groups.ngroups, desc="utterances", disable=not progress, mininterval=10
-    ):
+    # what every row asks, and what the store holds of it, looked up once for the shard
+    planned = []
+    for (_, audio_kind, _), rows in groups:
         if rows["prefix_text"].nunique() != 1:
             raise ValueError(
                 f"{rows['utt_id'].iloc[0]}: conditions of one utterance and prompt variant must share the prompt prefix"
@@ -160,76 +190,96 @@ def predict_shard(
             )
             for row in rows.itertuples()
         ]
-        answers = cache.get_many(keys)
-        missing = [i for i, answer in enumerate(answers) if answer is None]
-        # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
-        first_asked = {}
-        for i in missing:
-            first_asked.setdefault(keys[i], i)
-        todo = list(first_asked.values())
-        if todo:
-            where = (rows["path"].iloc[0], audio_kind)
-            if loaded is None or loaded[0] != where:
-                loaded = (
-                    where,
-                    load_model_audio(
-                        where[0], rate=backend.sampling_rate, window_s=backend.window_s, silence=audio_kind == "silence"
-                    ),
-                )
-            audio, policy = loaded[1]
-            suffixes = [rows["suffix_text"].iloc[i] for i in todo]
-            start = time.perf_counter()
-            if mode == "score":
-                scores = backend.score(
-                    audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"]
-                )
-                fresh = [
-                    {"pred": labels[int(np.argmax(s))], "raw_output": labels[int(np.argmax(s))], "logprobs": s.tolist()}
-                    if np.all(np.isfinite(s))
-                    else {"pred": INVALID, "raw_output": "non-finite label scores", "logprobs": np.asarray(s).tolist()}
-                    for s in scores
-                ]
-            else:
-                texts = backend.generate(
-                    audio,
-                    rows["prefix_text"].iloc[0],
-                    suffixes,
-                    max_new_tokens=spec["max_new_tokens"],
-                    batch_size=spec["batch_size"],
-                )
-                fresh = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
-            seconds = (time.perf_counter() - start) / len(todo)
-            for i, answer in zip(todo, fresh, strict=True):
-                answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
+        planned.append((audio_kind, rows, keys))
+    every_key = list(dict.fromkeys(key for _, _, keys in planned for key in keys))
+    stored = dict(zip(every_key, cache.get_many(every_key), strict=True))
+    fresh: dict[str, dict] = {}  # answered in this job (another wording may ask the same)
+    # the audio of the groups with something to compute, read ahead in a thread while the model works
+    reader = _ReadAhead(
+        [(rows["path"].iloc[0], kind) for kind, rows, keys in planned if any(stored[k] is None for k in keys)],
+        lambda where: load_model_audio(
+            where[0], rate=backend.sampling_rate, window_s=backend.window_s, silence=where[1] == "silence"
+        ),
+    )
+    started = last_report = time.perf_counter()
+    try:
+        for audio_kind, rows, keys in tqdm(
+            planned, total=len(planned), desc="utterances", disable=not progress, mininterval=10
+        ):
+            answers = [fresh[k] if k in fresh else stored[k] for k in keys]
+            missing = [i for i, answer in enumerate(answers) if answer is None]
+            # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
+            first_asked = {}
             for i in missing:
-                answers[i] = dict(answers[first_asked[keys[i]]])
-            # as soon as the utterance is done, in one transaction: a kill loses at most this one;
-            # an invalid answer is asked again next time
-            cache.put_many([(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID])
-            computed += len(todo)
-            repeated += len(missing) - len(todo)
-        now = time.perf_counter()
-        if now - last_report >= PROGRESS_EVERY_S:
-            last_report = now
-            progress_log.info(
-                "%d of %d prompts answered (%d computed), %.1f prompts/s",
-                len(records) + len(rows),
-                len(prompts),
-                computed,
-                (len(records) + len(rows)) / (now - started),
-            )
-        carried = rows[carry].to_dict("records")
-        for row, answer in zip(carried, answers, strict=True):
-            record = {
-                **row,
-                "pred": answer["pred"],
-                "raw_output": answer["raw_output"],
-                "seconds": answer["seconds"],
-                "audio_policy": answer["audio_policy"],
-            }
-            for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
-                record[f"logprob_{label}"] = value
-            records.append(record)
+                first_asked.setdefault(keys[i], i)
+            todo = list(first_asked.values())
+            if todo:
+                audio, policy = reader.get((rows["path"].iloc[0], audio_kind))
+                suffixes = [rows["suffix_text"].iloc[i] for i in todo]
+                start = time.perf_counter()
+                if mode == "score":
+                    scores = backend.score(
+                        audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"]
+                    )
+                    made = [
+                        {
+                            "pred": labels[int(np.argmax(s))],
+                            "raw_output": labels[int(np.argmax(s))],
+                            "logprobs": s.tolist(),
+                        }
+                        if np.all(np.isfinite(s))
+                        else {
+                            "pred": INVALID,
+                            "raw_output": "non-finite label scores",
+                            "logprobs": np.asarray(s).tolist(),
+                        }
+                        for s in scores
+                    ]
+                else:
+                    texts = backend.generate(
+                        audio,
+                        rows["prefix_text"].iloc[0],
+                        suffixes,
+                        max_new_tokens=spec["max_new_tokens"],
+                        batch_size=spec["batch_size"],
+                    )
+                    made = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
+                seconds = (time.perf_counter() - start) / len(todo)
+                for i, answer in zip(todo, made, strict=True):
+                    answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
+                for i in missing:
+                    answers[i] = dict(answers[first_asked[keys[i]]])
+                # as soon as the utterance is done, in one transaction: a kill loses at most this one;
+                # an invalid answer is asked again next time
+                valid = [(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID]
+                cache.put_many(valid)
+                fresh.update(valid)
+                computed += len(todo)
+                repeated += len(missing) - len(todo)
+            now = time.perf_counter()
+            if now - last_report >= PROGRESS_EVERY_S:
+                last_report = now
+                progress_log.info(
+                    "%d of %d prompts answered (%d computed), %.1f prompts/s",
+                    len(records) + len(rows),
+                    len(prompts),
+                    computed,
+                    (len(records) + len(rows)) / (now - started),
+                )
+            carried = rows[carry].to_dict("records")
+            for row, answer in zip(carried, answers, strict=True):
+                record = {
+                    **row,
+                    "pred": answer["pred"],
+                    "raw_output": answer["raw_output"],
+                    "seconds": answer["seconds"],
+                    "audio_policy": answer["audio_policy"],
+                }
+                for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
+                    record[f"logprob_{label}"] = value
+                records.append(record)
+    finally:
+        reader.close()
     table = pd.DataFrame.from_records(records)
     if len(table):
         table = table.astype({"p": "float64", "seed": "Int64"})

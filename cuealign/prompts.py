@@ -19,6 +19,7 @@ from cuealign.tokens import TOKEN_PREFIX, TokensMeta
 AUDIO_SLOT, CUES_SLOT, LABELS_SLOT, TOKENS_SLOT = "audio", "cues", "labels", "tokens"
 AUDIO_MARKER = "<audio>"  # where the audio sits, in the human-readable text column
 
+_SENTINEL = "\x00"  # where the tokens go in the cue block
 MAIN_VARIANT = "main"  # prompt.template and prompt.cues; prompt.variants adds others by name
 
 PROMPT_COLUMNS = [
@@ -108,10 +109,15 @@ def build_prompts(
         raise ValueError(
             f"conditions for utterances not in the manifest: {rows.loc[rows['path'].isna(), 'utt_id'].unique()[:5]}"
         )
-    prefix, suffix = zip(*(template.parts(t) for t in rows["token_string"]), strict=True)
+    # template.parts for every row at once, as column operations (one prefix per wording; a
+    # per-row Python loop made ~1 KB of objects per prompt row)
+    prefix, empty_suffix = template.parts("")
+    before, after = template.cues.format(tokens=_SENTINEL).split(_SENTINEL)
+    tokens = rows["token_string"].fillna("").astype("str")
+    cue_block = (before + tokens + after).where(tokens != "", "")
     rows["prefix_text"] = prefix
-    rows["suffix_text"] = suffix
-    rows["text"] = [AUDIO_MARKER + p + s for p, s in zip(prefix, suffix, strict=True)]
+    rows["suffix_text"] = cue_block + empty_suffix
+    rows["text"] = AUDIO_MARKER + prefix + rows["suffix_text"]
     rows["variant"] = variant
     return rows[PROMPT_COLUMNS + [c for c in conditions.columns if c.startswith(TOKEN_PREFIX)]]
 

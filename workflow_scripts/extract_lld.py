@@ -4,8 +4,8 @@ from cuealign.features import LLDCache, extract_lld_means
 from cuealign.runlog import log_to
 from cuealign.shards import shard_rows
 
-# extract_lld_means works in spawned processes, which import this script again: only the main
-# process runs the job
+# extract_lld_means can work in spawned processes (pool="processes"), which import this script
+# again: only the main process runs the job
 if __name__ == "__main__":
     with log_to(snakemake.log[0]):
         manifest = pd.read_parquet(snakemake.input.manifest)

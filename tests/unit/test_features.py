@@ -114,20 +114,21 @@ def test_cache_means_a_second_run_extracts_nothing(tmp_path, monkeypatch):
     assert entry.is_file() and features.SUMMARY_VERSION in str(entry) and "opensmile-" in str(entry)
 
 
-def test_processes_threads_and_one_worker_give_the_same_table(tmp_path, caplog):
-    """LLDs extracted in spawned processes (the default with enough files per worker), in threads
-    and in one worker are the same numbers, in the manifest's order."""
+def test_processes_threads_and_one_worker_give_the_same_table(tmp_path, caplog, monkeypatch):
+    """LLDs extracted in spawned processes, in threads (the default) and in one worker are the same
+    numbers, in the manifest's order."""
     import logging
 
+    monkeypatch.setattr(features, "PROCESSES_FROM", 4)  # processes for a few files (200 per worker by default)
     n = 2 * features.PROCESSES_FROM
     paths = [_write(tmp_path / f"{i}.wav", harmonic_complex(100.0 + 7 * i)) for i in range(n)]
     manifest = pd.DataFrame(
         {"utt_id": [f"u{i}" for i in range(n)], "path": list(map(str, paths)), "sha256": [sha256_of(p) for p in paths]}
     )
     with caplog.at_level(logging.INFO, logger="cuealign.features"):
-        spawned = extract_lld_means(manifest, threads=2, progress=False)
+        spawned = extract_lld_means(manifest, threads=2, progress=False, pool="processes")
     assert f"{n} to extract (2 processes)" in caplog.text
-    threaded = extract_lld_means(manifest, threads=2, progress=False, pool="threads")
+    threaded = extract_lld_means(manifest, threads=2, progress=False)
     single = extract_lld_means(manifest, threads=1, progress=False)
     pd.testing.assert_frame_equal(spawned, single)
     pd.testing.assert_frame_equal(threaded, single)

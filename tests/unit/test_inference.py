@@ -394,3 +394,38 @@ def test_rows_that_ask_the_same_prompt_are_computed_once(backend, prompts, tmp_p
                 by.loc[(u, f"corrupt_p0_s{s}"), [f"logprob_{x}" for x in LABELS]].to_numpy(float),
                 by.loc[(u, "aligned"), [f"logprob_{x}" for x in LABELS]].to_numpy(float),
             )
+
+
+def test_audio_is_read_ahead_in_a_thread_once_per_utterance_and_not_at_all_when_cached(
+    backend, prompts, tmp_path, tiny_qwen2_audio, monkeypatch
+):
+    """While the model works on one utterance the next one's audio is read in a background thread;
+    each file once (every wording shares it); a shard whose answers are all stored reads none."""
+    import threading
+
+    from cuealign import inference
+
+    reads = []
+    real = inference.load_model_audio
+
+    def recording(path, **kwargs):
+        reads.append((path, threading.current_thread().name))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(inference, "load_model_audio", recording)
+    cache = AnswerStore(tmp_path, "p")
+    first = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    assert sorted(path for path, _ in reads) == sorted(prompts["path"].unique())
+    assert all(name.startswith("audio-read-ahead") for _, name in reads)
+
+    def no_reading(path, **kwargs):
+        raise AssertionError(f"{path} read although every answer is stored")
+
+    monkeypatch.setattr(inference, "load_model_audio", no_reading)
+    again = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+    pd.testing.assert_frame_equal(again, first)
+    # a file that cannot be read fails where it is needed, naming it, as a read in line would
+    broken = prompts.assign(path=str(tmp_path / "gone.wav"), sha256="other")
+    monkeypatch.setattr(inference, "load_model_audio", real)
+    with pytest.raises(Exception, match="gone.wav"):
+        predict_shard(broken, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)

@@ -62,6 +62,17 @@ def test_build_prompts_joins_the_manifest():
     assert prompts["text"].iloc[1] == AUDIO_MARKER + prompts["prefix_text"].iloc[1] + "\nAcoustic cues: E=H."
     assert prompts["prefix_text"].nunique() == 1
     assert prompts["path"].tolist() == ["/a.wav", "/a.wav", "/b.wav"]
+    # the texts are made as columns: each row is what the template's parts() says for its tokens,
+    # whatever the wording (literal braces, the cues in the middle of the instruction, {labels} twice)
+    for template, cues in [
+        (DEFAULT, CUES),
+        ("{audio}Emotion? {{one of}} {labels}{cues} Answer: one of {labels}.", " [cues: {tokens}] {{sic}}"),
+    ]:
+        made = PromptTemplate(template, cues, ("angry", "sad"))
+        rows = build_prompts(conditions, manifest, made)
+        for row in rows.itertuples():
+            assert (row.prefix_text, row.suffix_text) == made.parts(row.token_string)
+            assert row.text == AUDIO_MARKER + row.prefix_text + row.suffix_text
     with pytest.raises(ValueError, match="not in the manifest"):
         build_prompts(conditions.assign(utt_id="u9"), manifest, PromptTemplate(DEFAULT, CUES, ("a",)))
 
