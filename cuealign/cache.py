@@ -84,6 +84,7 @@ class AnswerStore:
         self._writer: sqlite3.Connection | None = None
         self._readers: dict[Path, sqlite3.Connection] = {}
         self._listed = False
+        self._has_legacy: bool | None = None
 
     def _write_connection(self) -> sqlite3.Connection:
         if self._writer is None:
@@ -133,7 +134,9 @@ class AnswerStore:
             except sqlite3.Error as exc:
                 log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
                 self._readers.pop(path, None)
-        return [found[k] if k in found else self.legacy.get(k) for k in keys]
+        if self._has_legacy is None:  # entries of the former layout: ab/abcdef....json
+            self._has_legacy = self.root.is_dir() and any(p.is_dir() and len(p.name) == 2 for p in self.root.iterdir())
+        return [found[k] if k in found else (self.legacy.get(k) if self._has_legacy else None) for k in keys]
 
     def get(self, key: str) -> Any | None:
         return self.get_many([key])[0]

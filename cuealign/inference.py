@@ -106,6 +106,7 @@ class _ReadAhead:
 
     def __init__(self, wanted: list[tuple[str, str]], load, depth: int = 2):
         self.order = list(dict.fromkeys(wanted))
+        self.rank = {where: i for i, where in enumerate(self.order)}
         self.load, self.depth, self.next = load, depth, 0
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-read-ahead")
         self.futures: dict[tuple[str, str], Future] = {}
@@ -120,6 +121,10 @@ class _ReadAhead:
 
     def get(self, where: tuple[str, str]) -> tuple:
         if self.last is None or self.last[0] != where:
+            # reads planned before this one and never asked for (their answers came from another
+            # row with the same audio content) give their place up
+            for skipped in [w for w in self.futures if self.rank[w] < self.rank.get(where, -1)]:
+                self.futures.pop(skipped).cancel()
             future = self.futures.pop(where, None)
             self.last = (where, future.result() if future is not None else self.load(where))
             self._fill()

@@ -429,3 +429,38 @@ def test_audio_is_read_ahead_in_a_thread_once_per_utterance_and_not_at_all_when_
     monkeypatch.setattr(inference, "load_model_audio", real)
     with pytest.raises(Exception, match="gone.wav"):
         predict_shard(broken, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
+
+
+def test_an_utterance_whose_audio_content_was_asked_already_takes_the_answers_and_read_ahead_goes_on(
+    backend, prompts, tmp_path, tiny_qwen2_audio, monkeypatch
+):
+    """Two files with the same content (a corpus that lists a recording twice) ask the same: the
+    second takes the first's answers; its planned read is given up and the reads after it stay
+    ahead in the background thread."""
+    import threading
+
+    from cuealign import inference
+
+    u0 = prompts[prompts["utt_id"] == "u0"]
+    twice = pd.concat(
+        [u0, u0.assign(utt_id="u1", path=prompts.loc[prompts["utt_id"] == "u1", "path"].iloc[0])]
+        + [prompts[prompts["utt_id"].isin(["u2", "u3"])]],
+        ignore_index=True,
+    )
+    reads = []
+    real = inference.load_model_audio
+
+    def recording(path, **kwargs):
+        reads.append((path, threading.current_thread().name))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(inference, "load_model_audio", recording)
+    table = predict_shard(
+        twice, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=AnswerStore(tmp_path, "p"), progress=False
+    )
+    by = table.set_index(["utt_id", "condition"])
+    for condition in ("none", "aligned", "conflict"):
+        assert by.loc[("u1", condition), "pred"] == by.loc[("u0", condition), "pred"]
+    assert all(name.startswith("audio-read-ahead") for _, name in reads)
+    read = [path for path, _ in reads]
+    assert set(twice.loc[twice["utt_id"].isin(["u0", "u2", "u3"]), "path"]) <= set(read)
