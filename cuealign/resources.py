@@ -15,6 +15,7 @@ and given a margin of about 2x:
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -40,9 +41,19 @@ def condition_count(conditions: dict) -> int:
 
 
 def _manifest(path: str | Path, columns: list[str]) -> pd.DataFrame | None:
+    """Columns of a manifest, read once per version of the file (every shard's job asks)."""
     try:
-        return pd.read_parquet(path, columns=columns)
-    except (OSError, ValueError):  # not made yet (DAG building): the minimum until it is
+        stat = Path(path).stat()
+    except OSError:  # not made yet (DAG building): the minimum until it is
+        return None
+    return _read(str(path), stat.st_mtime_ns, stat.st_size, tuple(columns))
+
+
+@functools.lru_cache(maxsize=32)
+def _read(path: str, mtime_ns: int, size: int, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path, columns=list(columns))
+    except (OSError, ValueError):  # being written, or not a manifest yet
         return None
 
 
