@@ -22,10 +22,19 @@ from pathlib import Path
 import pandas as pd
 
 MIN_MEM_MB = 1000
+# shards: auto. At most this many utterances per shard: a prompts job of 5,000 evaluated x 33
+# conditions peaks near 0.6 GB, an LLD job of 5,000 files of ~4.5 s takes ~8 min on 2 cores.
+UTTERANCES_PER_SHARD = 5000
+MIN_SHARDS = 2
 # seconds of one core per second of audio (0.026-0.037 measured); 2 workers reached 0.7-0.8 of
 # linear, which the margin covers
 LLD_REAL_TIME_FACTOR = 0.04
 MARGIN = 2.0
+
+
+def auto_shards(utterances: int) -> int:
+    """The shard count of shards: auto for a corpus of ``utterances``."""
+    return max(MIN_SHARDS, math.ceil(utterances / UTTERANCES_PER_SHARD))
 
 
 def condition_count(conditions: dict) -> int:

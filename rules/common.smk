@@ -11,6 +11,7 @@ from cuealign.corpora import annotation_files, read_corpus
 from cuealign.folds import FOLD_OF, FOLD_SESSION
 from cuealign.prompts import prompt_variants
 from cuealign.provenance import model_fingerprint
+from cuealign.synthesis import CLASSES as SYNTHETIC_CLASSES
 
 # Every model to probe: config models plus the ones the finetune rule trains.
 MODELS = model_entries(config)
@@ -71,9 +72,7 @@ def _existing_audio(corpus):
     spec = corpus_spec(corpus)
     if spec["type"] == "synthetic":
         return ()
-    return tuple(
-        path for path in read_corpus(spec).table["path"] if os.path.isfile(path)
-    )
+    return tuple(path for path in _corpus_table(corpus)["path"] if os.path.isfile(path))
 
 
 def get_build_manifest_audio_state(wildcards):
@@ -122,15 +121,44 @@ def get_all_targets():
     )
 
 
-def shard_ids():
-    return list(range(config["shards"]))
+def shard_ids(corpus):
+    return list(range(shard_count(corpus)))
+
+
+@functools.cache
+def shard_count(corpus):
+    """config: shards, or with shards: auto (the default) a count from the corpus' size: one
+    shard per resources.UTTERANCES_PER_SHARD utterances, at least 2. A fold has its corpus'.
+    """
+    if config["shards"] != "auto":
+        return config["shards"]
+    return resources.auto_shards(corpus_size(corpus))
+
+
+@functools.cache
+def corpus_size(corpus):
+    """Utterances a corpus lists, known when the DAG is built (a synthetic corpus' from its
+    options, before it is generated)."""
+    if parent := config["corpora"][corpus].get(FOLD_OF):
+        return corpus_size(parent)
+    spec = corpus_spec(corpus)
+    if spec["type"] == "synthetic":
+        speakers = spec["female_speakers"] + spec["male_speakers"]
+        return speakers * spec["utterances_per_class"] * len(SYNTHETIC_CLASSES)
+    return len(_corpus_table(corpus))
+
+
+@functools.cache
+def _corpus_table(corpus):
+    """A non-synthetic corpus' table, read once per DAG build."""
+    return read_corpus(corpus_spec(corpus)).table
 
 
 def get_bin_tokens_lld(wildcards):
     return expand(
         "results/{corpus}/lld/{shard}.parquet",
         corpus=wildcards.corpus,
-        shard=shard_ids(),
+        shard=shard_ids(wildcards.corpus),
     )
 
 
@@ -180,7 +208,7 @@ def get_build_prompts_mem_mb(wildcards, input):
     )
     _, conditions, wordings = _size(wildcards.corpus, [])
     return resources.build_prompts_mem_mb(
-        evaluated, config["shards"], conditions, wordings
+        evaluated, shard_count(wildcards.corpus), conditions, wordings
     )
 
 
@@ -189,7 +217,7 @@ def get_analysis_mem_mb(wildcards, input):
     options = config["analysis"]
     return resources.analysis_mem_mb(
         evaluated,
-        config["shards"],
+        shard_count(wildcards.corpus),
         conditions,
         wordings,
         resamples=options["resamples"],
@@ -203,7 +231,7 @@ def get_analysis_runtime(wildcards, input):
 
 def get_extract_lld_runtime(wildcards, input, threads):
     return resources.lld_runtime_min(
-        input.manifest, int(wildcards.shard), config["shards"], threads
+        input.manifest, int(wildcards.shard), shard_count(wildcards.corpus), threads
     )
 
 
@@ -215,7 +243,7 @@ def get_analysis_inputs(pattern):
             path
             for corpus in analysed_corpora(wildcards.corpus)
             for path in expand(
-                pattern, shard=shard_ids(), corpus=corpus, model=wildcards.model
+                pattern, shard=shard_ids(corpus), corpus=corpus, model=wildcards.model
             )
         ]
 
@@ -272,7 +300,7 @@ def get_shards(pattern):
     """An input function: ``pattern`` for every shard of the job's corpus (and model)."""
 
     def inputs(wildcards):
-        return expand(pattern, shard=shard_ids(), **wildcards)
+        return expand(pattern, shard=shard_ids(wildcards.corpus), **wildcards)
 
     return inputs
 

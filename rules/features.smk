@@ -15,7 +15,7 @@ rule extract_lld:
         runtime=get_extract_lld_runtime,
     params:
         shard=lambda wildcards: int(wildcards.shard),
-        shards=config["shards"],
+        shards=lambda wildcards: shard_count(wildcards.corpus),
         cache_dir=config["cache_dir"],
     script:
         "../workflow_scripts/extract_lld.py"

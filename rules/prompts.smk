@@ -18,6 +18,6 @@ rule build_prompts:
         split=lambda wildcards: corpus_setting(
             config, wildcards.corpus, "evaluate_split"
         ),
-        shards=config["shards"],
+        shards=lambda wildcards: shard_count(wildcards.corpus),
     script:
         "../workflow_scripts/build_prompts.py"

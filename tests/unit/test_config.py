@@ -12,7 +12,7 @@ def test_default_config_is_valid_and_defaults_are_filled():
     demo = config["corpora"]["demo"]
     assert demo["type"] == "synthetic" and demo["sample_rate"] == 16000
     assert config["audio_checks"]["silence_peak"] == 1e-4
-    assert config["shards"] >= 1
+    assert config["shards"] == "auto"  # one shard per 5,000 utterances, at least 2
 
 
 def test_defaults_inside_a_corpus_type_are_filled():

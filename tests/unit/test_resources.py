@@ -47,3 +47,12 @@ def test_evaluated_utterances_from_the_manifest(tmp_path):
     assert resources.evaluated_utterances(path, "test") == 2
     assert resources.evaluated_utterances(path, "all") == 3
     assert resources.evaluated_utterances(tmp_path / "none.parquet", "test") is None
+
+
+def test_auto_shards_keep_each_shard_under_its_utterances():
+    assert resources.auto_shards(384) == resources.MIN_SHARDS == 2  # the demo
+    assert resources.auto_shards(5_531) == 2  # IEMOCAP
+    assert resources.auto_shards(18_216) == 4  # FAU-Aibo
+    assert resources.auto_shards(300_000) == 60
+    for n in (1, 4_999, 5_001, 123_456):
+        assert n / resources.auto_shards(n) <= resources.UTTERANCES_PER_SHARD

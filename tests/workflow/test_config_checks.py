@@ -149,3 +149,22 @@ def test_the_run_starts_with_the_note(workflow):
     write_config(workflow, config)
     result = snakemake(workflow, "--cores", "1", "results/demo/manifest.parquet")
     assert "no model runs on corpus demo" in result.stderr
+
+
+def test_shards_auto_follows_the_corpus_size_and_a_number_is_kept(workflow):
+    """shards: auto (the default) gives a corpus one shard per 5,000 utterances (at least 2); a
+    number in the config is that number, for every corpus."""
+    from cuealign.resources import UTTERANCES_PER_SHARD
+
+    big = {"type": "synthetic", "female_speakers": 40, "male_speakers": 40, "utterances_per_class": 40}
+    small = {"type": "synthetic"}  # the generator's defaults: 8 speakers x 8 x 4 classes
+    config = {"corpora": {"big": big, "small": small}}
+    write_config(workflow, config)
+    plan = snakemake(workflow, "-n", "--cores", "2", "--until", "extract_lld").stdout
+    jobs = re.findall(r"wildcards: corpus=(\w+), shard=(\d+)", plan)
+    per_corpus = {c: {int(s) for corpus, s in jobs if corpus == c} for c in ("big", "small")}
+    assert 80 * 40 * 4 == 12_800 and UTTERANCES_PER_SHARD == 5000
+    assert per_corpus == {"big": {0, 1, 2}, "small": {0, 1}}
+    write_config(workflow, config | {"shards": 5})
+    plan = snakemake(workflow, "-n", "--cores", "2", "--until", "extract_lld").stdout
+    assert {s for _, s in re.findall(r"wildcards: corpus=(\w+), shard=(\d+)", plan)} == {str(i) for i in range(5)}
