@@ -134,12 +134,37 @@ class AnswerStore:
             except sqlite3.Error as exc:
                 log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
                 self._readers.pop(path, None)
-        if self._has_legacy is None:  # entries of the former layout: ab/abcdef....json
-            self._has_legacy = self.root.is_dir() and any(p.is_dir() and len(p.name) == 2 for p in self.root.iterdir())
-        return [found[k] if k in found else (self.legacy.get(k) if self._has_legacy else None) for k in keys]
+        legacy = self._legacy_layout()
+        return [found[k] if k in found else (self.legacy.get(k) if legacy else None) for k in keys]
 
     def get(self, key: str) -> Any | None:
         return self.get_many([key])[0]
+
+    def known(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a stored entry (without reading the answers: a shard's million
+        keys are asked at once). An entry found here may still read as a miss if it is damaged."""
+        found: set[str] = set()
+        wanted = list(dict.fromkeys(keys))
+        for path, connection in self._files():
+            missing = [k for k in wanted if k not in found]
+            if not missing:
+                break
+            try:
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    query = f"SELECT key FROM answers WHERE key IN ({','.join('?' * len(chunk))})"
+                    found.update(key for (key,) in connection.execute(query, chunk))
+            except sqlite3.Error as exc:
+                log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
+                self._readers.pop(path, None)
+        if self._legacy_layout():
+            found.update(k for k in wanted if k not in found and self.legacy.path(k).is_file())
+        return found
+
+    def _legacy_layout(self) -> bool:
+        if self._has_legacy is None:  # entries of the former layout: ab/abcdef....json
+            self._has_legacy = self.root.is_dir() and any(p.is_dir() and len(p.name) == 2 for p in self.root.iterdir())
+        return self._has_legacy
 
     def put_many(self, items: list[tuple[str, Any]]) -> None:
         """Store answers in one transaction: all of them, or (killed) none."""

@@ -181,7 +181,8 @@ def predict_shard(
     order = [first[key] for key in zip(prompts["utt_id"], prompts["audio"], strict=True)]
     prompts = prompts.iloc[np.argsort(order, kind="stable")]
     groups = prompts.groupby(["utt_id", "audio", "variant"], sort=False)
-    # what every row asks, and what the store holds of it, looked up once for the shard
+    # what every row asks, and which of it the store holds, looked up once for the shard (the
+    # answers themselves are read utterance by utterance)
     planned = []
     for (_, audio_kind, _), rows in groups:
         if rows["prefix_text"].nunique() != 1:
@@ -196,12 +197,11 @@ def predict_shard(
             for row in rows.itertuples()
         ]
         planned.append((audio_kind, rows, keys))
-    every_key = list(dict.fromkeys(key for _, _, keys in planned for key in keys))
-    stored = dict(zip(every_key, cache.get_many(every_key), strict=True))
+    stored = cache.known([key for _, _, keys in planned for key in keys])
     fresh: dict[str, dict] = {}  # answered in this job (another wording may ask the same)
     # the audio of the groups with something to compute, read ahead in a thread while the model works
     reader = _ReadAhead(
-        [(rows["path"].iloc[0], kind) for kind, rows, keys in planned if any(stored[k] is None for k in keys)],
+        [(rows["path"].iloc[0], kind) for kind, rows, keys in planned if any(k not in stored for k in keys)],
         lambda where: load_model_audio(
             where[0], rate=backend.sampling_rate, window_s=backend.window_s, silence=where[1] == "silence"
         ),
@@ -211,7 +211,10 @@ def predict_shard(
         for audio_kind, rows, keys in tqdm(
             planned, total=len(planned), desc="utterances", disable=not progress, mininterval=10
         ):
-            answers = [fresh[k] if k in fresh else stored[k] for k in keys]
+            answers = [fresh.get(k) for k in keys]
+            asked = [i for i, answer in enumerate(answers) if answer is None and keys[i] in stored]
+            for i, answer in zip(asked, cache.get_many([keys[i] for i in asked]), strict=True):
+                answers[i] = answer
             missing = [i for i, answer in enumerate(answers) if answer is None]
             # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
             first_asked = {}

@@ -135,4 +135,6 @@ def test_answer_store_reads_damage_as_misses_and_the_former_layout_as_answers(tm
     KeyedJsonCache(tmp_path, "answers").put("legacy", {"pred": "happy"})  # one JSON file per answer, as before
     reader = AnswerStore(tmp_path, "answers", writer="c")
     assert reader.get_many(["good", "bad", "legacy", "none"]) == [{"pred": "sad"}, None, {"pred": "happy"}, None]
+    # which keys are there (a shard's keys at once): a damaged entry is there, and reads as a miss
+    assert reader.known(["good", "bad", "legacy", "none"]) == {"good", "bad", "legacy"}
     assert "answers/b.sqlite cannot be read" in caplog.text
