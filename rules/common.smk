@@ -114,10 +114,15 @@ def get_all_targets():
                 "results/{corpus}/manifest.parquet",
                 "results/{corpus}/tokens.parquet",
                 "results/{corpus}/tokens/token_distributions.png",
-                "results/{corpus}/prompts/0.parquet",
             ],
             corpus=studied,
         )
+        # every shard's prompts (one job each), also for a corpus no model runs on
+        + [
+            f"results/{corpus}/prompts/{shard}.parquet"
+            for corpus in studied
+            for shard in shard_ids(corpus)
+        ]
     )
 
 
