@@ -22,9 +22,9 @@ import pandas as pd
 import soundfile as sf
 from scipy import signal
 
-log = logging.getLogger(__name__)
+from cuealign.corpora.synthetic import CLASSES  # one list of classes for the generator and the workflow
 
-CLASSES: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from cuealign.corpora import annotation_files, read_corpus
 from cuealign.folds import FOLD_OF, FOLD_SESSION
 from cuealign.prompts import prompt_variants
 from cuealign.provenance import model_fingerprint
-from cuealign.synthesis import CLASSES as SYNTHETIC_CLASSES
+from cuealign.corpora.synthetic import synthetic_size
 
 # Every model to probe: config models plus the ones the finetune rule trains.
 MODELS = model_entries(config)
@@ -148,8 +148,7 @@ def corpus_size(corpus):
         return corpus_size(parent)
     spec = corpus_spec(corpus)
     if spec["type"] == "synthetic":
-        speakers = spec["female_speakers"] + spec["male_speakers"]
-        return speakers * spec["utterances_per_class"] * len(SYNTHETIC_CLASSES)
+        return synthetic_size(spec)
     return len(_corpus_table(corpus))
 
 

@@ -9,6 +9,14 @@ import pandas as pd
 from cuealign.corpora.common import CorpusError, CorpusTable, require_unique_ids, resolve_inside
 
 GROUND_TRUTH = "ground_truth.csv"
+# the generator's classes (cuealign.synthesis), here so that the workflow knows a synthetic corpus'
+# size when it builds the DAG without importing the generator
+CLASSES: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
+
+
+def synthetic_size(options: dict) -> int:
+    """Utterances a synthetic corpus with these (validated) options holds."""
+    return (options["female_speakers"] + options["male_speakers"]) * options["utterances_per_class"] * len(CLASSES)
 
 
 def read_synthetic_corpus(root: str | Path, **_generation: object) -> CorpusTable:
