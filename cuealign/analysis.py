@@ -212,8 +212,9 @@ def reduce_predictions(predictions: pd.DataFrame, *, labels: list[str], conditio
 
 
 # what the analysis reads of a predictions shard (not the raw outputs, model and timing columns)
-READ_COLUMNS = ("utt_id", "condition", "kind", "p", "seed", "concept", "variant", "label", "speaker", "pred")
-READ_COLUMNS += ("label_tokens",)
+READ_COLUMNS = (
+    "utt_id", "condition", "kind", "p", "seed", "concept", "variant", "label", "speaker", "pred", "label_tokens",
+)  # fmt: skip
 
 
 def read_shard(

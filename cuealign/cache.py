@@ -114,8 +114,9 @@ class AnswerStore:
         own = [(self.writer_path, self._writer)] if self._writer is not None else []
         return own + list(self._readers.items())
 
-    def get_many(self, keys: list[str]) -> list[Any | None]:
-        """The answer stored under each key, or None (not there, or not readable)."""
+    def _lookup(self, keys: list[str], column: str, parse) -> dict[str, Any]:
+        """key -> parse(``column``) from the first file that holds the key readably (a file SQLite
+        cannot read, or an entry ``parse`` rejects with ValueError, is passed over)."""
         found: dict[str, Any] = {}
         wanted = list(dict.fromkeys(keys))
         for path, connection in self._files():
@@ -125,15 +126,20 @@ class AnswerStore:
             try:
                 for start in range(0, len(missing), 500):  # SQLite's limit on bound parameters
                     chunk = missing[start : start + 500]
-                    query = f"SELECT key, value FROM answers WHERE key IN ({','.join('?' * len(chunk))})"
+                    query = f"SELECT key, {column} FROM answers WHERE key IN ({','.join('?' * len(chunk))})"
                     for key, value in connection.execute(query, chunk):
                         try:
-                            found[key] = json.loads(value)
+                            found[key] = parse(value)
                         except ValueError:  # a damaged entry: computed again
                             continue
             except sqlite3.Error as exc:
                 log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
                 self._readers.pop(path, None)
+        return found
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """The answer stored under each key, or None (not there, or not readable)."""
+        found = self._lookup(keys, "value", json.loads)
         legacy = self._legacy_layout()
         return [found[k] if k in found else (self.legacy.get(k) if legacy else None) for k in keys]
 
@@ -143,22 +149,9 @@ class AnswerStore:
     def known(self, keys: list[str]) -> set[str]:
         """Which of ``keys`` have a stored entry (without reading the answers: a shard's million
         keys are asked at once). An entry found here may still read as a miss if it is damaged."""
-        found: set[str] = set()
-        wanted = list(dict.fromkeys(keys))
-        for path, connection in self._files():
-            missing = [k for k in wanted if k not in found]
-            if not missing:
-                break
-            try:
-                for start in range(0, len(missing), 500):
-                    chunk = missing[start : start + 500]
-                    query = f"SELECT key FROM answers WHERE key IN ({','.join('?' * len(chunk))})"
-                    found.update(key for (key,) in connection.execute(query, chunk))
-            except sqlite3.Error as exc:
-                log.warning("answer store %s cannot be read (%s): its answers count as missing", path, exc)
-                self._readers.pop(path, None)
+        found = set(self._lookup(keys, "key", lambda key: True))
         if self._legacy_layout():
-            found.update(k for k in wanted if k not in found and self.legacy.path(k).is_file())
+            found.update(k for k in dict.fromkeys(keys) if k not in found and self.legacy.path(k).is_file())
         return found
 
     def _legacy_layout(self) -> bool:

@@ -396,11 +396,8 @@ def test_rows_that_ask_the_same_prompt_are_computed_once(backend, prompts, tmp_p
             )
 
 
-def test_audio_is_read_ahead_in_a_thread_once_per_utterance_and_not_at_all_when_cached(
-    backend, prompts, tmp_path, tiny_qwen2_audio, monkeypatch
-):
-    """While the model works on one utterance the next one's audio is read in a background thread;
-    each file once (every wording shares it); a shard whose answers are all stored reads none."""
+def record_reads(monkeypatch) -> tuple[list, object]:
+    """Every audio read of predict_shard as (path, thread name), and the real reader."""
     import threading
 
     from cuealign import inference
@@ -413,6 +410,17 @@ def test_audio_is_read_ahead_in_a_thread_once_per_utterance_and_not_at_all_when_
         return real(path, **kwargs)
 
     monkeypatch.setattr(inference, "load_model_audio", recording)
+    return reads, real
+
+
+def test_audio_is_read_ahead_in_a_thread_once_per_utterance_and_not_at_all_when_cached(
+    backend, prompts, tmp_path, tiny_qwen2_audio, monkeypatch
+):
+    """While the model works on one utterance the next one's audio is read in a background thread;
+    each file once (every wording shares it); a shard whose answers are all stored reads none."""
+    from cuealign import inference
+
+    reads, real = record_reads(monkeypatch)
     cache = AnswerStore(tmp_path, "p")
     first = predict_shard(prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     assert sorted(path for path, _ in reads) == sorted(prompts["path"].unique())
@@ -437,24 +445,13 @@ def test_an_utterance_whose_audio_content_was_asked_already_takes_the_answers_an
     """Two files with the same content (a corpus that lists a recording twice) ask the same: the
     second takes the first's answers; its planned read is given up and the reads after it stay
     ahead in the background thread."""
-    import threading
-
-    from cuealign import inference
-
     u0 = prompts[prompts["utt_id"] == "u0"]
     twice = pd.concat(
         [u0, u0.assign(utt_id="u1", path=prompts.loc[prompts["utt_id"] == "u1", "path"].iloc[0])]
         + [prompts[prompts["utt_id"].isin(["u2", "u3"])]],
         ignore_index=True,
     )
-    reads = []
-    real = inference.load_model_audio
-
-    def recording(path, **kwargs):
-        reads.append((path, threading.current_thread().name))
-        return real(path, **kwargs)
-
-    monkeypatch.setattr(inference, "load_model_audio", recording)
+    reads, real = record_reads(monkeypatch)
     table = predict_shard(
         twice, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=AnswerStore(tmp_path, "p"), progress=False
     )
