@@ -12,6 +12,72 @@ import pandas as pd
 
 from cuealign.accounting import PromptCounts
 
+# What the publishers of each family's released checkpoints state about emotion corpora, read in
+# their own files (the README's "Training data stated by the publishers" gives the same, with
+# sources). A family not listed here has nothing recorded. Kept to what is written there: none of
+# the Qwen publications at hand lists its training corpora, so nothing is inferred for them.
+PUBLISHED = {
+    "qwen2-audio": {
+        "source": "QwenLM/Qwen2-Audio README.md and eval_audio/EVALUATION.md (595360e, 2025-04-21)",
+        "training": "no training corpora listed",
+        "mentions": {
+            "MELD": "evaluation: speech emotion recognition on the MELD test set",
+            "IEMOCAP": "evaluation: AIR-Bench's speech chat benchmark, which includes IEMOCAP",
+        },
+    },
+    "qwen2.5-omni": {
+        "source": "QwenLM/Qwen2.5-Omni README.md (f8bf58c, 2025-03-29)",
+        "training": "no training corpora listed",
+        "mentions": {"MELD": "evaluation: speech emotion recognition on MELD"},
+    },
+    "audio-flamingo-3": {
+        "source": (
+            "NVIDIA/audio-flamingo, branch audio_flamingo_3: modelcard.md (d60c40d, 2025-07-11) and "
+            "llava/data/registry/mixtures.yaml"
+        ),
+        "training": (
+            "model card, training (speech): MSP-Podcast, JL-Corpus, MELD, TESS, OMGEmotion, EmoV-DB; "
+            "testing: IEMOCAP; the repository's mixture audio_speech_all also names IEMOCAP, CREMA-D, "
+            "RAVDESS, MSP-Podcast 1.9 and MELD emotion classification sets"
+        ),
+        "mentions": {
+            "MSP-Podcast": "training (model card; mixture audio_speech_all: MSP-PODCAST-Publish-1.9)",
+            "MELD": "training (model card; mixture audio_speech_all)",
+            "IEMOCAP": "testing (model card); training mixture audio_speech_all (repository)",
+            "CREMA-D": "training mixture audio_speech_all (repository)",
+            "RAVDESS": "training mixture audio_speech_all (repository)",
+            "TESS": "training (model card)",
+            "JL-Corpus": "training (model card)",
+            "EmoV-DB": "training (model card)",
+            "OMGEmotion": "training (model card)",
+        },
+    },
+}
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def published_mentions(family: str | None, corpus: str, corpus_type: str) -> dict[str, str]:
+    """What the family's publishers say about this corpus (by its name or type), e.g.
+    ``{"IEMOCAP": "testing (model card); ..."}``; empty when they say nothing of it."""
+    mentions = PUBLISHED.get(family or "", {}).get("mentions", {})
+    names = [n for n in (_key(corpus), _key(corpus_type)) if n]
+    return {k: v for k, v in mentions.items() if any(_key(k) in n for n in names)}
+
+
+def published_note(family: str | None, corpus: str, corpus_type: str, overlap: list[str]) -> str | None:
+    """A note when the publishers mention this corpus but known_training_overlap does not name it."""
+    mentions = published_mentions(family, corpus, corpus_type)
+    if not mentions or overlap_warning(corpus, corpus_type, overlap):
+        return None
+    said = "; ".join(f"{k}: {v}" for k, v in mentions.items())
+    return (
+        f"models.<name>.known_training_overlap does not name {corpus}, but the publishers of {family} "
+        f"mention it ({said}; {PUBLISHED[family]['source']}): check, and set it if the model saw this corpus"
+    )
+
 
 def overlap_warning(corpus: str, corpus_type: str, overlap: list[str]) -> str | None:
     """A warning when the model's known training data names this corpus (its name or type)."""
@@ -76,6 +142,16 @@ def protocol_card(
         "model_path": model_spec.get("path"),
         "known_training_overlap": overlap,
         "overlap_warning": overlap_warning(corpus, spec["type"], overlap),
+        "published": (
+            {
+                "family": model_spec["family"],
+                **{k: v for k, v in PUBLISHED[model_spec["family"]].items() if k != "mentions"},
+                "this_corpus": published_mentions(model_spec["family"], corpus, spec["type"]),
+            }
+            if model_spec.get("family") in PUBLISHED
+            else None
+        ),
+        "published_note": published_note(model_spec.get("family"), corpus, spec["type"], overlap),
     }
 
 
@@ -101,6 +177,16 @@ def card_table(card: dict) -> pd.DataFrame:
         ("model", f"{card['model']} ({card['model_path']})"),
         ("known training overlap", ", ".join(card["known_training_overlap"]) or "none recorded"),
     ]
+    published = card.get("published")
+    if published:
+        rows.append(
+            (
+                f"released {published['family']} checkpoints: stated by their publishers",
+                f"{published['training']} ({published['source']})",
+            )
+        )
+    if card.get("published_note"):
+        rows.insert(0, ("NOTE", card["published_note"]))
     if card["overlap_warning"]:
         rows.insert(0, ("WARNING", card["overlap_warning"]))
     return pd.DataFrame(rows, columns=["", "protocol card"])

@@ -134,6 +134,9 @@ with log_to(snakemake.log[0]) as log:
     if card["overlap_warning"]:
         log.warning("%s", card["overlap_warning"])
         print(f"{corpus} / {model}: WARNING: {card['overlap_warning']}", file=sys.__stderr__)
+    if card["published_note"]:
+        log.warning("%s", card["published_note"])
+        print(f"{corpus} / {model}: NOTE: {card['published_note']}", file=sys.__stderr__)
     with open(snakemake.output.run, "w") as stream:
         json.dump(run, stream, indent=2, default=str)
     # every table says what it was made from

@@ -1,9 +1,11 @@
 """The protocol card: its counts are the accounting chain's; a known training overlap is shown."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from cuealign.accounting import accounting
-from cuealign.card import card_table, overlap_warning, protocol_card
+from cuealign.card import PUBLISHED, card_table, overlap_warning, protocol_card, published_mentions
 from cuealign.interventions import Condition
 
 IEMOCAP_MAP = {"ang": "angry", "hap": "happy", "exc": "happy", "neu": "neutral", "sad": "sad", "fru": None}
@@ -37,15 +39,15 @@ def _study():
     return manifest, prompts
 
 
-def _card(manifest, prompts, *, dropped, overlap):
+def _card(manifest, prompts, *, dropped, overlap, family="audio-flamingo-3", corpus="iemocap", corpus_type="iemocap"):
     return protocol_card(
-        corpus="iemocap",
-        spec={"type": "iemocap", "label_map": IEMOCAP_MAP},
+        corpus=corpus,
+        spec={"type": corpus_type, "label_map": IEMOCAP_MAP},
         manifest=manifest,
         prompts=prompts,
         dropped=dropped,
         model="af3",
-        model_spec={"path": "nvidia/audio-flamingo-3-hf", "known_training_overlap": overlap},
+        model_spec={"path": "nvidia/audio-flamingo-3-hf", "family": family, "known_training_overlap": overlap},
     )
 
 
@@ -62,7 +64,7 @@ def test_the_cards_counts_are_the_accounting_chains():
     assert card["failed_audio_checks"] == len(manifest) - chain["usable"]
     assert card["merged"] == {"happy": ["exc", "hap"]} and card["raw_labels_dropped"] == {"fru": 7, "xxx": 3}
     assert card["splits"]["test"]["speakers"] == 2 and card["overlap_warning"] is None
-    assert card_table(card).iloc[0, 0] == "corpus"
+    assert card_table(_card(manifest, prompts, dropped={}, overlap=[], family="clap")).iloc[0, 0] == "corpus"
 
 
 def test_a_known_training_overlap_with_this_corpus_is_a_warning_on_top():
@@ -71,3 +73,38 @@ def test_a_known_training_overlap_with_this_corpus_is_a_warning_on_top():
     assert overlap_warning("aibo", "aibo", ["IEMOCAP", "MELD"]) is None
     table = card_table(_card(*_study(), dropped={}, overlap=["IEMOCAP"]))
     assert table.iloc[0, 0] == "WARNING" and "trained on IEMOCAP" in table.iloc[0, 1]
+
+
+def test_what_the_publishers_state_is_on_the_card_and_a_note_when_the_config_does_not_say_it():
+    manifest, prompts = _study()
+    # AF3's model card lists IEMOCAP as a test set and its training mixture names it: the user has
+    # not set known_training_overlap, so the card opens with a note naming the source
+    card = _card(manifest, prompts, dropped={}, overlap=[])
+    assert card["overlap_warning"] is None and "IEMOCAP" in card["published"]["this_corpus"]
+    assert "audio_speech_all" in card["published_note"] and "modelcard.md" in card["published_note"]
+    table = card_table(card)
+    assert table.iloc[0, 0] == "NOTE" and "does not name iemocap" in table.iloc[0, 1]
+    stated = table.set_index("").loc["released audio-flamingo-3 checkpoints: stated by their publishers"].iloc[0]
+    assert "MSP-Podcast" in stated and "modelcard.md" in stated
+    # set from the card: a warning, and no note
+    card = _card(manifest, prompts, dropped={}, overlap=["IEMOCAP"])
+    assert card["published_note"] is None and card_table(card).iloc[0, 0] == "WARNING"
+    # a corpus the publishers do not mention: the statement is shown, no note
+    card = _card(manifest, prompts, dropped={}, overlap=[], family="qwen2-audio", corpus="aibo", corpus_type="aibo")
+    assert card["published_note"] is None and card["published"]["this_corpus"] == {}
+    assert card["published"]["training"] == "no training corpora listed"
+    # a table corpus named after MSP-Podcast is matched by its name; an unlisted family has nothing
+    assert list(published_mentions("audio-flamingo-3", "msp_podcast_v1.11", "manifest")) == ["MSP-Podcast"]
+    assert published_mentions("qwen2-audio", "msp_podcast", "manifest") == {}
+    assert published_mentions("clap", "iemocap", "iemocap") == {}
+    assert _card(manifest, prompts, dropped={}, overlap=[], family="clap")["published"] is None
+
+
+def test_the_readme_lists_what_the_code_shows_for_each_family():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Training data stated by the publishers", 1)[1].split("\n## ", 1)[0]
+    for family, stated in PUBLISHED.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{family}`"))
+        assert stated["training"] in row and stated["source"] in row, family
+        for corpus in stated["mentions"]:
+            assert corpus in row, (family, corpus)
