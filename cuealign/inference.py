@@ -99,10 +99,11 @@ def parse_answer(text: str, labels: list[str]) -> str:
 
 
 class _ReadAhead:
-    """The audio of the groups that will be computed, read in a background thread up to ``depth``
-    ahead, in the order they are asked for (reading and resampling release the GIL, so the next
-    utterance is read while the model works on this one). A read that fails raises where it is
-    asked for, as a read in line would."""
+    """The audio of the groups that will be computed, read (and prepared for the model, see
+    predict_shard) in a background thread up to ``depth`` ahead, in the order they are asked for
+    (reading, resampling, log-mel features and the Rust tokenizer release the GIL for much of
+    their time, so the next utterance is made ready while the model works on this one). A read
+    that fails raises where it is asked for, as a read in line would."""
 
     def __init__(self, wanted: list[tuple[str, str]], load, depth: int = 2):
         self.order = list(dict.fromkeys(wanted))
@@ -199,13 +200,25 @@ def predict_shard(
         planned.append((audio_kind, rows, keys))
     stored = cache.known([key for _, _, keys in planned for key in keys])
     fresh: dict[str, dict] = {}  # answered in this job (another wording may ask the same)
-    # the audio of the groups with something to compute, read ahead in a thread while the model works
-    reader = _ReadAhead(
-        [(rows["path"].iloc[0], kind) for kind, rows, keys in planned if any(k not in stored for k in keys)],
-        lambda where: load_model_audio(
+    # the audio of the groups with something to compute, read ahead in a thread while the model
+    # works, and where the backend can, the processor's work on it too (chat template, tokens,
+    # log-mel features of the first wording to compute, the tokens of its suffixes): none of it is
+    # left on the model's path
+    instruction: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for kind, rows, keys in planned:
+        suffixes = [s for s, k in zip(rows["suffix_text"], keys, strict=True) if k not in stored]
+        if suffixes:
+            instruction.setdefault((rows["path"].iloc[0], kind), (rows["prefix_text"].iloc[0], suffixes))
+    prepare = getattr(backend, "prepare", None)
+
+    def load(where: tuple[str, str]) -> tuple:
+        audio, policy = load_model_audio(
             where[0], rate=backend.sampling_rate, window_s=backend.window_s, silence=where[1] == "silence"
-        ),
-    )
+        )
+        prepared = prepare(audio, *instruction[where]) if prepare is not None and where in instruction else None
+        return audio, policy, prepared
+
+    reader = _ReadAhead(list(instruction), load)
     started = last_report = time.perf_counter()
     try:
         for audio_kind, rows, keys in tqdm(
@@ -222,12 +235,13 @@ def predict_shard(
                 first_asked.setdefault(keys[i], i)
             todo = list(first_asked.values())
             if todo:
-                audio, policy = reader.get((rows["path"].iloc[0], audio_kind))
+                audio, policy, prepared = reader.get((rows["path"].iloc[0], audio_kind))
+                ahead = {"prepared": prepared} if prepared is not None else {}
                 suffixes = [rows["suffix_text"].iloc[i] for i in todo]
                 start = time.perf_counter()
                 if mode == "score":
                     scores = backend.score(
-                        audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"]
+                        audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"], **ahead
                     )
                     made = [
                         {
@@ -250,6 +264,7 @@ def predict_shard(
                         suffixes,
                         max_new_tokens=spec["max_new_tokens"],
                         batch_size=spec["batch_size"],
+                        **ahead,
                     )
                     made = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
                 seconds = (time.perf_counter() - start) / len(todo)

@@ -16,8 +16,10 @@ numbers without any cache, as the reference the tests compare against.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,18 @@ class Prefix:
     inputs: dict  # the processor's output (audio features), kept for the full-recompute path
     next_position: int  # the rotary position of the first token after the prefix
     head: str  # the templated text the ids were made from (audio placeholder unexpanded)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The processor's inputs for one audio and instruction (what encode_prefix would ask the
+    processor for), made ahead of time by TransformersALM.prepare, e.g. in a read-ahead thread."""
+
+    prefix_text: str
+    head: str
+    tail: str
+    inputs: dict  # CPU tensors
+    suffix_ids: dict  # suffix text -> ids of suffix + tail, its split with head checked
 
 
 def load_processor(path: str, family: Family, **options):
@@ -111,6 +125,8 @@ class TransformersALM:
         self.label_variants = label_variants
         self._split_checked: set[tuple[str, str]] = set()
         self._audio_prefix: tuple[tuple, Prefix] | None = None  # system + audio of the last utterance
+        self._preparer = None  # prepare's own copy of the processor (made on first use)
+        self._prepare_lock = threading.Lock()
         torch_device, device_map = resolve_device(device)
         options = dict(local_files_only=True, revision=revision, trust_remote_code=trust_remote_code)
         try:
@@ -151,13 +167,14 @@ class TransformersALM:
 
     # --- text -----------------------------------------------------------------------------
 
-    def split_template(self, prefix_text: str) -> tuple[str, str]:
+    def split_template(self, prefix_text: str, processor=None) -> tuple[str, str]:
         """The chat-templated user turn, cut at the cue slot: (head with audio, tail). The system
         turn is the configured system prompt, or the template's own default when none is set."""
         conversation = [{"role": "user", "content": [AUDIO_ITEM, {"type": "text", "text": prefix_text + _SENTINEL}]}]
         if self.system_prompt is not None:
             conversation.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
-        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        processor = processor or self.processor
+        text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         head, tail = text.split(_SENTINEL)
         audio_token = getattr(self.processor, "audio_token", None)
         if audio_token and head.count(audio_token) != 1:
@@ -168,31 +185,46 @@ class TransformersALM:
             )
         return head, tail
 
-    def ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def ids(self, text: str, tokenizer=None) -> list[int]:
+        return (tokenizer or self.tokenizer)(text, add_special_tokens=False)["input_ids"]
 
     def check_split(self, head: str, suffix_tail: list[str]) -> None:
         """Each prompt tokenises as a whole exactly as its head and suffix do apart (the cached
         prefix is then what the model's own processor would feed it); checked once per text."""
+        self.split_ids(head, suffix_tail)
+
+    def split_ids(self, head: str, suffix_tail: list[str], tokenizer=None) -> list[list[int]]:
+        """The ids of each suffix (with the template's tail) tokenised on its own, each checked to
+        tokenise with ``head`` as a whole as the two do apart (see check_split). ``tokenizer``:
+        another copy of the model's tokenizer (prepare's, in its own thread)."""
         head_ids = None  # the head is the same for every suffix: tokenised once, if at all
+        out = []
         for rest in suffix_tail:
+            rest_ids = self.ids(rest, tokenizer)
+            out.append(rest_ids)
             if (head, rest) in self._split_checked:
                 continue
-            head_ids = head_ids if head_ids is not None else self.ids(head)
-            if self._apart_is_whole(head, rest, head_ids):
+            head_ids = head_ids if head_ids is not None else self.ids(head, tokenizer)
+            apart, whole = head_ids + rest_ids, self.ids(head + rest, tokenizer)
+            if apart == whole:
+                self._remember_split(head, rest)
                 continue
-            apart, whole = head_ids + self.ids(rest), self.ids(head + rest)
-            if apart != whole:
-                at = next((i for i, (a, b) in enumerate(zip(apart, whole, strict=False)) if a != b), len(whole))
-                merged = self.tokenizer.convert_ids_to_tokens(whole[at : at + 1])
-                raise ValueError(
-                    f"prompt: the text before the cue block and the cue block tokenise differently together "
-                    f"(the model's tokenizer makes {self.tokenizer.decode(whole[at : at + 1])!r} one token across "
-                    f"the split; token {merged}), so the cached prefix would not be what the model's own processor "
-                    f"feeds it. Around the split: {(head[-20:] + '|' + rest[:20])!r}. Start prompt.cues with a space "
-                    "and a word (the default ' Acoustic cues ...'), not a newline or punctuation, or end "
-                    "prompt.template's text before {cues} with a newline"
-                )
+            at = next((i for i, (a, b) in enumerate(zip(apart, whole, strict=False)) if a != b), len(whole))
+            merged = self.tokenizer.convert_ids_to_tokens(whole[at : at + 1])
+            raise ValueError(
+                f"prompt: the text before the cue block and the cue block tokenise differently together "
+                f"(the model's tokenizer makes {self.tokenizer.decode(whole[at : at + 1])!r} one token across "
+                f"the split; token {merged}), so the cached prefix would not be what the model's own processor "
+                f"feeds it. Around the split: {(head[-20:] + '|' + rest[:20])!r}. Start prompt.cues with a space "
+                "and a word (the default ' Acoustic cues ...'), not a newline or punctuation, or end "
+                "prompt.template's text before {cues} with a newline"
+            )
+        return out
+
+    def _remember_split(self, head: str, rest: str) -> None:
+        if len(self._split_checked) > 100_000:  # token strings differ per utterance: keep it bounded
+            self._split_checked.clear()
+        self._split_checked.add((head, rest))
 
     def _apart_is_whole(self, head: str, rest: str, head_ids: list[int] | None = None) -> bool:
         """Whether ``head + rest`` tokenises as ``head`` and ``rest`` do apart (memoised when so)."""
@@ -200,9 +232,7 @@ class TransformersALM:
             return True
         if (head_ids if head_ids is not None else self.ids(head)) + self.ids(rest) != self.ids(head + rest):
             return False
-        if len(self._split_checked) > 100_000:  # token strings differ per utterance: keep it bounded
-            self._split_checked.clear()
-        self._split_checked.add((head, rest))
+        self._remember_split(head, rest)
         return True
 
     def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
@@ -225,15 +255,54 @@ class TransformersALM:
         inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
         return dict(inputs), tail
 
-    def encode_prefix(self, audio: np.ndarray, prefix_text: str) -> Prefix:
+    def prepare(self, audio: np.ndarray, prefix_text: str, suffixes: list[str] = ()) -> Prepared:
+        """The processor's work for ``audio`` and ``prefix_text`` (chat template, tokens, log-mel
+        features) and the tokens of ``suffixes`` (their split with the head checked), done now so
+        that score and generate need not: inference calls it in its read-ahead thread for the next
+        utterance while the model works on this one. It uses its own copy of the processor, so the
+        model's thread and this one never share a tokenizer (a fast tokenizer used from two
+        threads at once can fail with "Already borrowed")."""
+        with self._prepare_lock:
+            if self._preparer is None:
+                self._preparer = copy.deepcopy(self.processor)
+            head, tail = self.split_template(prefix_text, processor=self._preparer)
+            inputs = self._preparer(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
+            unique = list(dict.fromkeys(suffixes))
+            ids = self.split_ids(head, [s + tail for s in unique], tokenizer=self._preparer.tokenizer)
+        return Prepared(
+            prefix_text=prefix_text,
+            head=head,
+            tail=tail,
+            inputs=dict(inputs),
+            suffix_ids=dict(zip(unique, ids, strict=True)),
+        )
+
+    def _suffix_ids(self, prefix: Prefix, suffixes: list[str], prepared: Prepared | None) -> list[list[int]]:
+        """The ids of each suffix + tail after ``prefix`` (split checked): prepare's where it made
+        them for this head, the rest tokenised here."""
+        ready = (
+            prepared.suffix_ids
+            if prepared is not None and (prepared.head, prepared.tail) == (prefix.head, prefix.tail)
+            else {}
+        )
+        rest = [s for s in dict.fromkeys(suffixes) if s not in ready]
+        made = (
+            dict(zip(rest, self.split_ids(prefix.head, [s + prefix.tail for s in rest]), strict=True)) if rest else {}
+        )
+        return [ready[s] if s in ready else made[s] for s in suffixes]
+
+    def encode_prefix(self, audio: np.ndarray, prefix_text: str, prepared: Prepared | None = None) -> Prefix:
         """Run system + audio + instruction once; keep the KV cache.
 
         The part up to the instruction (system, audio) is kept for the utterance last encoded: a
         second wording of the instruction for the same audio (prompt.variants) continues from it,
         running only its own instruction tokens, so the audio is encoded once per utterance
         whatever the number of wordings (causal attention: those positions' keys and values do
-        not depend on what follows them)."""
-        head, tail = self.split_template(prefix_text)
+        not depend on what follows them). ``prepared``: prepare's result for this same audio,
+        used when it was made for this ``prefix_text`` (the processor is then not called here)."""
+        if prepared is not None and prepared.prefix_text != prefix_text:
+            prepared = None
+        head, tail = (prepared.head, prepared.tail) if prepared is not None else self.split_template(prefix_text)
         audio_head = head[: len(head) - len(prefix_text)] if prefix_text and head.endswith(prefix_text) else None
         key = (hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest(), audio_head)
         if (
@@ -243,7 +312,10 @@ class TransformersALM:
             and self._apart_is_whole(audio_head, prefix_text + tail)
         ):
             return self._extend(self._audio_prefix[1], prefix_text, head, tail)
-        inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
+        if prepared is None:
+            inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
+        else:
+            inputs = prepared.inputs
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs, use_cache=True)
@@ -332,7 +404,14 @@ class TransformersALM:
     # --- scoring -------------------------------------------------------------------------------
 
     def score(
-        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
+        self,
+        audio: np.ndarray,
+        prefix_text: str,
+        suffixes: list[str],
+        labels: list[str],
+        *,
+        batch_size: int = 32,
+        prepared: Prepared | None = None,
     ) -> np.ndarray:
         """log P(label | prompt with suffix) for every suffix x label, the prefix encoded once.
 
@@ -342,22 +421,23 @@ class TransformersALM:
         unique-token floor (one prefix per utterance, one suffix per condition) whatever the
         tokenizer does to the labels.
         """
-        prefix = self.encode_prefix(audio, prefix_text)
-        self.check_split(prefix.head, [s + prefix.tail for s in suffixes])
+        prefix = self.encode_prefix(audio, prefix_text, prepared)
+        suffix_ids = self._suffix_ids(prefix, suffixes, prepared)
         spellings = [label_variants(label, self.label_variants) for label in labels]
-        scores = self._score_texts(prefix, suffixes, [v for vs in spellings for v in vs], batch_size=batch_size)
+        scores = self._score_texts(prefix, suffix_ids, [v for vs in spellings for v in vs], batch_size=batch_size)
         return _per_label(scores, spellings)
 
-    def _score_texts(self, prefix: Prefix, suffixes: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
-        """log P(text | prompt with suffix) for every suffix x text (see score)."""
-        suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
+    def _score_texts(
+        self, prefix: Prefix, suffix_ids: list[list[int]], labels: list[str], *, batch_size: int
+    ) -> np.ndarray:
+        """log P(text | prompt with suffix) for every suffix (as ids of suffix + tail) x text (see score)."""
         label_ids = [self.ids(label) for label in labels]
         first_tokens = torch.tensor([ids[0] for ids in label_ids])
         several = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
-        scores = np.zeros((len(suffixes), len(labels)))
+        scores = np.zeros((len(suffix_ids), len(labels)))
         length = prefix.ids.shape[1]
-        for start in range(0, len(suffixes), batch_size):
-            rows = list(range(start, min(start + batch_size, len(suffixes))))
+        for start in range(0, len(suffix_ids), batch_size):
+            rows = list(range(start, min(start + batch_size, len(suffix_ids))))
             ids, suffix_mask = self._padded([suffix_ids[i] for i in rows], self.pad_id)
             mask = torch.cat([torch.ones((len(rows), length), dtype=torch.long), suffix_mask], dim=1)
             with torch.inference_mode():
@@ -449,7 +529,14 @@ class TransformersALM:
         )
 
     def generate(
-        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], *, max_new_tokens: int = 8, batch_size: int = 32
+        self,
+        audio: np.ndarray,
+        prefix_text: str,
+        suffixes: list[str],
+        *,
+        max_new_tokens: int = 8,
+        batch_size: int = 32,
+        prepared: Prepared | None = None,
     ) -> list[str]:
         """Greedy answers, one per suffix, all suffixes of a batch decoded together from the shared
         prefix cache: each row is its suffix right-padded, then one token per step for every row,
@@ -458,9 +545,8 @@ class TransformersALM:
         repetition penalty) whatever the checkpoint's generation_config says (AF3-hf ships sampling
         and a repetition penalty); generate_one is the same with transformers' own generate, one
         prompt at a time, the reference the tests compare against token for token."""
-        prefix = self.encode_prefix(audio, prefix_text)
-        self.check_split(prefix.head, [s + prefix.tail for s in suffixes])
-        suffix_ids = [self.ids(s + prefix.tail) for s in suffixes]
+        prefix = self.encode_prefix(audio, prefix_text, prepared)
+        suffix_ids = self._suffix_ids(prefix, suffixes, prepared)
         answers: list[str] = []
         for start in range(0, len(suffixes), batch_size):
             rows = suffix_ids[start : start + batch_size]

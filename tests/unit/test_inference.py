@@ -461,3 +461,56 @@ def test_an_utterance_whose_audio_content_was_asked_already_takes_the_answers_an
     assert all(name.startswith("audio-read-ahead") for _, name in reads)
     read = [path for path, _ in reads]
     assert set(twice.loc[twice["utt_id"].isin(["u0", "u2", "u3"]), "path"]) <= set(read)
+
+
+def test_the_processors_work_on_the_next_utterance_is_done_in_the_read_ahead_thread(
+    backend, prompts, tmp_path, tiny_qwen2_audio, monkeypatch
+):
+    """The chat template, tokens and log-mel features of the next utterance are made in the
+    read-ahead thread (with the backend's own copy of the processor): the model's thread never
+    calls the processor, and the answers are those of the processor called in line."""
+    import threading
+
+    from transformers import Qwen2AudioProcessor
+
+    calls, tokenised = [], []
+    real_call, real_split = Qwen2AudioProcessor.__call__, type(backend).split_ids
+
+    def recording(self, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real_call(self, *args, **kwargs)
+
+    def recording_split(self, head, rests, tokenizer=None):
+        tokenised.append((threading.current_thread().name, len(rests)))
+        return real_split(self, head, rests, tokenizer)
+
+    monkeypatch.setattr(Qwen2AudioProcessor, "__call__", recording)
+    monkeypatch.setattr(type(backend), "split_ids", recording_split)
+    backend._audio_prefix = None
+    ahead = predict_shard(
+        prompts,
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio),
+        cache=AnswerStore(tmp_path / "a", "p"),
+        progress=False,
+    )
+    assert len(calls) == prompts["utt_id"].nunique() and all(n.startswith("audio-read-ahead") for n in calls)
+    # every suffix tokenised (and its split checked) there too, none where the model runs
+    assert all(n.startswith("audio-read-ahead") for n, _ in tokenised) and sum(k for _, k in tokenised) == len(prompts)
+
+    class InLine(Counting):
+        prepare = None  # a backend that cannot prepare: the processor is called where the model runs
+
+    calls.clear()
+    backend._audio_prefix = None
+    in_line = predict_shard(
+        prompts,
+        InLine(backend),
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio),
+        cache=AnswerStore(tmp_path / "b", "p"),
+        progress=False,
+    )
+    assert calls == ["MainThread"] * prompts["utt_id"].nunique()
+    pd.testing.assert_frame_equal(ahead.drop(columns="seconds"), in_line.drop(columns="seconds"))

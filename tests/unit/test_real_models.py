@@ -104,6 +104,23 @@ def test_every_layout_scores_as_its_own_processor_and_generates_as_transformers_
     one_by_one = [backend.generate_one(audio(1), PREFIX, s, max_new_tokens=5) for s in SUFFIXES]
     assert answers == one_by_one and any(answers)
 
+    # the processor's work made ahead (inference does it in its read-ahead thread, with its own
+    # copy of the processor) gives the same numbers and answers; made for another wording, unused
+    backend._audio_prefix = None
+    prepared = backend.prepare(audio(1), PREFIX, SUFFIXES)
+    assert backend._preparer is not backend.processor and backend._preparer.tokenizer is not backend.tokenizer
+    assert [prepared.suffix_ids[s] for s in SUFFIXES] == [backend.ids(s + prepared.tail) for s in SUFFIXES]
+    np.testing.assert_array_equal(
+        backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2, prepared=prepared), scores
+    )
+    backend._audio_prefix = None
+    assert backend.generate(audio(1), PREFIX, SUFFIXES, max_new_tokens=5, batch_size=2, prepared=prepared) == answers
+    backend._audio_prefix = None
+    other = backend.prepare(audio(1), "Another wording.")
+    np.testing.assert_array_equal(
+        backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2, prepared=other), scores
+    )
+
 
 @pytest.mark.parametrize(
     ("layout", "window_s"),
@@ -147,6 +164,8 @@ def test_a_cue_block_that_merges_across_the_split_is_an_error_naming_the_fix(lay
         backend.score(audio(1), prefix, [suffix], LABELS)
     with pytest.raises(ValueError, match="tokenise differently together"):
         backend.generate(audio(1), prefix, [suffix])
+    with pytest.raises(ValueError, match="tokenise differently together"):  # made ahead: the same check
+        backend.prepare(audio(1), prefix, [suffix])
     # the fix the message names: a newline at the end of the text before {cues} splits cleanly
     fixed = PromptTemplate(
         template=SCHEMA_TEMPLATE.replace("{cues}", "\n{cues}"), cues="Cues: {tokens}.", labels=("a",)
