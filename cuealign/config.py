@@ -46,6 +46,21 @@ def _where(error: jsonschema.ValidationError) -> str:
     return f"config: {path}" if path else "config"
 
 
+def _alternative(schema: dict) -> str:
+    """One branch of a oneOf/anyOf in words, e.g. 'a whole number >= 1' or "'auto'"."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false"}
+    words = kind.get(schema.get("type"), f"a {schema.get('type', 'value')}")
+    if "minimum" in schema:
+        words += f" >= {schema['minimum']}"
+    if "maximum" in schema:
+        words += f" <= {schema['maximum']}"
+    return words
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config`` in place, fill its defaults and return it.
 
@@ -63,6 +78,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             if error.validator == "additionalProperties":
                 allowed = sorted(error.schema.get("properties", {}))
                 message += f"; allowed keys here: {', '.join(allowed)}"
+            if error.validator in {"oneOf", "anyOf"}:
+                message = f"{_where(error)}: {error.instance!r} is not " + " or ".join(
+                    map(_alternative, error.validator_value)
+                )
             lines.append(message)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
     ordered = _sorted_keys(config, ())

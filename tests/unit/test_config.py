@@ -46,6 +46,14 @@ def test_defaults_inside_a_corpus_type_are_filled():
         ),
         ({"corpora": {}}, r"config: corpora: .*should be non-empty|does not have enough properties"),
         ({"corpora": {"bad/name": {"type": "synthetic"}}}, r"config: corpora: 'bad/name' does not match"),
+        (
+            {"corpora": {"d": {"type": "synthetic"}}, "shards": "many"},
+            r"config: shards: 'many' is not a whole number >= 1 or 'auto'$",
+        ),
+        (
+            {"corpora": {"d": {"type": "synthetic"}}, "shards": 0},
+            r"config: shards: 0 is not a whole number >= 1 or 'auto'",
+        ),
     ],
 )
 def test_invalid_config_names_the_key(config, message):
