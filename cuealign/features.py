@@ -143,9 +143,10 @@ class LLDCache(KeyedJsonCache):
         super().__init__(root, f"lld/opensmile-{opensmile.__version__}/{FEATURE_SET.name}/{SUMMARY_VERSION}")
 
 
-# Below this many files per worker, threads even when processes are asked for: a spawned process
-# takes ~1.5 s to start (importing openSMILE), the work of ~20 files.
+# pool "auto": processes from this many files per worker, threads below (a spawned process takes
+# ~1.5 s to start, importing openSMILE: the work of ~20 files)
 PROCESSES_FROM = 200
+POOLS = ("auto", "threads", "processes")
 
 
 def extract_lld_means(
@@ -154,16 +155,18 @@ def extract_lld_means(
     cache: LLDCache | None = None,
     threads: int = 1,
     progress: bool = True,
-    pool: str = "threads",
+    pool: str = "auto",
 ) -> pd.DataFrame:
     """utt_id + per-file LLD means, voiced_fraction and n_frames for every row of ``manifest``
     (rows must have passed their audio checks). Cached files are not extracted again.
 
-    ``threads`` workers: threads (``pool``, the default), or spawned processes, which share no GIL
-    (reading and summarising hold it for part of each file's time) but pay a start-up; with fewer
-    than PROCESSES_FROM files per worker, threads either way. benchmarks/lld_extraction.py measures
-    both against two independent openSMILE loops: on the 2-vCPU machine of 2026-12-02 threads
-    reached 0.73-0.81 of linear and processes 0.61-0.77, so threads stay the default."""
+    ``threads`` workers, as ``pool`` says: ``threads`` (one openSMILE per thread), ``processes``
+    (spawned: they share no GIL, which openSMILE's Python frame callback holds for part of each
+    file's time, but each pays ~1.5 s to start) or ``auto`` (the default): processes from
+    PROCESSES_FROM files per worker, threads below. benchmarks/lld_extraction.py measures both
+    against two independent openSMILE loops (2-vCPU machine, 2026-12-02): at 1,152 files
+    processes 1.07 of linear (the bare loops 1.10 in the same run) against 0.89 for threads; at
+    512 files 0.87 against 0.84 (bare loops 0.95); at 128 files threads were ahead."""
     columns = summary_columns()
     # a cached row that lacks a column (damaged, or written by an older summary) is extracted again
     rows: list[dict | None] = [
@@ -172,7 +175,9 @@ def extract_lld_means(
     ]
     todo = [i for i, row in enumerate(rows) if row is None]
     workers = max(threads, 1)
-    processes = pool == "processes" and workers > 1 and len(todo) >= PROCESSES_FROM * workers
+    if pool not in POOLS:
+        raise ValueError(f"pool {pool!r}: choose one of {POOLS}")
+    processes = workers > 1 and (pool == "processes" or (pool == "auto" and len(todo) >= PROCESSES_FROM * workers))
     log.info(
         "LLDs: %d files, %d from the cache, %d to extract (%d %s)",
         len(rows),

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,17 @@ def parse_answer(text: str, labels: list[str]) -> str:
         if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
             return wanted[(synonym,)]
     return UNPARSED
+
+
+class _Group(NamedTuple):
+    """The rows of one utterance, audio and prompt wording: they share one encoded prefix."""
+
+    audio_kind: str
+    path: str
+    prefix_text: str
+    suffixes: list[str]
+    carried: list[dict]  # what each prediction row keeps of its prompt row
+    keys: list[str]  # what each row asks, as answer store keys
 
 
 class _ReadAhead:
@@ -181,34 +193,50 @@ def predict_shard(
     first = {key: i for i, key in enumerate(dict.fromkeys(zip(prompts["utt_id"], prompts["audio"], strict=True)))}
     order = [first[key] for key in zip(prompts["utt_id"], prompts["audio"], strict=True)]
     prompts = prompts.iloc[np.argsort(order, kind="stable")]
-    groups = prompts.groupby(["utt_id", "audio", "variant"], sort=False)
     # what every row asks, and which of it the store holds, looked up once for the shard (the
-    # answers themselves are read utterance by utterance)
+    # answers themselves are read utterance by utterance); each group's columns as plain lists,
+    # made once here rather than with pandas per utterance on the model's path
+    columns = {c: prompts[c].tolist() for c in ("utt_id", "audio", "variant", "path", "sha256", "prefix_text")}
+    suffix_all = prompts["suffix_text"].tolist()
+    carried_all = prompts[carry].to_dict("records")
+    members: dict[tuple, list[int]] = {}
+    for position, key in enumerate(zip(columns["utt_id"], columns["audio"], columns["variant"], strict=True)):
+        members.setdefault(key, []).append(position)
     planned = []
-    for (_, audio_kind, _), rows in groups:
-        if rows["prefix_text"].nunique() != 1:
-            raise ValueError(
-                f"{rows['utt_id'].iloc[0]}: conditions of one utterance and prompt variant must share the prompt prefix"
-            )
+    for (utt_id, audio_kind, _), positions in members.items():
+        prefixes = {columns["prefix_text"][i] for i in positions}
+        if len(prefixes) != 1:
+            raise ValueError(f"{utt_id}: conditions of one utterance and prompt variant must share the prompt prefix")
+        prefix_text = prefixes.pop()
+        suffixes = [suffix_all[i] for i in positions]
         keys = [
             content_key(
                 asked
-                | {"audio": row.sha256, "audio_kind": audio_kind, "prefix": row.prefix_text, "suffix": row.suffix_text}
+                | {"audio": columns["sha256"][i], "audio_kind": audio_kind, "prefix": prefix_text, "suffix": suffix}
             )
-            for row in rows.itertuples()
+            for i, suffix in zip(positions, suffixes, strict=True)
         ]
-        planned.append((audio_kind, rows, keys))
-    stored = cache.known([key for _, _, keys in planned for key in keys])
+        planned.append(
+            _Group(
+                audio_kind,
+                columns["path"][positions[0]],
+                prefix_text,
+                suffixes,
+                [carried_all[i] for i in positions],
+                keys,
+            )
+        )
+    stored = cache.known([key for group in planned for key in group.keys])
     fresh: dict[str, dict] = {}  # answered in this job (another wording may ask the same)
     # the audio of the groups with something to compute, read ahead in a thread while the model
     # works, and where the backend can, the processor's work on it too (chat template, tokens,
     # log-mel features of the first wording to compute, the tokens of its suffixes): none of it is
     # left on the model's path
     instruction: dict[tuple[str, str], tuple[str, list[str]]] = {}
-    for kind, rows, keys in planned:
-        suffixes = [s for s, k in zip(rows["suffix_text"], keys, strict=True) if k not in stored]
+    for group in planned:
+        suffixes = [s for s, k in zip(group.suffixes, group.keys, strict=True) if k not in stored]
         if suffixes:
-            instruction.setdefault((rows["path"].iloc[0], kind), (rows["prefix_text"].iloc[0], suffixes))
+            instruction.setdefault((group.path, group.audio_kind), (group.prefix_text, suffixes))
     prepare = getattr(backend, "prepare", None)
 
     def load(where: tuple[str, str]) -> tuple:
@@ -221,9 +249,8 @@ def predict_shard(
     reader = _ReadAhead(list(instruction), load)
     started = last_report = time.perf_counter()
     try:
-        for audio_kind, rows, keys in tqdm(
-            planned, total=len(planned), desc="utterances", disable=not progress, mininterval=10
-        ):
+        for group in tqdm(planned, total=len(planned), desc="utterances", disable=not progress, mininterval=10):
+            keys = group.keys
             answers = [fresh.get(k) for k in keys]
             asked = [i for i, answer in enumerate(answers) if answer is None and keys[i] in stored]
             for i, answer in zip(asked, cache.get_many([keys[i] for i in asked]), strict=True):
@@ -235,13 +262,13 @@ def predict_shard(
                 first_asked.setdefault(keys[i], i)
             todo = list(first_asked.values())
             if todo:
-                audio, policy, prepared = reader.get((rows["path"].iloc[0], audio_kind))
+                audio, policy, prepared = reader.get((group.path, group.audio_kind))
                 ahead = {"prepared": prepared} if prepared is not None else {}
-                suffixes = [rows["suffix_text"].iloc[i] for i in todo]
+                suffixes = [group.suffixes[i] for i in todo]
                 start = time.perf_counter()
                 if mode == "score":
                     scores = backend.score(
-                        audio, rows["prefix_text"].iloc[0], suffixes, labels, batch_size=spec["batch_size"], **ahead
+                        audio, group.prefix_text, suffixes, labels, batch_size=spec["batch_size"], **ahead
                     )
                     made = [
                         {
@@ -260,7 +287,7 @@ def predict_shard(
                 else:
                     texts = backend.generate(
                         audio,
-                        rows["prefix_text"].iloc[0],
+                        group.prefix_text,
                         suffixes,
                         max_new_tokens=spec["max_new_tokens"],
                         batch_size=spec["batch_size"],
@@ -284,13 +311,12 @@ def predict_shard(
                 last_report = now
                 progress_log.info(
                     "%d of %d prompts answered (%d computed), %.1f prompts/s",
-                    len(records) + len(rows),
+                    len(records) + len(keys),
                     len(prompts),
                     computed,
-                    (len(records) + len(rows)) / (now - started),
+                    (len(records) + len(keys)) / (now - started),
                 )
-            carried = rows[carry].to_dict("records")
-            for row, answer in zip(carried, answers, strict=True):
+            for row, answer in zip(group.carried, answers, strict=True):
                 record = {
                     **row,
                     "pred": answer["pred"],

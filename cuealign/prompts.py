@@ -10,7 +10,9 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from cuealign.interventions import CONDITION_COLUMNS, Condition, condition_tokens
 from cuealign.shards import evaluated_shards
@@ -115,7 +117,8 @@ def build_prompts(
     before, after = template.cues.format(tokens=_SENTINEL).split(_SENTINEL)
     tokens = rows["token_string"].fillna("").astype("str")
     cue_block = (before + tokens + after).where(tokens != "", "")
-    rows["prefix_text"] = prefix
+    # the text before the cue block is one per wording: held once (a categorical), not per row
+    rows["prefix_text"] = pd.Categorical.from_codes(np.zeros(len(rows), dtype=np.int8), categories=[prefix])
     rows["suffix_text"] = cue_block + empty_suffix
     rows["text"] = AUDIO_MARKER + prefix + rows["suffix_text"]
     rows["variant"] = variant
@@ -176,4 +179,7 @@ def prompt_table(
         build_prompts(per_condition, manifest, PromptTemplate(template, cues, labels), variant)
         for variant, (template, cues) in prompt_variants(prompt).items()
     ]
-    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+    if len(tables) == 1:
+        return tables[0]
+    prefixes = union_categoricals([t["prefix_text"] for t in tables])  # still one entry per wording
+    return pd.concat(tables, ignore_index=True).assign(prefix_text=prefixes)

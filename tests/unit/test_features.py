@@ -128,7 +128,14 @@ def test_processes_threads_and_one_worker_give_the_same_table(tmp_path, caplog, 
     with caplog.at_level(logging.INFO, logger="cuealign.features"):
         spawned = extract_lld_means(manifest, threads=2, progress=False, pool="processes")
     assert f"{n} to extract (2 processes)" in caplog.text
-    threaded = extract_lld_means(manifest, threads=2, progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cuealign.features"):  # auto: processes from PROCESSES_FROM per worker
+        assert extract_lld_means(manifest, threads=2, progress=False).equals(spawned)
+        extract_lld_means(manifest.iloc[:-1], threads=2, progress=False)
+    assert f"{n} to extract (2 processes)" in caplog.text and f"{n - 1} to extract (2 threads)" in caplog.text
+    with pytest.raises(ValueError, match="pool 'forks'"):
+        extract_lld_means(manifest, pool="forks")
+    threaded = extract_lld_means(manifest, threads=2, progress=False, pool="threads")
     single = extract_lld_means(manifest, threads=1, progress=False)
     pd.testing.assert_frame_equal(spawned, single)
     pd.testing.assert_frame_equal(threaded, single)

@@ -98,7 +98,7 @@ def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_stu
         prompt_table(tiny_study["tokens"], manifest, tiny_study["meta"], **args)
 
 
-def test_prompt_variants_are_a_dimension_of_the_prompts(tiny_study):
+def test_prompt_variants_are_a_dimension_of_the_prompts(tiny_study, tmp_path):
     """Each wording (and token format) gives every utterance x condition its own prompt, all of an
     utterance's rows together; the main wording's rows are those of a study without variants."""
     from cuealign.config import validate_config
@@ -119,7 +119,14 @@ def test_prompt_variants_are_a_dimension_of_the_prompts(tiny_study):
         ["main", "feel", "terse"], len(plain)
     )
     main = swept[swept["variant"] == "main"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(main, plain.reset_index(drop=True))
+    pd.testing.assert_frame_equal(main, plain.reset_index(drop=True), check_categorical=False)
+    # the text before the cue block is held once per wording, not once per row, also as parquet
+    assert swept["prefix_text"].dtype == "category" and len(swept["prefix_text"].cat.categories) == 2
+    swept.to_parquet(tmp_path / "prompts.parquet", index=False)
+    again = pd.read_parquet(tmp_path / "prompts.parquet")
+    assert again["prefix_text"].dtype == "category" and again["prefix_text"].astype(str).equals(
+        swept["prefix_text"].astype(str)
+    )
     # an utterance's shard holds every wording of it
     from cuealign.shards import split_by_shard
 

@@ -19,8 +19,9 @@ SMALL_DEMO = {
 
 
 def test_tokens_stage_end_to_end(workflow):
-    # the same corpus twice under two names: the second must come from the LLD cache
-    write_config(workflow, {"corpora": {"demo": SMALL_DEMO, "twin": SMALL_DEMO}, "shards": 2})
+    # the same corpus twice under two names: the second must come from the LLD cache; openSMILE in
+    # spawned processes (as auto chooses for a large shard), which import the job's script again
+    write_config(workflow, {"corpora": {"demo": SMALL_DEMO, "twin": SMALL_DEMO}, "shards": 2, "lld_pool": "processes"})
     snakemake(workflow, "--cores", "2")
 
     manifest = pd.read_parquet(workflow / "results/demo/manifest.parquet")
@@ -56,7 +57,7 @@ def test_tokens_stage_end_to_end(workflow):
     pd.testing.assert_frame_equal(twin, tokens)
     logs = [(workflow / f"logs/{c}/extract_lld/{i}.log").read_text() for c in ("demo", "twin") for i in range(2)]
     extracted = sum(int(log.split(" from the cache, ")[1].split(" to extract")[0]) for log in logs)
-    assert extracted == len(manifest)
+    assert extracted == len(manifest) and all("(2 processes)" in log for log in logs[:2])
 
     # prompts: every test utterance under every condition, each utterance in one shard only
     prompts = [pd.read_parquet(workflow / f"results/demo/prompts/{i}.parquet") for i in range(2)]
