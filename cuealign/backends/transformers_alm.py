@@ -255,16 +255,30 @@ class TransformersALM:
         inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
         return dict(inputs), tail
 
-    def prepare(self, audio: np.ndarray, prefix_text: str, suffixes: list[str] = ()) -> Prepared:
+    def prepare(self, audio: np.ndarray, prefix_text: str, suffixes: list[str] = ()) -> Prepared | None:
         """The processor's work for ``audio`` and ``prefix_text`` (chat template, tokens, log-mel
         features) and the tokens of ``suffixes`` (their split with the head checked), done now so
         that score and generate need not: inference calls it in its read-ahead thread for the next
         utterance while the model works on this one. It uses its own copy of the processor, so the
         model's thread and this one never share a tokenizer (a fast tokenizer used from two
-        threads at once can fail with "Already borrowed")."""
+        threads at once can fail with "Already borrowed"). None, with a warning once, where the
+        processor cannot be copied (a checkpoint's own processor code may hold what cannot be):
+        the work is then done in line, with the same answers."""
         with self._prepare_lock:
             if self._preparer is None:
-                self._preparer = copy.deepcopy(self.processor)
+                try:
+                    self._preparer = copy.deepcopy(self.processor)
+                except Exception as exc:  # noqa: BLE001 - any failure to copy means: do it in line
+                    log.warning(
+                        "the processor (%s) cannot be copied for the read-ahead thread (%s: %s): its work is "
+                        "done in line with the model, the same answers a little slower",
+                        type(self.processor).__name__,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    self._preparer = False
+            if self._preparer is False:
+                return None
             head, tail = self.split_template(prefix_text, processor=self._preparer)
             inputs = self._preparer(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
             unique = list(dict.fromkeys(suffixes))

@@ -514,3 +514,44 @@ def test_the_processors_work_on_the_next_utterance_is_done_in_the_read_ahead_thr
     )
     assert calls == ["MainThread"] * prompts["utt_id"].nunique()
     pd.testing.assert_frame_equal(ahead.drop(columns="seconds"), in_line.drop(columns="seconds"))
+
+
+def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warning(
+    tiny_qwen2_audio, prompts, tmp_path, monkeypatch, caplog
+):
+    """A checkpoint's own processor class may not survive a copy: the read-ahead thread then
+    reads the audio only, the processor runs where the model does, and the answers are the same."""
+    import logging
+
+    from cuealign.backends import transformers_alm
+
+    copied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
+    reference = predict_shard(
+        prompts,
+        copied,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio),
+        cache=AnswerStore(tmp_path / "a", "p"),
+        progress=False,
+    )
+
+    real_deepcopy = transformers_alm.copy.deepcopy
+
+    def refuse(obj, *args):
+        if type(obj).__name__.endswith("Processor"):
+            raise TypeError("cannot pickle '_thread.lock' object")
+        return real_deepcopy(obj, *args)
+
+    monkeypatch.setattr(transformers_alm.copy, "deepcopy", refuse)
+    uncopied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
+    with caplog.at_level(logging.WARNING, logger="cuealign.backends.transformers_alm"):
+        table = predict_shard(
+            prompts,
+            uncopied,
+            labels=LABELS,
+            spec=spec(tiny_qwen2_audio),
+            cache=AnswerStore(tmp_path / "b", "p"),
+            progress=False,
+        )
+    assert caplog.text.count("cannot be copied for the read-ahead thread") == 1 and uncopied._preparer is False
+    pd.testing.assert_frame_equal(table.drop(columns="seconds"), reference.drop(columns="seconds"))
