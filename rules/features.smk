@@ -17,6 +17,5 @@ rule extract_lld:
         shard=lambda wildcards: int(wildcards.shard),
         shards=lambda wildcards: shard_count(wildcards.corpus),
         cache_dir=config["cache_dir"],
-        pool=config["lld_pool"],
     script:
         "../workflow_scripts/extract_lld.py"

@@ -70,8 +70,16 @@ def test_tokens_stage_end_to_end(workflow):
     assert aligned.to_dict() == tokens.set_index("utt_id").loc[sorted(test_ids), "token_string"].to_dict()
     assert (both.groupby("utt_id")["prefix_text"].nunique() == 1).all()
 
-    # a new corruption level reruns the prompts only
+    # how the LLD jobs use their cores is not a result: changing it reruns no stage (the report's
+    # page showing the config is made again, as for any config change)
     config = yaml.safe_load((workflow / "config.yaml").read_text())
+    write_config(workflow, config | {"lld_pool": "threads"})
+    plan = snakemake(workflow, "-n", "--quiet", "rules").stdout
+    assert "write_config_page" in plan
+    for rule in ("extract_lld", "bin_tokens", "build_prompts", "build_manifest"):
+        assert rule not in plan, rule
+
+    # a new corruption level reruns the prompts only
     config["conditions"] = {"corrupt_p": [0.0, 0.5, 1.0]}
     write_config(workflow, config)
     plan = snakemake(workflow, "-n", "--quiet", "rules").stdout
