@@ -37,15 +37,16 @@ PUBLISHED = {
         ),
         "training": (
             "model card, training (speech): MSP-Podcast, JL-Corpus, MELD, TESS, OMGEmotion, EmoV-DB; "
-            "testing: IEMOCAP; the repository's mixture audio_speech_all also names IEMOCAP, CREMA-D, "
-            "RAVDESS, MSP-Podcast 1.9 and MELD emotion classification sets"
+            "testing: IEMOCAP; the repository's data mixture audio_speech_all also names IEMOCAP, CREMA-D, "
+            "RAVDESS, MSP-Podcast 1.9 and MELD emotion classification sets (its published registry defines "
+            "the IEMOCAP one only as a test set)"
         ),
         "mentions": {
             "MSP-Podcast": "training (model card; mixture audio_speech_all: MSP-PODCAST-Publish-1.9)",
             "MELD": "training (model card; mixture audio_speech_all)",
-            "IEMOCAP": "testing (model card); training mixture audio_speech_all (repository)",
-            "CREMA-D": "training mixture audio_speech_all (repository)",
-            "RAVDESS": "training mixture audio_speech_all (repository)",
+            "IEMOCAP": "testing (model card); named in the data mixture audio_speech_all (repository)",
+            "CREMA-D": "named in the data mixture audio_speech_all (repository)",
+            "RAVDESS": "named in the data mixture audio_speech_all (repository)",
             "TESS": "training (model card)",
             "JL-Corpus": "training (model card)",
             "EmoV-DB": "training (model card)",
