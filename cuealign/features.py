@@ -166,7 +166,7 @@ def extract_lld_means(
     PROCESSES_FROM files per worker, threads below. benchmarks/lld_extraction.py measures both
     against two independent openSMILE loops (2-vCPU machine, 2026-12-02): at 1,152 files
     processes 1.07 of linear (the bare loops 1.10 in the same run) against 0.89 for threads; at
-    512 files 0.87 against 0.84 (bare loops 0.95); at 128 files threads were ahead."""
+    512 files 0.87 against 0.84 (bare loops 0.95)."""
     columns = summary_columns()
     # a cached row that lacks a column (damaged, or written by an older summary) is extracted again
     rows: list[dict | None] = [

@@ -15,6 +15,6 @@ if __name__ == "__main__":
             usable,
             cache=LLDCache(snakemake.params.cache_dir),
             threads=snakemake.threads,
-            pool=snakemake.config["lld_pool"],  # read here, not a param: changing it reruns nothing
+            pool=snakemake.config["lld_pool"],  # read here, not a param: changing it reruns no stage
         )
         table.to_parquet(snakemake.output.lld, index=False)
