@@ -68,11 +68,9 @@ def published_mentions(family: str | None, corpus: str, corpus_type: str) -> dic
     return {k: v for k, v in mentions.items() if any(_key(k) in n for n in names)}
 
 
-def published_note(family: str | None, corpus: str, corpus_type: str, overlap: list[str]) -> str | None:
-    """A note when the publishers mention this corpus but known_training_overlap does not name it."""
-    mentions = published_mentions(family, corpus, corpus_type)
-    if not mentions or overlap_warning(corpus, corpus_type, overlap):
-        return None
+def published_note(family: str, corpus: str, mentions: dict[str, str]) -> str:
+    """The note for a corpus the publishers mention (``mentions``, from published_mentions) that
+    known_training_overlap does not name."""
     said = "; ".join(f"{k}: {v}" for k, v in mentions.items())
     return (
         f"models.<name>.known_training_overlap does not name {corpus}, but the publishers of {family} "
@@ -116,6 +114,9 @@ def protocol_card(
         prompts = PromptCounts.of(prompts)
     evaluated = prompts.utterances
     overlap = list(model_spec.get("known_training_overlap") or [])
+    family = model_spec.get("family")
+    warning = overlap_warning(corpus, spec["type"], overlap)
+    mentions = published_mentions(family, corpus, spec["type"])
     return {
         "corpus": corpus,
         "corpus_type": spec["type"],
@@ -142,17 +143,17 @@ def protocol_card(
         "model": model,
         "model_path": model_spec.get("path"),
         "known_training_overlap": overlap,
-        "overlap_warning": overlap_warning(corpus, spec["type"], overlap),
+        "overlap_warning": warning,
         "published": (
             {
-                "family": model_spec["family"],
-                **{k: v for k, v in PUBLISHED[model_spec["family"]].items() if k != "mentions"},
-                "this_corpus": published_mentions(model_spec["family"], corpus, spec["type"]),
+                "family": family,
+                **{k: v for k, v in PUBLISHED[family].items() if k != "mentions"},
+                "this_corpus": mentions,
             }
-            if model_spec.get("family") in PUBLISHED
+            if family in PUBLISHED
             else None
         ),
-        "published_note": published_note(model_spec.get("family"), corpus, spec["type"], overlap),
+        "published_note": published_note(family, corpus, mentions) if mentions and not warning else None,
     }
 
 

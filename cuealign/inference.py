@@ -189,21 +189,21 @@ def predict_shard(
     records: list[dict] = []
     computed = repeated = 0
     # one group per utterance, audio and prompt variant: the rows that share one encoded prefix;
-    # an utterance's wordings one after the other, so that its audio is read and encoded once
-    first = {key: i for i, key in enumerate(dict.fromkeys(zip(prompts["utt_id"], prompts["audio"], strict=True)))}
-    order = [first[key] for key in zip(prompts["utt_id"], prompts["audio"], strict=True)]
-    prompts = prompts.iloc[np.argsort(order, kind="stable")]
-    # what every row asks, and which of it the store holds, looked up once for the shard (the
+    # an utterance's wordings one after the other, so that its audio is read and encoded once.
+    # What every row asks, and which of it the store holds, is looked up once for the shard (the
     # answers themselves are read utterance by utterance); each group's columns as plain lists,
     # made once here rather than with pandas per utterance on the model's path
     columns = {c: prompts[c].tolist() for c in ("utt_id", "audio", "variant", "path", "sha256", "prefix_text")}
     suffix_all = prompts["suffix_text"].tolist()
     carried_all = prompts[carry].to_dict("records")
-    members: dict[tuple, list[int]] = {}
-    for position, key in enumerate(zip(columns["utt_id"], columns["audio"], columns["variant"], strict=True)):
-        members.setdefault(key, []).append(position)
+    wordings_of: dict[tuple, dict[str, list[int]]] = {}
+    for position, (utt_id, audio, variant) in enumerate(
+        zip(columns["utt_id"], columns["audio"], columns["variant"], strict=True)
+    ):
+        wordings_of.setdefault((utt_id, audio), {}).setdefault(variant, []).append(position)
     planned = []
-    for (utt_id, audio_kind, _), positions in members.items():
+    groups = [(where, positions) for where, wordings in wordings_of.items() for positions in wordings.values()]
+    for (utt_id, audio_kind), positions in groups:
         prefixes = {columns["prefix_text"][i] for i in positions}
         if len(prefixes) != 1:
             raise ValueError(f"{utt_id}: conditions of one utterance and prompt variant must share the prompt prefix")

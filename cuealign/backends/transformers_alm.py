@@ -124,6 +124,7 @@ class TransformersALM:
             raise ValueError(f"label_variants {label_variants!r}: choose one of {LABEL_VARIANTS}")
         self.label_variants = label_variants
         self._split_checked: set[tuple[str, str]] = set()
+        self._label_ids: dict[str, list[int]] = {}  # each label spelling tokenised once, not per utterance
         self._audio_prefix: tuple[tuple, Prefix] | None = None  # system + audio of the last utterance
         self._preparer = None  # prepare's own copy of the processor (made on first use)
         self._prepare_lock = threading.Lock()
@@ -445,7 +446,10 @@ class TransformersALM:
         self, prefix: Prefix, suffix_ids: list[list[int]], labels: list[str], *, batch_size: int
     ) -> np.ndarray:
         """log P(text | prompt with suffix) for every suffix (as ids of suffix + tail) x text (see score)."""
-        label_ids = [self.ids(label) for label in labels]
+        for label in labels:
+            if label not in self._label_ids:
+                self._label_ids[label] = self.ids(label)
+        label_ids = [self._label_ids[label] for label in labels]
         first_tokens = torch.tensor([ids[0] for ids in label_ids])
         several = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
         scores = np.zeros((len(suffix_ids), len(labels)))

@@ -72,6 +72,11 @@ def spec(path, **changes):
     } | changes
 
 
+def answer(prompts, backend, model_path, cache):
+    """predict_shard as the runner calls it (score mode), quietly."""
+    return predict_shard(prompts, backend, labels=LABELS, spec=spec(model_path), cache=cache, progress=False)
+
+
 class Counting:
     """Wraps a backend: counts utterances scored, and can die after some (a simulated kill)."""
 
@@ -93,14 +98,7 @@ class Counting:
 
 
 def test_score_mode_gives_a_row_per_utterance_and_condition(backend, prompts, tmp_path, tiny_qwen2_audio):
-    table = predict_shard(
-        prompts,
-        backend,
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio),
-        cache=AnswerStore(tmp_path, "p"),
-        progress=False,
-    )
+    table = answer(prompts, backend, tiny_qwen2_audio, AnswerStore(tmp_path, "p"))
     assert len(table) == len(prompts)
     assert table[["utt_id", "condition"]].equals(prompts[["utt_id", "condition"]])
     logprobs = table[[f"logprob_{label}" for label in LABELS]].to_numpy()
@@ -157,14 +155,7 @@ def test_a_killed_shard_resumes_to_the_same_table(backend, prompts, tmp_path, ti
     resumed = Counting(backend)
     table = predict_shard(prompts, resumed, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=cache, progress=False)
     assert resumed.calls == 2  # the two utterances finished before the kill were not redone
-    fresh = predict_shard(
-        prompts,
-        backend,
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio),
-        cache=AnswerStore(tmp_path / "fresh", "p"),
-        progress=False,
-    )
+    fresh = answer(prompts, backend, tiny_qwen2_audio, AnswerStore(tmp_path / "fresh", "p"))
     columns = ["utt_id", "condition", "pred"] + [f"logprob_{label}" for label in LABELS]
     pd.testing.assert_frame_equal(table[columns], fresh[columns], atol=1e-6)
     assert not table.duplicated(["utt_id", "condition"]).any()
@@ -487,14 +478,7 @@ def test_the_processors_work_on_the_next_utterance_is_done_in_the_read_ahead_thr
     monkeypatch.setattr(Qwen2AudioProcessor, "__call__", recording)
     monkeypatch.setattr(type(backend), "split_ids", recording_split)
     backend._audio_prefix = None
-    ahead = predict_shard(
-        prompts,
-        backend,
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio),
-        cache=AnswerStore(tmp_path / "a", "p"),
-        progress=False,
-    )
+    ahead = answer(prompts, backend, tiny_qwen2_audio, AnswerStore(tmp_path / "a", "p"))
     assert len(calls) == prompts["utt_id"].nunique() and all(n.startswith("audio-read-ahead") for n in calls)
     # every suffix tokenised (and its split checked) there too, none where the model runs
     assert all(n.startswith("audio-read-ahead") for n, _ in tokenised) and sum(k for _, k in tokenised) == len(prompts)
@@ -504,14 +488,7 @@ def test_the_processors_work_on_the_next_utterance_is_done_in_the_read_ahead_thr
 
     calls.clear()
     backend._audio_prefix = None
-    in_line = predict_shard(
-        prompts,
-        InLine(backend),
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio),
-        cache=AnswerStore(tmp_path / "b", "p"),
-        progress=False,
-    )
+    in_line = answer(prompts, InLine(backend), tiny_qwen2_audio, AnswerStore(tmp_path / "b", "p"))
     assert calls == ["MainThread"] * prompts["utt_id"].nunique()
     pd.testing.assert_frame_equal(ahead.drop(columns="seconds"), in_line.drop(columns="seconds"))
 
@@ -526,14 +503,7 @@ def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warnin
     from cuealign.backends import transformers_alm
 
     copied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
-    reference = predict_shard(
-        prompts,
-        copied,
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio),
-        cache=AnswerStore(tmp_path / "a", "p"),
-        progress=False,
-    )
+    reference = answer(prompts, copied, tiny_qwen2_audio, AnswerStore(tmp_path / "a", "p"))
 
     real_deepcopy = transformers_alm.copy.deepcopy
 
@@ -545,13 +515,6 @@ def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warnin
     monkeypatch.setattr(transformers_alm.copy, "deepcopy", refuse)
     uncopied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
     with caplog.at_level(logging.WARNING, logger="cuealign.backends.transformers_alm"):
-        table = predict_shard(
-            prompts,
-            uncopied,
-            labels=LABELS,
-            spec=spec(tiny_qwen2_audio),
-            cache=AnswerStore(tmp_path / "b", "p"),
-            progress=False,
-        )
+        table = answer(prompts, uncopied, tiny_qwen2_audio, AnswerStore(tmp_path / "b", "p"))
     assert caplog.text.count("cannot be copied for the read-ahead thread") == 1 and uncopied._preparer is False
     pd.testing.assert_frame_equal(table.drop(columns="seconds"), reference.drop(columns="seconds"))
