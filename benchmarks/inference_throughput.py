@@ -69,14 +69,14 @@ def main() -> None:
         def best(run) -> float:  # seconds, best of --repeats
             times = []
             for _ in range(args.repeats):
-                backend._audio_prefix = None  # no utterance's prefix kept from the repeat before
+                backend.forget_prefixes()  # no utterance's prefix kept from the repeat before
                 start = time.perf_counter()
                 run()
                 times.append(time.perf_counter() - start)
             return min(times)
 
         def whole(a, s):  # the whole prompt for one condition: nothing kept from the call before
-            backend._audio_prefix = None
+            backend.forget_prefixes()
             return backend.generate_one(a, PREFIX, s, max_new_tokens=4)
 
         naive = best(lambda: [whole(a, s) for a in audios for s in conditions])

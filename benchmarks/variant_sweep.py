@@ -66,7 +66,7 @@ def main() -> None:
         ]
 
         def fresh(a, w):  # a run of one wording: each utterance's audio encoded for it
-            backend._audio_prefix = None
+            backend.forget_prefixes()
             return backend.score(a, w, conditions, LABELS)
 
         def separate():
@@ -81,7 +81,7 @@ def main() -> None:
         def best(run) -> tuple[float, object]:
             times, out = [], None
             for _ in range(args.repeats):
-                backend._audio_prefix = None  # no utterance's prefix kept from the repeat before
+                backend.forget_prefixes()  # no utterance's prefix kept from the repeat before
                 start = time.perf_counter()
                 out = run()
                 times.append(time.perf_counter() - start)

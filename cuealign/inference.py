@@ -147,6 +147,28 @@ class _ReadAhead:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _wheres(groups: list[_Group]) -> list[tuple[str, str]]:
+    """The audio (path, kind) of ``groups``, each once, in order."""
+    return list(dict.fromkeys((group.path, group.audio_kind) for group in groups))
+
+
+def _chunks(planned: list[_Group], size: int, computing) -> list[list[_Group]]:
+    """``planned`` cut into runs of consecutive groups holding at most ``size`` utterances
+    (audio) with something to compute (``computing`` holds their audio), each run as long as
+    can be: an utterance's groups are consecutive and stay in one run."""
+    chunks: list[list[_Group]] = [[]]
+    held: set[tuple[str, str]] = set()
+    for group in planned:
+        where = (group.path, group.audio_kind)
+        if where in computing and where not in held:
+            if len(held) == size:
+                chunks.append([])
+                held = set()
+            held.add(where)
+        chunks[-1].append(group)
+    return [chunk for chunk in chunks if chunk]
+
+
 def predict_shard(
     prompts: pd.DataFrame,
     backend,
@@ -246,88 +268,112 @@ def predict_shard(
         prepared = prepare(audio, *instruction[where]) if prepare is not None and where in instruction else None
         return audio, policy, prepared
 
-    reader = _ReadAhead(list(instruction), load)
+    # prefix_batch: the first wording of that many utterances encoded in one forward pass (where
+    # the backend can), then each utterance's conditions run on its own cache as before
+    prefix_batch = spec.get("prefix_batch", 1) if hasattr(backend, "encode_prefixes") else 1
+    reader = _ReadAhead(list(instruction), load, depth=2 * prefix_batch)
     started = last_report = time.perf_counter()
+    bar = tqdm(total=len(planned), desc="utterances", disable=not progress, mininterval=10)
     try:
-        for group in tqdm(planned, total=len(planned), desc="utterances", disable=not progress, mininterval=10):
-            keys = group.keys
-            answers = [fresh.get(k) for k in keys]
-            asked = [i for i, answer in enumerate(answers) if answer is None and keys[i] in stored]
-            for i, answer in zip(asked, cache.get_many([keys[i] for i in asked]), strict=True):
-                answers[i] = answer
-            missing = [i for i, answer in enumerate(answers) if answer is None]
-            # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
-            first_asked = {}
-            for i in missing:
-                first_asked.setdefault(keys[i], i)
-            todo = list(first_asked.values())
-            if todo:
-                audio, policy, prepared = reader.get((group.path, group.audio_kind))
-                ahead = {"prepared": prepared} if prepared is not None else {}
-                suffixes = [group.suffixes[i] for i in todo]
+        for chunk in _chunks(planned, prefix_batch, instruction):
+            # the chunk's audio (read ahead), and the first wording of each of its utterances with
+            # something to compute encoded together; the time that takes is shared among them
+            loaded = {where: reader.get(where) for where in _wheres(chunk) if where in instruction}
+            encoded: dict[tuple[tuple[str, str], str], tuple] = {}
+            if len(loaded) > 1:
                 start = time.perf_counter()
-                if mode == "score":
-                    scores = backend.score(
-                        audio, group.prefix_text, suffixes, labels, batch_size=spec["batch_size"], **ahead
-                    )
-                    made = [
-                        {
-                            "pred": labels[int(np.argmax(s))],
-                            "raw_output": labels[int(np.argmax(s))],
-                            "logprobs": s.tolist(),
-                        }
-                        if np.all(np.isfinite(s))
-                        else {
-                            "pred": INVALID,
-                            "raw_output": "non-finite label scores",
-                            "logprobs": np.asarray(s).tolist(),
-                        }
-                        for s in scores
-                    ]
-                else:
-                    texts = backend.generate(
-                        audio,
-                        group.prefix_text,
-                        suffixes,
-                        max_new_tokens=spec["max_new_tokens"],
-                        batch_size=spec["batch_size"],
-                        **ahead,
-                    )
-                    made = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
-                seconds = (time.perf_counter() - start) / len(todo)
-                for i, answer in zip(todo, made, strict=True):
-                    answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
-                for i in missing:
-                    answers[i] = dict(answers[first_asked[keys[i]]])
-                # as soon as the utterance is done, in one transaction: a kill loses at most this one;
-                # an invalid answer is asked again next time
-                valid = [(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID]
-                cache.put_many(valid)
-                fresh.update(valid)
-                computed += len(todo)
-                repeated += len(missing) - len(todo)
-            now = time.perf_counter()
-            if now - last_report >= PROGRESS_EVERY_S:
-                last_report = now
-                progress_log.info(
-                    "%d of %d prompts answered (%d computed), %.1f prompts/s",
-                    len(records) + len(keys),
-                    len(prompts),
-                    computed,
-                    (len(records) + len(keys)) / (now - started),
+                prefixes = backend.encode_prefixes(
+                    [(audio, instruction[where][0], prepared) for where, (audio, _, prepared) in loaded.items()]
                 )
-            for row, answer in zip(group.carried, answers, strict=True):
-                record = {
-                    **row,
-                    "pred": answer["pred"],
-                    "raw_output": answer["raw_output"],
-                    "seconds": answer["seconds"],
-                    "audio_policy": answer["audio_policy"],
-                }
-                for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
-                    record[f"logprob_{label}"] = value
-                records.append(record)
+                share = (time.perf_counter() - start) / len(loaded)
+                for where, prefix in zip(loaded, prefixes, strict=True):
+                    encoded[(where, instruction[where][0])] = (prefix, share)
+            for group in chunk:
+                bar.update()
+                where = (group.path, group.audio_kind)
+                keys = group.keys
+                answers = [fresh.get(k) for k in keys]
+                asked = [i for i, answer in enumerate(answers) if answer is None and keys[i] in stored]
+                for i, answer in zip(asked, cache.get_many([keys[i] for i in asked]), strict=True):
+                    answers[i] = answer
+                missing = [i for i, answer in enumerate(answers) if answer is None]
+                # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
+                first_asked = {}
+                for i in missing:
+                    first_asked.setdefault(keys[i], i)
+                todo = list(first_asked.values())
+                if todo:
+                    # a stored answer that reads as a miss (a corrupt entry) is computed here too
+                    audio, policy, prepared = loaded[where] if where in loaded else reader.get(where)
+                    ahead = {"prepared": prepared} if prepared is not None else {}
+                    prefix, spent = encoded.pop((where, group.prefix_text), (None, 0.0))
+                    if prefix is not None:
+                        ahead["prefix"] = prefix
+                    suffixes = [group.suffixes[i] for i in todo]
+                    start = time.perf_counter()
+                    if mode == "score":
+                        scores = backend.score(
+                            audio, group.prefix_text, suffixes, labels, batch_size=spec["batch_size"], **ahead
+                        )
+                        made = [
+                            {
+                                "pred": labels[int(np.argmax(s))],
+                                "raw_output": labels[int(np.argmax(s))],
+                                "logprobs": s.tolist(),
+                            }
+                            if np.all(np.isfinite(s))
+                            else {
+                                "pred": INVALID,
+                                "raw_output": "non-finite label scores",
+                                "logprobs": np.asarray(s).tolist(),
+                            }
+                            for s in scores
+                        ]
+                    else:
+                        texts = backend.generate(
+                            audio,
+                            group.prefix_text,
+                            suffixes,
+                            max_new_tokens=spec["max_new_tokens"],
+                            batch_size=spec["batch_size"],
+                            **ahead,
+                        )
+                        made = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
+                    seconds = (time.perf_counter() - start + spent) / len(todo)
+                    for i, answer in zip(todo, made, strict=True):
+                        answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
+                    for i in missing:
+                        answers[i] = dict(answers[first_asked[keys[i]]])
+                    # as soon as the utterance is done, in one transaction: a kill loses at most this one;
+                    # an invalid answer is asked again next time
+                    valid = [(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID]
+                    cache.put_many(valid)
+                    fresh.update(valid)
+                    computed += len(todo)
+                    repeated += len(missing) - len(todo)
+                now = time.perf_counter()
+                if now - last_report >= PROGRESS_EVERY_S:
+                    last_report = now
+                    progress_log.info(
+                        "%d of %d prompts answered (%d computed), %.1f prompts/s",
+                        len(records) + len(keys),
+                        len(prompts),
+                        computed,
+                        (len(records) + len(keys)) / (now - started),
+                    )
+                for row, answer in zip(group.carried, answers, strict=True):
+                    record = {
+                        **row,
+                        "pred": answer["pred"],
+                        "raw_output": answer["raw_output"],
+                        "seconds": answer["seconds"],
+                        "audio_policy": answer["audio_policy"],
+                    }
+                    for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
+                        record[f"logprob_{label}"] = value
+                    records.append(record)
     finally:
+        bar.close()
         reader.close()
     table = pd.DataFrame.from_records(records)
     if len(table):

@@ -49,9 +49,10 @@ class Prefix:
     ids: torch.Tensor  # (1, P)
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     tail: str  # the chat template after the user text (end of turn, assistant header)
-    inputs: dict  # the processor's output (audio features), kept for the full-recompute path
+    inputs: dict  # the processor's output (audio features, CPU tensors), kept for the full-recompute path
     next_position: int  # the rotary position of the first token after the prefix
     head: str  # the templated text the ids were made from (audio placeholder unexpanded)
+    instruction: str = ""  # the prefix_text it ends with ('' for a kept system + audio part)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class TransformersALM:
         self.label_variants = label_variants
         self._split_checked: set[tuple[str, str]] = set()
         self._label_ids: dict[str, list[int]] = {}  # each label spelling tokenised once, not per utterance
-        self._audio_prefix: tuple[tuple, Prefix] | None = None  # system + audio of the last utterance
+        self._audio_prefixes: dict[tuple, Prefix] = {}  # system + audio of the utterances last encoded
         self._preparer = None  # prepare's own copy of the processor (made on first use)
         self._prepare_lock = threading.Lock()
         torch_device, device_map = resolve_device(device)
@@ -306,65 +307,137 @@ class TransformersALM:
         )
         return [ready[s] if s in ready else made[s] for s in suffixes]
 
+    def forget_prefixes(self) -> None:
+        """Drop the kept system + audio prefixes (benchmarks and tests: the next utterance encodes afresh)."""
+        self._audio_prefixes = {}
+
+    def _inputs(self, audio: np.ndarray, prefix_text: str, prepared: Prepared | None) -> tuple[str, str, dict]:
+        """Head, tail and processor inputs (CPU tensors) for ``audio`` and ``prefix_text``:
+        ``prepared``'s where it was made for this ``prefix_text``, else the processor's now."""
+        if prepared is not None and prepared.prefix_text == prefix_text:
+            return prepared.head, prepared.tail, prepared.inputs
+        head, tail = self.split_template(prefix_text)
+        inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
+        return head, tail, dict(inputs)
+
+    def _audio_key(self, audio: np.ndarray, prefix_text: str, head: str) -> tuple[tuple, str | None]:
+        """What identifies the system + audio part of a prefix (None where the head does not end
+        with the instruction, so that the part cannot be cut off)."""
+        audio_head = head[: len(head) - len(prefix_text)] if prefix_text and head.endswith(prefix_text) else None
+        return (hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest(), audio_head), audio_head
+
+    def _kept(self, key: tuple, audio_head: str | None, prefix_text: str, head: str, tail: str) -> Prefix | None:
+        """The prefix for ``prefix_text`` continued from a kept system + audio prefix of this audio."""
+        base = self._audio_prefixes.get(key) if audio_head is not None else None
+        if base is None or not self._apart_is_whole(audio_head, prefix_text + tail):
+            return None
+        return self._extend(base, prefix_text, head, tail)
+
     def encode_prefix(self, audio: np.ndarray, prefix_text: str, prepared: Prepared | None = None) -> Prefix:
         """Run system + audio + instruction once; keep the KV cache.
 
-        The part up to the instruction (system, audio) is kept for the utterance last encoded: a
+        The part up to the instruction (system, audio) is kept for the utterances last encoded: a
         second wording of the instruction for the same audio (prompt.variants) continues from it,
         running only its own instruction tokens, so the audio is encoded once per utterance
         whatever the number of wordings (causal attention: those positions' keys and values do
         not depend on what follows them). ``prepared``: prepare's result for this same audio,
         used when it was made for this ``prefix_text`` (the processor is then not called here)."""
-        if prepared is not None and prepared.prefix_text != prefix_text:
-            prepared = None
-        head, tail = (prepared.head, prepared.tail) if prepared is not None else self.split_template(prefix_text)
-        audio_head = head[: len(head) - len(prefix_text)] if prefix_text and head.endswith(prefix_text) else None
-        key = (hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest(), audio_head)
-        if (
-            audio_head is not None
-            and self._audio_prefix is not None
-            and self._audio_prefix[0] == key
-            and self._apart_is_whole(audio_head, prefix_text + tail)
-        ):
-            return self._extend(self._audio_prefix[1], prefix_text, head, tail)
-        if prepared is None:
-            inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
-        else:
-            inputs = prepared.inputs
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        head, tail, inputs = self._inputs(audio, prefix_text, prepared)
+        key, audio_head = self._audio_key(audio, prefix_text, head)
+        if (kept := self._kept(key, audio_head, prefix_text, head, tail)) is not None:
+            return kept
+        self._audio_prefixes = {}
+        return self._encode([(key, audio_head, prefix_text, head, tail, inputs)])[0]
+
+    def encode_prefixes(self, items: list[tuple[np.ndarray, str, Prepared | None]]) -> list[Prefix]:
+        """The prefixes of several utterances (audio, prefix_text, prepared each, as encode_prefix
+        takes them) in one forward pass: their processor inputs right-padded into one batch (each
+        row's padding after its own tokens, masked, so a row's keys and values are those it has
+        alone, up to float rounding), then each row's cache cut to its own length. Each
+        utterance's system + audio part is kept for its other wordings, as encode_prefix keeps
+        the last one's. Rows a kept prefix can continue are not run again."""
+        made: list[Prefix | None] = []
+        todo, continued = [], set()
+        for audio, prefix_text, prepared in items:
+            head, tail, inputs = self._inputs(audio, prefix_text, prepared)
+            key, audio_head = self._audio_key(audio, prefix_text, head)
+            made.append(self._kept(key, audio_head, prefix_text, head, tail))
+            if made[-1] is None:
+                todo.append((len(made) - 1, (key, audio_head, prefix_text, head, tail, inputs)))
+            else:
+                continued.add(key)
+        if todo:
+            self._audio_prefixes = {k: v for k, v in self._audio_prefixes.items() if k in continued}
+            for (row, _), prefix in zip(todo, self._encode([item for _, item in todo]), strict=True):
+                made[row] = prefix
+        return made
+
+    def _encode(self, items: list[tuple]) -> list[Prefix]:
+        """Run each item's processor inputs (one forward for all), keep each one's system + audio part."""
+        lengths = [inputs["input_ids"].shape[1] for *_, inputs in items]
+        batch = self._collate([inputs for *_, inputs in items]) if len(items) > 1 else items[0][-1]
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         with torch.inference_mode():
-            out = self.model(**inputs, use_cache=True)
+            out = self.model(**batch, use_cache=True)
         layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        length = inputs["input_ids"].shape[1]
         positions = None
         if self.family.mrope:  # audio tokens advance the rotary positions by time, not by count
             positions, _ = self.model.get_rope_index(
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs["attention_mask"],
-                audio_seqlens=inputs[self.family.feature_mask].sum(-1),
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                audio_seqlens=batch[self.family.feature_mask].sum(-1),
             )
-        prefix = Prefix(
-            ids=inputs["input_ids"],
-            layers=layers,
-            tail=tail,
-            inputs=inputs,
-            next_position=int(positions.max()) + 1 if positions is not None else length,
-            head=head,
-        )
-        self._audio_prefix = None
-        if audio_head is not None:  # keep system + audio: the first positions, before the instruction
-            cut = length - len(self.ids(prefix_text))
-            self._audio_prefix = (
-                key,
-                Prefix(
+        prefixes = []
+        for row, ((key, audio_head, prefix_text, head, tail, inputs), length) in enumerate(
+            zip(items, lengths, strict=True)
+        ):
+            own = [(k[row : row + 1, :, :length], v[row : row + 1, :, :length]) for k, v in layers]
+            if len(items) > 1:  # the row's own storage: the batch's padded tensors are freed
+                own = [(k.contiguous(), v.contiguous()) for k, v in own]
+            at = positions[:, row : row + 1, :length] if positions is not None else None
+            prefix = Prefix(
+                ids=inputs["input_ids"],
+                layers=own,
+                tail=tail,
+                inputs=inputs,
+                next_position=int(at.max()) + 1 if at is not None else length,
+                head=head,
+                instruction=prefix_text,
+            )
+            prefixes.append(prefix)
+            if audio_head is not None:  # keep system + audio: the first positions, before the instruction
+                cut = length - len(self.ids(prefix_text))
+                self._audio_prefixes[key] = Prefix(
                     ids=prefix.ids[:, :cut],
-                    layers=[(k[:, :, :cut], v[:, :, :cut]) for k, v in layers],
+                    layers=[(k[:, :, :cut], v[:, :, :cut]) for k, v in own],
                     tail="",
                     inputs=inputs,
-                    next_position=int(positions[..., :cut].max()) + 1 if positions is not None else cut,
+                    next_position=int(at[..., :cut].max()) + 1 if at is not None else cut,
                     head=audio_head,
-                ),
-            )
+                )
+        return prefixes
+
+    def _collate(self, inputs: list[dict]) -> dict:
+        """Several utterances' processor inputs as one batch: token ids right-padded (padding
+        masked), audio tensors stacked along the first axis (Qwen2-Audio and Omni one per
+        utterance, AF3 one per 30 s window, in order), zero-padded on the last (frames, masked
+        by their feature masks) where lengths differ."""
+        ids, mask = self._padded([x["input_ids"][0].tolist() for x in inputs], self.pad_id)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        for name in inputs[0]:
+            if name in batch:
+                continue
+            tensors = [x[name] for x in inputs]
+            width = max(t.shape[-1] for t in tensors)
+            batch[name] = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[-1])) for t in tensors])
+        return batch
+
+    def _prefix(self, audio, prefix_text: str, prepared: Prepared | None, prefix: Prefix | None) -> Prefix:
+        """``prefix`` where given (it must end with ``prefix_text``), else encode_prefix's."""
+        if prefix is None:
+            return self.encode_prefix(audio, prefix_text, prepared)
+        if prefix.instruction != prefix_text:
+            raise ValueError(f"a prefix encoded for {prefix.instruction!r} was given for {prefix_text!r}")
         return prefix
 
     def _extend(self, base: Prefix, text: str, head: str, tail: str) -> Prefix:
@@ -385,6 +458,7 @@ class TransformersALM:
             inputs=base.inputs,
             next_position=base.next_position + ids.shape[1],
             head=head,
+            instruction=text,
         )
 
     def _cache(self, prefix: Prefix, batch: int) -> DynamicCache:
@@ -427,6 +501,7 @@ class TransformersALM:
         *,
         batch_size: int = 32,
         prepared: Prepared | None = None,
+        prefix: Prefix | None = None,
     ) -> np.ndarray:
         """log P(label | prompt with suffix) for every suffix x label, the prefix encoded once.
 
@@ -434,9 +509,10 @@ class TransformersALM:
         suffix's last logits). A label of several tokens then branches off that row's own cache:
         only its tokens but the last are run, so no suffix is run twice and the cost stays at the
         unique-token floor (one prefix per utterance, one suffix per condition) whatever the
-        tokenizer does to the labels.
+        tokenizer does to the labels. ``prefix``: this audio and prefix_text already encoded
+        (encode_prefixes, several utterances at once).
         """
-        prefix = self.encode_prefix(audio, prefix_text, prepared)
+        prefix = self._prefix(audio, prefix_text, prepared, prefix)
         suffix_ids = self._suffix_ids(prefix, suffixes, prepared)
         spellings = [label_variants(label, self.label_variants) for label in labels]
         scores = self._score_texts(prefix, suffix_ids, [v for vs in spellings for v in vs], batch_size=batch_size)
@@ -555,6 +631,7 @@ class TransformersALM:
         max_new_tokens: int = 8,
         batch_size: int = 32,
         prepared: Prepared | None = None,
+        prefix: Prefix | None = None,
     ) -> list[str]:
         """Greedy answers, one per suffix, all suffixes of a batch decoded together from the shared
         prefix cache: each row is its suffix right-padded, then one token per step for every row,
@@ -562,8 +639,9 @@ class TransformersALM:
         given the tokenizer's EOS or max_new_tokens. The decoding is GREEDY_DECODING (no sampling, no
         repetition penalty) whatever the checkpoint's generation_config says (AF3-hf ships sampling
         and a repetition penalty); generate_one is the same with transformers' own generate, one
-        prompt at a time, the reference the tests compare against token for token."""
-        prefix = self.encode_prefix(audio, prefix_text, prepared)
+        prompt at a time, the reference the tests compare against token for token. ``prefix`` as
+        in score."""
+        prefix = self._prefix(audio, prefix_text, prepared, prefix)
         suffix_ids = self._suffix_ids(prefix, suffixes, prepared)
         answers: list[str] = []
         for start in range(0, len(suffixes), batch_size):

@@ -54,6 +54,13 @@ def test_defaults_inside_a_corpus_type_are_filled():
             {"corpora": {"d": {"type": "synthetic"}}, "shards": 0},
             r"config: shards: 0 is not a whole number >= 1 or 'auto'",
         ),
+        (
+            {
+                "corpora": {"d": {"type": "synthetic"}},
+                "models": {"m": {"family": "qwen2-audio", "path": "/m", "prefix_batch": 0}},
+            },
+            r"config: models.m.prefix_batch: 0 is less than the minimum of 1",
+        ),
     ],
 )
 def test_invalid_config_names_the_key(config, message):

@@ -477,7 +477,7 @@ def test_the_processors_work_on_the_next_utterance_is_done_in_the_read_ahead_thr
 
     monkeypatch.setattr(Qwen2AudioProcessor, "__call__", recording)
     monkeypatch.setattr(type(backend), "split_ids", recording_split)
-    backend._audio_prefix = None
+    backend.forget_prefixes()
     ahead = answer(prompts, backend, tiny_qwen2_audio, AnswerStore(tmp_path / "a", "p"))
     assert len(calls) == prompts["utt_id"].nunique() and all(n.startswith("audio-read-ahead") for n in calls)
     # every suffix tokenised (and its split checked) there too, none where the model runs
@@ -487,7 +487,7 @@ def test_the_processors_work_on_the_next_utterance_is_done_in_the_read_ahead_thr
         prepare = None  # a backend that cannot prepare: the processor is called where the model runs
 
     calls.clear()
-    backend._audio_prefix = None
+    backend.forget_prefixes()
     in_line = answer(prompts, InLine(backend), tiny_qwen2_audio, AnswerStore(tmp_path / "b", "p"))
     assert calls == ["MainThread"] * prompts["utt_id"].nunique()
     pd.testing.assert_frame_equal(ahead.drop(columns="seconds"), in_line.drop(columns="seconds"))
@@ -518,3 +518,55 @@ def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warnin
         table = answer(prompts, uncopied, tiny_qwen2_audio, AnswerStore(tmp_path / "b", "p"))
     assert caplog.text.count("cannot be copied for the read-ahead thread") == 1 and uncopied._preparer is False
     pd.testing.assert_frame_equal(table.drop(columns="seconds"), reference.drop(columns="seconds"))
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_prefixes_of_several_utterances_batched_give_the_answers_of_one_at_a_time(
+    backend, prompts, tmp_path, tiny_qwen2_audio, monkeypatch, mode
+):
+    """prefix_batch: the first wording of up to that many utterances with something to compute is
+    encoded in one forward pass (an utterance whose answers are all stored takes no place), each
+    further wording continues its utterance's kept audio, and the table is the one of encoding one
+    utterance at a time."""
+    other = prompts.assign(variant="feel", prefix_text="How does the speaker feel? angry, happy, neutral, sad.")
+    swept = pd.concat([prompts.assign(variant="main"), other], ignore_index=True)
+    one_by_one = predict_shard(
+        swept,
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio, mode=mode),
+        cache=AnswerStore(tmp_path / "a", "p"),
+        progress=False,
+    )
+    cache = AnswerStore(tmp_path / "b", "p")
+    predict_shard(  # u1's answers stored before: it takes no place in a batch
+        swept[swept["utt_id"] == "u1"],
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio, mode=mode),
+        cache=cache,
+        progress=False,
+    )
+    encoded, extended = [], []
+    real_encode, real_extend = type(backend)._encode, type(backend)._extend
+    monkeypatch.setattr(
+        type(backend), "_encode", lambda self, items: encoded.append(len(items)) or real_encode(self, items)
+    )
+    monkeypatch.setattr(
+        type(backend), "_extend", lambda self, *args: extended.append(args[1]) or real_extend(self, *args)
+    )
+    backend.forget_prefixes()
+    batched = predict_shard(
+        swept,
+        backend,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio, mode=mode, prefix_batch=2),
+        cache=cache,
+        progress=False,
+    )
+    assert encoded == [2, 1]  # u0 and u2 together, then u3 alone
+    assert extended == [other["prefix_text"].iloc[0]] * 3  # the second wordings of u0, u2, u3
+    columns = [c for c in one_by_one.columns if c != "seconds" and not c.startswith("logprob_")]
+    pd.testing.assert_frame_equal(batched[columns], one_by_one[columns])
+    logprobs = [f"logprob_{label}" for label in LABELS]
+    np.testing.assert_allclose(batched[logprobs].to_numpy(float), one_by_one[logprobs].to_numpy(float), atol=1e-5)

@@ -106,16 +106,16 @@ def test_every_layout_scores_as_its_own_processor_and_generates_as_transformers_
 
     # the processor's work made ahead (inference does it in its read-ahead thread, with its own
     # copy of the processor) gives the same numbers and answers; made for another wording, unused
-    backend._audio_prefix = None
+    backend.forget_prefixes()
     prepared = backend.prepare(audio(1), PREFIX, SUFFIXES)
     assert backend._preparer is not backend.processor and backend._preparer.tokenizer is not backend.tokenizer
     assert [prepared.suffix_ids[s] for s in SUFFIXES] == [backend.ids(s + prepared.tail) for s in SUFFIXES]
     np.testing.assert_array_equal(
         backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2, prepared=prepared), scores
     )
-    backend._audio_prefix = None
+    backend.forget_prefixes()
     assert backend.generate(audio(1), PREFIX, SUFFIXES, max_new_tokens=5, batch_size=2, prepared=prepared) == answers
-    backend._audio_prefix = None
+    backend.forget_prefixes()
     other = backend.prepare(audio(1), "Another wording.")
     np.testing.assert_array_equal(
         backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2, prepared=other), scores
@@ -289,3 +289,51 @@ def test_a_second_wording_continues_the_audio_prefix_exactly(layouts, layout):
     # another utterance's audio is encoded afresh
     again = shared.score(audio(4), other, SUFFIXES[:1], LABELS)[0]
     np.testing.assert_allclose(again, shared.score_full(audio(4), other, SUFFIXES[0], LABELS), atol=2e-5)
+
+
+@pytest.mark.parametrize("layout", ["qwen2-audio", "qwen2.5-omni-json", "audio-flamingo-3"])
+def test_prefixes_of_several_utterances_encoded_together_score_and_generate_as_each_alone(layouts, layout):
+    """prefix_batch: utterances of different lengths (for AF3 one of two 30 s windows) right-padded
+    into one forward pass, each row's cache cut to its own length: the scores and answers of each
+    utterance encoded alone (Omni: its own multimodal rotary positions), and its other wordings
+    continue from its own kept audio."""
+    backend = load_backend(spec(layouts(layout), layout))
+    lengths = [1.5, 3.7, 0.6] + ([35.0] if layout == "audio-flamingo-3" else [])
+    audios = [audio(seed, seconds) for seed, seconds in enumerate(lengths, start=1)]
+    alone = []
+    for sound in audios:
+        backend.forget_prefixes()
+        alone.append(
+            (
+                backend.score(sound, PREFIX, SUFFIXES, LABELS),
+                backend.generate(sound, PREFIX, SUFFIXES, max_new_tokens=4),
+            )
+        )
+    backend.forget_prefixes()
+    prefixes = backend.encode_prefixes([(sound, PREFIX, None) for sound in audios])
+    assert len({prefix.ids.shape[1] for prefix in prefixes}) == len(audios)  # so the batch was padded
+    for sound, prefix, (scores, answers) in zip(audios, prefixes, alone, strict=True):
+        np.testing.assert_allclose(backend.score(sound, PREFIX, SUFFIXES, LABELS, prefix=prefix), scores, atol=2e-5)
+        assert backend.generate(sound, PREFIX, SUFFIXES, max_new_tokens=4, prefix=prefix) == answers
+    # each utterance's system + audio part is kept: another wording runs only its own tokens
+    other = "How does the speaker feel? Reply with one of these words: angry, happy, neutral, sad."
+    extended = []
+    original = backend._extend
+    backend._extend = lambda *args: extended.append(args[1]) or original(*args)
+    for sound in audios:
+        continued = backend.score(sound, other, SUFFIXES[1:2], LABELS)[0]
+        np.testing.assert_allclose(continued, backend.score_full(sound, other, SUFFIXES[1], LABELS), atol=2e-5)
+    assert extended == [other] * len(audios)
+    # prepared inputs are taken as they are; a prefix given for another wording is refused
+    backend.forget_prefixes()
+    prepared = [backend.prepare(sound, PREFIX, SUFFIXES) for sound in audios]
+    if layout == "audio-flamingo-3":  # 35 s is two windows, stacked in order with the others'
+        assert [ready.inputs["input_features"].shape[0] for ready in prepared] == [1, 1, 1, 2]
+    again = backend.encode_prefixes([(sound, PREFIX, ready) for sound, ready in zip(audios, prepared, strict=True)])
+    for i, prefix in enumerate(again):
+        assert prefix.inputs is prepared[i].inputs
+        np.testing.assert_allclose(
+            backend.score(audios[i], PREFIX, SUFFIXES, LABELS, prefix=prefix), alone[i][0], atol=2e-5
+        )
+    with pytest.raises(ValueError, match="encoded for"):
+        backend.score(audios[0], other, SUFFIXES, LABELS, prefix=again[0])
