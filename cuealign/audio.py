@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +266,10 @@ def load_model_audio(path: str, *, rate: int, window_s: float, silence: bool) ->
     """Mono float32 at ``rate``; silence of the same length for tokens_only; (audio, policy)."""
     mono, source_rate = read_mono(path)
     if source_rate != rate:
+        # imported here: scipy.signal takes ~0.6 s to import, which every spawned LLD worker
+        # (cuealign.features, which needs only read_mono) would otherwise pay at start-up
+        from scipy import signal
+
         divisor = np.gcd(int(source_rate), int(rate))
         mono = signal.resample_poly(mono, rate // divisor, source_rate // divisor).astype(np.float32)
     if silence:

@@ -144,7 +144,7 @@ class LLDCache(KeyedJsonCache):
 
 
 # pool "auto": processes from this many files per worker, threads below (a spawned process takes
-# ~1.5 s to start, importing openSMILE: the work of ~20 files)
+# 0.6-1.5 s to start, importing openSMILE and pandas, by machine: the work of up to ~20 files)
 PROCESSES_FROM = 200
 POOLS = ("auto", "threads", "processes")
 
@@ -162,11 +162,11 @@ def extract_lld_means(
 
     ``threads`` workers, as ``pool`` says: ``threads`` (one openSMILE per thread), ``processes``
     (spawned: they share no GIL, which openSMILE's Python frame callback holds for part of each
-    file's time, but each pays ~1.5 s to start) or ``auto`` (the default): processes from
+    file's time, but each pays 0.6-1.5 s to start) or ``auto`` (the default): processes from
     PROCESSES_FROM files per worker, threads below. benchmarks/lld_extraction.py measures both
-    against two independent openSMILE loops (2-vCPU machine, 2026-12-02): at 1,152 files
-    processes 1.07 of linear (the bare loops 1.10 in the same run) against 0.89 for threads; at
-    512 files 0.87 against 0.84 (bare loops 0.95)."""
+    against two independent openSMILE loops (2-vCPU machines, 2026-12-02): at 1,152 files
+    processes 0.84-1.07 of linear over three runs against 0.80-0.89 for threads (the bare loops
+    0.90-1.10 in the same runs); at 512 files 0.87 against 0.84 (bare loops 0.95)."""
     columns = summary_columns()
     # a cached row that lacks a column (damaged, or written by an older summary) is extracted again
     rows: list[dict | None] = [

@@ -271,6 +271,8 @@ def predict_shard(
     # prefix_batch: the first wording of that many utterances encoded in one forward pass (where
     # the backend can), then each utterance's conditions run on its own cache as before
     prefix_batch = spec.get("prefix_batch", 1) if hasattr(backend, "encode_prefixes") else 1
+    if prefix_batch > 1:
+        progress_log.info("prefixes of up to %d utterances encoded in one forward pass (prefix_batch)", prefix_batch)
     reader = _ReadAhead(list(instruction), load, depth=2 * prefix_batch)
     started = last_report = time.perf_counter()
     bar = tqdm(total=len(planned), desc="utterances", disable=not progress, mininterval=10)

@@ -264,6 +264,14 @@ def model_spec(model, corpus):
     return spec
 
 
+def get_run_inference_spec(wildcards):
+    """The model's entry as an inference job uses it, less prefix_batch: how a job
+    batches its work is not what it computes, so changing it reruns no job."""
+    spec = model_spec(wildcards.model, wildcards.corpus)
+    spec.pop("prefix_batch", None)
+    return spec
+
+
 def get_run_inference_resources_gpu(wildcards):
     spec = MODELS[wildcards.model]
     return 0 if spec["device"] == "cpu" else spec["gpus"]

@@ -16,7 +16,7 @@ rule run_inference:
         mem_mb=8000,
         gpu=get_run_inference_resources_gpu,
     params:
-        spec=lambda wildcards: model_spec(wildcards.model, wildcards.corpus),
+        spec=get_run_inference_spec,
         # changes when the model does (a new hub snapshot, weights replaced): inference reruns
         model_state=get_run_inference_model_state,
         cache_dir=config["cache_dir"],

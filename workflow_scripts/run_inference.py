@@ -10,11 +10,14 @@ with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     manifest = pd.read_parquet(snakemake.input.manifest)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
+    # prefix_batch is read here, not a param: changing it reruns no inference job
+    batching = snakemake.config["models"].get(snakemake.wildcards.model, {}).get("prefix_batch", 1)
+    spec = snakemake.params.spec | {"prefix_batch": batching}
     predictions = predict_shard(
         pd.read_parquet(snakemake.input.prompts),
-        load_backend(snakemake.params.spec),
+        load_backend(spec),
         labels=labels,
-        spec=snakemake.params.spec,
+        spec=spec,
         # one answer file per inference job (corpus, model, shard); every job reads them all
         cache=AnswerStore(
             snakemake.params.cache_dir,

@@ -110,13 +110,21 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     again = snakemake(workflow, "--cores", "2", "--configfile", "run_config.yaml")  # the config RUN.json holds
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # a new corruption level: the prompts are rebuilt, and only the new rows are computed
+    # a new corruption level: the prompts are rebuilt, and only the new rows are computed (here
+    # with the prefixes of up to 3 utterances in one forward pass)
     config = yaml.safe_load((workflow / "config.yaml").read_text())
     config["conditions"]["corrupt_p"] = [0.5, 1.0]
+    config["models"]["tiny"]["prefix_batch"] = 3
     write_config(workflow, config)
     snakemake(workflow, "--cores", "2")
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
     assert "64 predictions (8 computed, 56 from the cache, 0 the same" in log
+    assert "prefixes of up to 3 utterances encoded in one forward pass" in log
+    # how a job batches its prefixes is not a result: changing it reruns no inference job
+    config["models"]["tiny"]["prefix_batch"] = 1
+    write_config(workflow, config)
+    plan = snakemake(workflow, "-n", "--quiet", "rules").stdout
+    assert "run_inference" not in plan and "analyse_predictions" in plan  # the config's hash is in every table
 
     # the model's files change (here only their times, as a re-download or a copy back would):
     # a plain rerun reruns inference, and the answers, keyed by the weights' content, are reused
