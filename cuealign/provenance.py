@@ -34,7 +34,11 @@ COLUMNS = ["config_hash", "versions", "model_revision", "seeds"]
 
 
 def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """'cfg-' and 12 hex digits of the config's SHA-256 (key order ignored). The prefix keeps it a
+    string wherever it is read back: a bare digest of digits only, or digits around one 'e' (1 in
+    140 configs), is read by pandas and spreadsheets as a number (659773e33420 became inf)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"cfg-{digest}"
 
 
 def versions() -> dict[str, str]:

@@ -20,6 +20,24 @@ def test_config_hash_follows_values_not_key_order():
     assert provenance.config_hash(changed) != provenance.config_hash(config)
 
 
+def test_a_config_hash_reads_back_from_csv_as_the_same_string(tmp_path):
+    """A digest of digits around one 'e' (or of digits only) is a number to a CSV reader; found
+    by a search over small configs, it must still read back as the hash written."""
+    import hashlib
+    import json
+    import re
+
+    numeric = next(
+        config
+        for config in ({"seed": i} for i in range(100_000))
+        if re.fullmatch(r"\d+e\d+|\d+", hashlib.sha256(json.dumps(config).encode()).hexdigest()[:12])
+    )
+    table = pd.DataFrame({"config_hash": [provenance.config_hash(numeric)]})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    assert pd.read_csv(tmp_path / "t.csv")["config_hash"].tolist() == [provenance.config_hash(numeric)]
+    assert re.fullmatch(r"cfg-[0-9a-f]{12}", provenance.config_hash(numeric))
+
+
 def test_record_and_stamp_name_the_seeds_versions_and_model(tmp_path):
     config = load_config("config.yaml")
     spec = {
