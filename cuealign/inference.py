@@ -147,6 +147,28 @@ class _ReadAhead:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _ask(backend, audio, prefix_text: str, suffixes: list[str], labels: list[str], spec: dict, ahead: dict) -> list:
+    """The model's answer to each suffix after ``prefix_text``, as an answer store entry (less
+    its time and audio policy): scored labels (non-finite scores make it invalid) or parsed text."""
+    if spec["mode"] == "score":
+        scores = backend.score(audio, prefix_text, suffixes, labels, batch_size=spec["batch_size"], **ahead)
+        return [
+            {"pred": labels[int(np.argmax(s))], "raw_output": labels[int(np.argmax(s))], "logprobs": s.tolist()}
+            if np.all(np.isfinite(s))
+            else {"pred": INVALID, "raw_output": "non-finite label scores", "logprobs": np.asarray(s).tolist()}
+            for s in scores
+        ]
+    texts = backend.generate(
+        audio,
+        prefix_text,
+        suffixes,
+        max_new_tokens=spec["max_new_tokens"],
+        batch_size=spec["batch_size"],
+        **ahead,
+    )
+    return [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
+
+
 def _wheres(groups: list[_Group]) -> list[tuple[str, str]]:
     """The audio (path, kind) of ``groups``, each once, in order."""
     return list(dict.fromkeys((group.path, group.audio_kind) for group in groups))
@@ -313,34 +335,7 @@ def predict_shard(
                         ahead["prefix"] = prefix
                     suffixes = [group.suffixes[i] for i in todo]
                     start = time.perf_counter()
-                    if mode == "score":
-                        scores = backend.score(
-                            audio, group.prefix_text, suffixes, labels, batch_size=spec["batch_size"], **ahead
-                        )
-                        made = [
-                            {
-                                "pred": labels[int(np.argmax(s))],
-                                "raw_output": labels[int(np.argmax(s))],
-                                "logprobs": s.tolist(),
-                            }
-                            if np.all(np.isfinite(s))
-                            else {
-                                "pred": INVALID,
-                                "raw_output": "non-finite label scores",
-                                "logprobs": np.asarray(s).tolist(),
-                            }
-                            for s in scores
-                        ]
-                    else:
-                        texts = backend.generate(
-                            audio,
-                            group.prefix_text,
-                            suffixes,
-                            max_new_tokens=spec["max_new_tokens"],
-                            batch_size=spec["batch_size"],
-                            **ahead,
-                        )
-                        made = [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
+                    made = _ask(backend, audio, group.prefix_text, suffixes, labels, spec, ahead)
                     seconds = (time.perf_counter() - start + spent) / len(todo)
                     for i, answer in zip(todo, made, strict=True):
                         answers[i] = answer | {"seconds": seconds, "audio_policy": policy}

@@ -311,14 +311,18 @@ class TransformersALM:
         """Drop the kept system + audio prefixes (benchmarks and tests: the next utterance encodes afresh)."""
         self._audio_prefixes = {}
 
-    def _inputs(self, audio: np.ndarray, prefix_text: str, prepared: Prepared | None) -> tuple[str, str, dict]:
-        """Head, tail and processor inputs (CPU tensors) for ``audio`` and ``prefix_text``:
-        ``prepared``'s where it was made for this ``prefix_text``, else the processor's now."""
+    def _template(self, prefix_text: str, prepared: Prepared | None) -> tuple[str, str, dict | None]:
+        """Head, tail and, where ``prepared`` was made for this ``prefix_text``, its processor
+        inputs (None otherwise: _processed makes them, only if the prefix must be run)."""
         if prepared is not None and prepared.prefix_text == prefix_text:
             return prepared.head, prepared.tail, prepared.inputs
-        head, tail = self.split_template(prefix_text)
-        inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
-        return head, tail, dict(inputs)
+        return *self.split_template(prefix_text), None
+
+    def _processed(self, audio: np.ndarray, head: str, inputs: dict | None) -> dict:
+        """The processor's inputs (CPU tensors) for ``audio`` and ``head``: ``inputs`` if made already."""
+        if inputs is not None:
+            return inputs
+        return dict(self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt"))
 
     def _audio_key(self, audio: np.ndarray, prefix_text: str, head: str) -> tuple[tuple, str | None]:
         """What identifies the system + audio part of a prefix (None where the head does not end
@@ -342,12 +346,12 @@ class TransformersALM:
         whatever the number of wordings (causal attention: those positions' keys and values do
         not depend on what follows them). ``prepared``: prepare's result for this same audio,
         used when it was made for this ``prefix_text`` (the processor is then not called here)."""
-        head, tail, inputs = self._inputs(audio, prefix_text, prepared)
+        head, tail, inputs = self._template(prefix_text, prepared)
         key, audio_head = self._audio_key(audio, prefix_text, head)
         if (kept := self._kept(key, audio_head, prefix_text, head, tail)) is not None:
-            return kept
+            return kept  # the processor is not called: the audio is encoded already
         self._audio_prefixes = {}
-        return self._encode([(key, audio_head, prefix_text, head, tail, inputs)])[0]
+        return self._encode([(key, audio_head, prefix_text, head, tail, self._processed(audio, head, inputs))])[0]
 
     def encode_prefixes(self, items: list[tuple[np.ndarray, str, Prepared | None]]) -> list[Prefix]:
         """The prefixes of several utterances (audio, prefix_text, prepared each, as encode_prefix
@@ -359,10 +363,11 @@ class TransformersALM:
         made: list[Prefix | None] = []
         todo, continued = [], set()
         for audio, prefix_text, prepared in items:
-            head, tail, inputs = self._inputs(audio, prefix_text, prepared)
+            head, tail, inputs = self._template(prefix_text, prepared)
             key, audio_head = self._audio_key(audio, prefix_text, head)
             made.append(self._kept(key, audio_head, prefix_text, head, tail))
             if made[-1] is None:
+                inputs = self._processed(audio, head, inputs)
                 todo.append((len(made) - 1, (key, audio_head, prefix_text, head, tail, inputs)))
             else:
                 continued.add(key)

@@ -278,8 +278,23 @@ def test_a_second_wording_continues_the_audio_prefix_exactly(layouts, layout):
     extended = []
     original = shared._extend
     shared._extend = lambda *args: extended.append(args[1]) or original(*args)
+    processed = []
+
+    class Counting:  # the processor, counting the calls that make audio features
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def __call__(self, *args, **kwargs):
+            processed.append(kwargs.get("text"))
+            return self.real(*args, **kwargs)
+
+    processor, shared.processor = shared.processor, Counting(shared.processor)
     continued = shared.score(audio(3), other, SUFFIXES, LABELS)
-    assert extended == [other]  # the audio was not encoded again
+    shared.processor = processor
+    assert extended == [other] and processed == []  # the audio was neither encoded nor featurised again
     fresh = load_backend(spec(layouts(layout), layout)).score(audio(3), other, SUFFIXES, LABELS)
     np.testing.assert_allclose(continued, fresh, atol=2e-5)
     np.testing.assert_allclose(continued[1], shared.score_full(audio(3), other, SUFFIXES[1], LABELS), atol=2e-5)
