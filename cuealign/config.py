@@ -135,6 +135,7 @@ def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "family": spec["family"],
             "device": spec["device"],
             "dtype": spec["dtype"],
+            "numerics": spec["numerics"],
             "allow_pickle": spec["allow_pickle"],
             "known_training_overlap": spec["known_training_overlap"],
             **spec["probe"],

@@ -455,6 +455,7 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
                 hidden=arch["hidden_size"],
                 layers=arch["layers"],
                 vocab_size=arch["vocab_size"],
+                window_s=arch["audio_window_s"],
                 seed=spec["seed"],
             )
         )

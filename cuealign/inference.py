@@ -27,6 +27,7 @@ from cuealign.audio import load_model_audio
 from cuealign.backends.registry import GREEDY_DECODING
 from cuealign.cache import AnswerStore, KeyedJsonCache, content_key
 from cuealign.interventions import CONDITION_COLUMNS
+from cuealign.numerics import numerics_in_use
 from cuealign.prompts import MAIN_VARIANT
 from cuealign.provenance import model_identity
 from cuealign.runlog import PROGRESS
@@ -205,6 +206,7 @@ def predict_shard(
     model never reuses another's answers and a bit-identical one hits the cache."""
     mode = spec["mode"]
     check_labels(labels)
+    numerics = numerics_in_use(spec["device"])
     hashes = KeyedJsonCache(cache.root.parent, "file-hashes")  # each weight file read once
     asked = {
         "model": model_identity(spec["path"], spec.get("revision"), memo=hashes),
@@ -212,6 +214,7 @@ def predict_shard(
         "adapter": model_identity(spec["adapter"], memo=hashes) if spec.get("adapter") else None,
         "family": spec["family"],
         "dtype": backend.dtype,  # what the weights were loaded in (dtype auto resolved)
+        "numerics": numerics,  # portable answers are the same bits on any CPU, native ones are not
         "mode": mode,
         "labels": labels,
         "max_new_tokens": spec["max_new_tokens"] if mode == "generate" else None,
@@ -382,6 +385,7 @@ def predict_shard(
         backend=f"transformers:{spec['family']}",
         mode=mode,
         dtype=backend.dtype,
+        numerics=numerics,
         device=spec["device"],
         batch_size=spec["batch_size"],
         label_tokens=label_tokens,

@@ -9,6 +9,7 @@ from cuealign.checks import corpus_setting, token_options, unprobed_note
 from cuealign.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files, read_corpus
 from cuealign.folds import FOLD_OF, FOLD_SESSION
+from cuealign.numerics import job_threads
 from cuealign.prompts import prompt_variants
 from cuealign.provenance import model_fingerprint
 from cuealign.corpora.synthetic import synthetic_size
@@ -294,6 +295,16 @@ def get_run_inference_model_state(wildcards):
     if spec.get("adapter"):
         state += f"+{model_fingerprint(spec['adapter'])}"
     return state
+
+
+def get_run_inference_threads(wildcards):
+    spec = MODELS[wildcards.model]
+    return job_threads(spec["numerics"], spec["device"], native=2)
+
+
+def get_finetune_threads(wildcards):
+    spec = config["finetune"][wildcards.model]
+    return job_threads(spec["numerics"], spec["device"], native=2)
 
 
 def get_finetune_resources_gpu(wildcards):

@@ -20,7 +20,7 @@ rule finetune:
         model="|".join(re.escape(name) for name in config["finetune"]) or "(?!)",
     conda:
         "../envs/cuealign.yaml"
-    threads: 2
+    threads: get_finetune_threads
     resources:
         mem_mb=8000,
         gpu=get_finetune_resources_gpu,

@@ -11,7 +11,7 @@ rule run_inference:
         "results/{corpus}/benchmarks/{model}/run_inference/{shard}.tsv"
     conda:
         "../envs/cuealign.yaml"
-    threads: 2
+    threads: get_run_inference_threads
     resources:
         mem_mb=8000,
         gpu=get_run_inference_resources_gpu,

@@ -1,18 +1,20 @@
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from cuealign.finetune import finetune
+from cuealign.numerics import setup_numerics
 from cuealign.plots import loss_curve
 from cuealign.runlog import log_to
 from cuealign.tokens import TokensMeta
 
 with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+    spec = snakemake.params.spec
+    # before any tensor operation: portable numerics choose PyTorch's kernels for the whole process
+    setup_numerics(spec["numerics"], spec["device"], threads=snakemake.threads)
     meta = TokensMeta.read(snakemake.input.meta)
     history, _ = finetune(
-        snakemake.params.spec,
+        spec,
         tokens=pd.read_parquet(snakemake.input.tokens),
         manifest=pd.read_parquet(snakemake.input.manifest),
         meta=meta,

@@ -1,18 +1,20 @@
 import pandas as pd
-import torch
 
 from cuealign.backends.loader import load_backend
 from cuealign.cache import AnswerStore
 from cuealign.inference import predict_shard
+from cuealign.numerics import setup_numerics
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+    spec = snakemake.params.spec
+    # before any tensor operation: portable numerics choose PyTorch's kernels for the whole process
+    setup_numerics(spec["numerics"], spec["device"], threads=snakemake.threads)
     manifest = pd.read_parquet(snakemake.input.manifest)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     # prefix_batch is read here, not a param: changing it reruns no inference job
     batching = snakemake.config["models"].get(snakemake.wildcards.model, {}).get("prefix_batch", 1)
-    spec = snakemake.params.spec | {"prefix_batch": batching}
+    spec = spec | {"prefix_batch": batching}
     predictions = predict_shard(
         pd.read_parquet(snakemake.input.prompts),
         load_backend(spec),

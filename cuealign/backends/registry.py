@@ -168,6 +168,7 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         _check_weights(f"{where}.adapter", spec["adapter"], [p.name for p in adapter.iterdir()], allow_pickle)
         if not spec.get("allow_adapter_transfer", False):
             check_adapter_base(where, spec["adapter"], spec["path"])
+    _check_numerics(where, spec)
     if spec.get("gpus", 1) > 1 and spec["device"] != "auto":
         raise ValueError(
             f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; "
@@ -175,6 +176,14 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         )
     if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
         raise ValueError(f"{where}.corpora names {stray}, which are not in corpora ({sorted(corpora)})")
+
+
+def _check_numerics(where: str, spec: dict) -> None:
+    if spec.get("numerics", "auto") == "portable" and spec["device"] != "cpu":
+        raise ValueError(
+            f"{where}.numerics: portable is for CPU jobs (device {spec['device']!r} computes on a GPU, whose "
+            "kernels have no portable mode); set numerics: auto, or device: cpu"
+        )
 
 
 def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
@@ -193,6 +202,13 @@ def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
         )
     if spec["base"]:
         _check_path(f"{where}.base", spec["base"], allow_pickle=spec.get("allow_pickle", False))
+    _check_numerics(where, spec)
+    window = spec["architecture"]["audio_window_s"]
+    if not spec["base"] and window != 30 and spec["family"] != "qwen2-audio":
+        raise ValueError(
+            f"{where}.architecture.audio_window_s: {window} s is built for qwen2-audio only ({spec['family']} "
+            "keeps its released window); remove the key or set family: qwen2-audio"
+        )
     if not any(weight > 0 for weight in spec["mix"].values()):
         raise ValueError(
             f"{where}.mix gives every condition weight 0; give one of none, aligned, tokens_only a weight > 0"

@@ -101,12 +101,18 @@ def build_tiny_alm(
     layers: int = 2,
     seed: int = 0,
     vocab_size: int = 400,
+    window_s: int = 30,
 ) -> Path:
-    """Save a random-weight model of ``family``'s real class and its processor to ``out_dir``."""
+    """Save a random-weight model of ``family``'s real class and its processor to ``out_dir``.
+    ``window_s``: the audio window its processor pads every clip to and its encoder reads (the
+    released Qwen2-Audio's 30 s; Qwen2-Audio only): the encoder's attention costs grow with its
+    square, whatever the clip's length."""
     if family == "clap":
         return _build_tiny_clap(out_dir, texts, hidden=hidden, layers=layers, seed=seed, vocab_size=vocab_size)
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size, named=OMNI_SPECIAL if family == "qwen2.5-omni" else None)
-    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000)
+    if window_s != 30 and family != "qwen2-audio":
+        raise ValueError(f"an audio window other than 30 s is built for qwen2-audio only, not {family}")
+    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=window_s)
     text = _text_config(hidden, layers, len(tokenizer))
     if family == "qwen2-audio":
         processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=QWEN2_AUDIO_CHAT)
@@ -117,6 +123,8 @@ def build_tiny_alm(
                 encoder_ffn_dim=2 * hidden,
                 encoder_layers=layers,
                 num_mel_bins=128,
+                # one position per 20 ms: 100 mel frames a second, halved by the second convolution
+                max_source_positions=50 * window_s,
             ),
             text_config=text,
             audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),

@@ -52,33 +52,11 @@ def write_config(workflow: Path, config: dict) -> Path:
     return path
 
 
-def scaled_down(config: dict) -> dict:
-    """The default study with fewer speakers, utterances and training steps."""
-    config["corpora"]["demo"] |= {
-        "female_speakers": 3,
-        "male_speakers": 3,
-        "utterances_per_class": 2,
-        "test_speakers_per_gender": 1,
-    }
-    config["finetune"]["demo-alm"] |= {"epochs": 2, "batch_size": 8}
-    config["analysis"] = {"resamples": 200}
-    return config
-
-
-@pytest.fixture(scope="session")
-def scaled_default_study(tmp_path_factory) -> Path:
-    """The scaled-down default study, run once with the README's command (and its report); the
-    default-study test checks it, the SLURM test compares a cluster run with it."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("default-study"))
-    write_config(workdir, scaled_down(yaml.safe_load((workdir / "config.yaml").read_text())))
-    snakemake(workdir, "--cores", "2", "--report-after-run", "--report", "report.html")
-    return workdir
-
-
 @pytest.fixture(scope="session")
 def default_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The default study exactly as the README runs it (its numbers are the README's), with its
-    report; and what the run printed."""
+    report; and what the run printed. Run once: every test that needs a whole study reads this one
+    (the SLURM test compares a cluster run with it)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("default-study-full"))
     run = snakemake(workdir, "--cores", "2", "--report-after-run", "--report", "report.html", timeout=1800)
     return workdir, run

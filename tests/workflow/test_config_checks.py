@@ -9,8 +9,8 @@ import re
 import pytest
 import yaml
 
-from cuealign.checks import unprobed_corpora, unprobed_note
-from cuealign.config import validate_config
+from cuealign.checks import check_config, unprobed_corpora, unprobed_note
+from cuealign.config import ConfigError, validate_config
 from tests.workflow.conftest import REPO, snakemake, write_config
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -85,6 +85,14 @@ BAD = {
         _set("finetune.demo-alm.device", "gpu"),
         r"finetune\.demo-alm\.device: 'gpu' does not match",
     ),
+    "portable numerics on a GPU": (
+        _set("finetune.demo-alm", DEFAULT["finetune"]["demo-alm"] | {"device": "cuda", "numerics": "portable"}),
+        r"finetune\.demo-alm\.numerics: portable is for CPU jobs",
+    ),
+    "audio window of another family": (
+        _set("finetune.demo-alm.family", "audio-flamingo-3"),
+        r"finetune\.demo-alm\.architecture\.audio_window_s: 6 s is built for qwen2-audio only",
+    ),
     "table corpus without split": (
         _table_corpus_without_split,
         r"corpora\.mine\.table .* has no split column.*default_split",
@@ -92,9 +100,33 @@ BAD = {
 }
 
 
-@pytest.mark.workflow
+def parse_time_problems(config: dict, folder) -> str:
+    """What the Snakefile's parse-time checks (schema, then cross-checks) say of ``config``, in
+    process: the same calls `snakemake -n` makes before it plans a job ('' when it passes)."""
+    path = write_config(folder, config)
+    try:
+        check_config(validate_config(config), configfiles=[path])
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
 @pytest.mark.parametrize("change, message", BAD.values(), ids=BAD.keys())
-def test_a_bad_value_fails_the_dry_run(workflow, tmp_path, change, message):
+def test_a_bad_value_is_refused_at_parse_time(tmp_path, change, message):
+    config = copy.deepcopy(DEFAULT)
+    change(config, tmp_path)
+    problems = parse_time_problems(config, tmp_path)
+    assert re.search(message, problems, re.S), problems
+
+
+# A few of them through Snakemake itself: the Snakefile runs those checks before planning any job.
+THROUGH_SNAKEMAKE = ("corrupt p out of [0, 1]", "unknown swap concept", "table corpus without split")
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("name", THROUGH_SNAKEMAKE)
+def test_a_bad_value_fails_the_dry_run(workflow, tmp_path, name):
+    change, message = BAD[name]
     config = copy.deepcopy(DEFAULT)
     change(config, tmp_path)
     write_config(workflow, config)
@@ -103,6 +135,10 @@ def test_a_bad_value_fails_the_dry_run(workflow, tmp_path, change, message):
     output = result.stdout + result.stderr
     assert re.search(message, output, re.S), output
     assert "Building DAG of jobs" not in output  # refused at parse, before any job is planned
+
+
+def test_the_default_config_passes_the_checks(tmp_path):
+    assert parse_time_problems(copy.deepcopy(DEFAULT), tmp_path) == ""
 
 
 @pytest.mark.workflow

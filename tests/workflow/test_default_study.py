@@ -54,12 +54,13 @@ def test_default_config_dry_runs_the_whole_study(workflow):
         assert jobs.get(rule, 0) >= 1, f"{rule} is not in the default run: {jobs}"
 
 
-def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_default_study):
-    workflow = scaled_default_study
+def test_the_default_study_runs_end_to_end_with_its_report(default_study):
+    workflow, _ = default_study
     results = workflow / "results/demo"
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())["corpora"]["demo"]
     manifest = pd.read_parquet(results / "manifest.parquet")
     test = manifest[manifest["split"] == "test"]
-    assert len(test) == 2 * 4 * 2  # 2 test speakers x 4 classes x 2 utterances
+    assert len(test) == 2 * demo["test_speakers_per_gender"] * 4 * demo["utterances_per_class"]  # speakers x classes
 
     # the cue block lists the concepts in config order (tokens.concepts), voice quality last
     aligned = pd.read_parquet(results / "prompts/0.parquet").query("condition == 'aligned'")["suffix_text"].iloc[0]
@@ -73,7 +74,8 @@ def test_scaled_down_default_study_runs_end_to_end_with_its_report(scaled_defaul
     ]
 
     history = pd.read_csv(results / "demo-alm/finetune/training_log.csv")
-    assert history["epoch"].max() == 2 and history["loss"].notna().all()
+    epochs = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["demo-alm"]["epochs"]
+    assert history["epoch"].max() == epochs and history["loss"].notna().all()
     assert (results / "demo-alm/finetune/model/model.safetensors").is_file()
 
     predictions = pd.concat(pd.read_parquet(p) for p in sorted((results / "demo-alm/predictions").glob("*.parquet")))

@@ -1,0 +1,109 @@
+"""Portable numerics: the demo's training and scoring give the same bits whatever kernel path the
+CPU offers (PyTorch's instruction set, MKL's and oneDNN's code paths, NumPy's and OpenBLAS's, the
+thread count), which the native kernels do not."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from cuealign.numerics import job_threads, numerics_in_use, use_portable_numerics, wants_portable
+from tests.workflow.conftest import REPO
+
+# Kernel paths one machine can reach: PyTorch's dispatch (a capability above the CPU's falls back
+# to the CPU's own), MKL's instruction set, oneDNN's, NumPy's SIMD and OpenBLAS's core type.
+KERNEL_PATHS = {
+    "aten default": {"ATEN_CPU_CAPABILITY": "default"},
+    "aten avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "aten avx512, mkl sse4.2": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "onednn sse4.1, numpy baseline, openblas sandybridge": {
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4",
+        "OPENBLAS_CORETYPE": "Sandybridge",
+    },
+}
+# variables of this process that would choose a kernel path for the child
+SCRUBBED = {
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+    "NPY_DISABLE_CPU_FEATURES",
+}
+
+
+@pytest.fixture(scope="module")
+def study_file(tiny_study, tmp_path_factory):
+    path = tmp_path_factory.mktemp("numerics") / "study.pkl"
+    path.write_bytes(pickle.dumps(tiny_study))
+    return path
+
+
+def probe(study_file, tmp_path, name: str, numerics: str, threads: int, env: dict) -> dict:
+    environment = {k: v for k, v in os.environ.items() if k not in SCRUBBED} | env
+    out = tmp_path / name.replace(" ", "_").replace(",", "")
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.numerics_probe", str(study_file), str(out), numerics, str(threads)],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_portable_training_and_scoring_give_the_same_bits_on_every_kernel_path(study_file, tmp_path):
+    runs = {
+        f"{name}, {threads} threads": probe(study_file, tmp_path, f"{name} {threads}", "portable", threads, env)
+        for name, env in KERNEL_PATHS.items()
+        for threads in ((1, 2) if name == "aten avx2" else (2,))
+    }
+    first = next(iter(runs.values()))
+    assert first["numerics"] == "portable" and first["prompts"] > 0
+    for name, run in runs.items():
+        assert run == first, f"{name} differs from {next(iter(runs))}: {run} != {first}"
+
+
+@pytest.mark.slow
+def test_native_kernels_differ_between_paths_so_the_comparison_can_fail(study_file, tmp_path):
+    """The control: without portable numerics the same training gives other bits on another kernel
+    path (what made the README's numbers differ between machines)."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this CPU has no SIMD kernel path to compare with the baseline one")
+    baseline = probe(study_file, tmp_path, "native default", "native", 2, {"ATEN_CPU_CAPABILITY": "default"})
+    own = probe(study_file, tmp_path, "native own", "native", 2, {})
+    assert baseline["numerics"] == own["numerics"] == "native"
+    assert baseline["weights"] != own["weights"] and baseline["losses"] != own["losses"]
+
+
+def test_auto_is_portable_on_cpu_only_and_portable_jobs_declare_one_core():
+    assert wants_portable("auto", "cpu") and wants_portable("portable", "cpu")
+    assert not wants_portable("auto", "cuda") and not wants_portable("native", "cpu")
+    assert job_threads("auto", "cpu", native=2) == 1 and job_threads("native", "cpu", native=2) == 2
+    assert job_threads("auto", "cuda:0", native=4) == 4
+    with pytest.raises(ValueError, match="numerics: 'exact' is not one of auto, portable, native"):
+        wants_portable("exact", "cpu")
+
+
+def test_portable_numerics_are_refused_once_torch_has_computed():
+    """Here torch has run other kernels already: the switch would do nothing, so it is an error."""
+    import torch
+
+    torch.ones(3).sum()
+    before = {name: os.environ.get(name) for name in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this process already runs the baseline kernels")
+    with pytest.raises(RuntimeError, match="before this process's first tensor operation"):
+        use_portable_numerics()
+    assert numerics_in_use() == "native"
+    assert {name: os.environ.get(name) for name in before} == before  # the environment is left as it was
