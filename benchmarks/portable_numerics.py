@@ -18,7 +18,8 @@ STEP = """
 import json, sys, time
 import numpy as np
 from cuealign.numerics import setup_numerics
-numerics, threads, window, repeats, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+numerics, folder = sys.argv[1], sys.argv[5]
+threads, window, repeats = map(int, sys.argv[2:5])
 setup_numerics(numerics, "cpu", threads=threads)
 import torch
 from cuealign.backends.registry import family

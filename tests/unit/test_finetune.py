@@ -21,7 +21,6 @@ from cuealign.finetune import (
     training_prompts,
 )
 
-
 # A model initialised from scratch reads a 4 s window (the synthetic clips are 1.4-3.6 s long): the
 # same training as at the released 30 s, about 8 times faster.
 SMALL_WINDOW = {"architecture": {"audio_window_s": 4}}

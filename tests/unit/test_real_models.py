@@ -248,6 +248,7 @@ def test_adapters_that_change_nothing_are_refused(layouts, tmp_path):
         load_backend(spec(base, layout, adapter=str(other)))
 
 
+@pytest.mark.slow
 def test_the_checkpoint_check_script_runs_on_a_released_layout(layouts, capsys):
     """benchmarks/check_checkpoint.py, which a user runs on a GPU with the real weights, passes on
     the real files with tiny weights (float32, CPU) and prints its README row."""

@@ -54,6 +54,7 @@ def test_default_config_dry_runs_the_whole_study(workflow):
         assert jobs.get(rule, 0) >= 1, f"{rule} is not in the default run: {jobs}"
 
 
+@pytest.mark.slow
 def test_the_default_study_runs_end_to_end_with_its_report(default_study):
     workflow, _ = default_study
     results = workflow / "results/demo"
@@ -139,7 +140,7 @@ def test_the_default_study_runs_end_to_end_with_its_report(default_study):
     assert after(lambda c: None) == set()
     # any config change also rewrites the report's config page (seconds)
     analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables", "write_config_page"}
-    assert after(lambda c: c["analysis"].update(resamples=300)) == analysis_only
+    assert after(lambda c: c.setdefault("analysis", {}).update(resamples=300)) == analysis_only
     assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
     assert (
         after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5]))
@@ -162,6 +163,7 @@ def _readme_block() -> str:
     return (REPO / "README.md").read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
 
+@pytest.mark.slow
 def test_the_readme_quotes_what_the_default_run_produces(default_study):
     """Every demo number in the README and every figure under docs/ is what the code makes now."""
     from matplotlib.image import imread
@@ -179,6 +181,7 @@ def test_the_readme_quotes_what_the_default_run_produces(default_study):
         assert float(abs(committed - produced).mean()) < 0.002, f"{target} is not the run's {source}"
 
 
+@pytest.mark.slow
 def test_the_analysis_from_counts_equals_the_direct_one_on_the_demo(default_study):
     """The analysis job reduces each predictions shard to counts (cuealign.analysis.Answers); every
     table it wrote must be what the direct analysis of the whole predictions table gives (the frozen
@@ -217,6 +220,7 @@ def test_the_analysis_from_counts_equals_the_direct_one_on_the_demo(default_stud
             assert got["p_holm"] == pytest.approx(row.p_holm, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_the_terminal_shows_progress_and_no_noise(default_study):
     _, run = default_study
     printed = run.stdout + run.stderr
@@ -255,6 +259,7 @@ def _rendered_text(page: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"(?s)<(script|style)[^>]*>.*?</\1>", " ", dom)))
 
 
+@pytest.mark.slow
 def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(default_study, tmp_path):
     assert CHROMIUM, "headless Chromium is needed (.ci/run installs chromium-headless-shell)"
     workdir, _ = default_study

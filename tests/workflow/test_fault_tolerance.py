@@ -113,11 +113,12 @@ def predictions(workflow: Path) -> pd.DataFrame:
     return table.drop(columns="seconds").sort_values(["utt_id", "condition"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
-def test_killed_jobs_and_a_killed_run_recover_to_the_uninterrupted_results(tmp_path, tiny_qwen2_audio):
-    reference = study(copy_workflow(tmp_path / "reference"), tiny_qwen2_audio)
+def test_killed_jobs_and_a_killed_run_recover_to_the_uninterrupted_results(tmp_path, short_window_alm):
+    reference = study(copy_workflow(tmp_path / "reference"), short_window_alm)
     snakemake(reference, "--cores", "2")
-    killed = study(copy_workflow(tmp_path / "killed"), tiny_qwen2_audio)
+    killed = study(copy_workflow(tmp_path / "killed"), short_window_alm)
 
     # 1. the whole run SIGKILLed (a lost login node) while it extracts features
     run = start(killed, "--cores", "1")

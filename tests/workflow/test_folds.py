@@ -18,9 +18,10 @@ def iemocap_five(tmp_path):
     return make_iemocap_sessions(tmp_path / "IEMOCAP")
 
 
-def test_leave_one_session_out_fits_per_fold_and_pools_the_analysis(workflow, iemocap_five, tiny_qwen2_audio):
+@pytest.mark.slow
+def test_leave_one_session_out_fits_per_fold_and_pools_the_analysis(workflow, iemocap_five, short_window_alm):
     corpus = {"type": "iemocap", "root": str(iemocap_five), "folds": "sessions"}
-    model = {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "batch_size": 16}
+    model = {"family": "qwen2-audio", "path": str(short_window_alm), "batch_size": 16}
     config = {"corpora": {"iemocap": corpus}, "conditions": CONDITIONS, "models": {"tiny": model}, "shards": 1}
     write_config(workflow, config)
     run = snakemake(workflow, "--cores", "2", timeout=900)

@@ -4,6 +4,7 @@ import json
 import re
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.workflow.conftest import snakemake, write_config
@@ -20,8 +21,9 @@ DEMO = {
 CONDITIONS = {"shuffle_seeds": [0], "corrupt_p": [0.5], "corrupt_seeds": [0], "swap": ["ENERGY"], "tokens_only": True}
 
 
-def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_audio):
-    model = {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "batch_size": 16}
+@pytest.mark.slow
+def test_inference_writes_a_prediction_for_every_prompt(workflow, short_window_alm):
+    model = {"family": "qwen2-audio", "path": str(short_window_alm), "batch_size": 16}
     write_config(workflow, {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": {"tiny": model}})
     run = snakemake(workflow, "--cores", "2")
     prompts = pd.concat([pd.read_parquet(workflow / f"results/demo/prompts/{i}.parquet") for i in range(2)])
@@ -41,7 +43,7 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
         "tokens_only",
     }
     assert predictions["pred"].isin(["angry", "happy", "neutral", "sad"]).all()
-    assert (predictions["model"] == str(tiny_qwen2_audio)).all()
+    assert (predictions["model"] == str(short_window_alm)).all()
     log = (workflow / "logs/demo/tiny/run_inference/0.log").read_text()
     # a swap of a MID token asks what aligned asks: such rows take aligned's answer, computed once
     computed, same = map(
@@ -96,10 +98,10 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
         assert (stamped["config_hash"] == record["config_hash"]).all(), table
         assert stamped["model_revision"].str.startswith("local folder ").all()
         assert stamped["seeds"].iloc[0] == "shuffle 0; corrupt 0; bootstrap 0; corpus 2"
-    assert record["model_source"]["path"] == str(tiny_qwen2_audio) and record["versions"]["cuealign"]
+    assert record["model_source"]["path"] == str(short_window_alm) and record["versions"]["cuealign"]
     from transformers import AutoTokenizer  # the tokens each label was scored as
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2_audio)
+    tokenizer = AutoTokenizer.from_pretrained(short_window_alm)
     assert record["model_source"]["label_tokens"] == {
         label: tokenizer.convert_ids_to_tokens(tokenizer(label, add_special_tokens=False)["input_ids"])
         for label in ["angry", "happy", "neutral", "sad"]
@@ -130,7 +132,7 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     # a plain rerun reruns inference, and the answers, keyed by the weights' content, are reused
     import os
 
-    for weights in tiny_qwen2_audio.glob("*.safetensors"):
+    for weights in short_window_alm.glob("*.safetensors"):
         os.utime(weights)
     dry = snakemake(workflow, "-n")
     assert "rule run_inference:" in dry.stdout and "Params have changed" in dry.stdout
@@ -139,6 +141,7 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, tiny_qwen2_aud
     assert "64 predictions (0 computed, 64 from the cache, 0 the same" in log
 
 
+@pytest.mark.slow
 def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap):
     # no token channel: every condition but tokens_only (silence) gets the audio-only answer, and
     # the analysis says so (no token effect) rather than failing on a flat curve
@@ -161,17 +164,17 @@ def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap):
     assert (workflow / "results/demo/clap/figures/corruption_curve.png").stat().st_size > 5_000
 
 
-def test_unknown_model_family_fails_before_any_job(workflow, tiny_qwen2_audio):
+def test_unknown_model_family_fails_before_any_job(workflow, short_window_alm):
     write_config(
-        workflow, {"corpora": {"demo": DEMO}, "models": {"m": {"family": "qwen3-audio", "path": str(tiny_qwen2_audio)}}}
+        workflow, {"corpora": {"demo": DEMO}, "models": {"m": {"family": "qwen3-audio", "path": str(short_window_alm)}}}
     )
     out = snakemake(workflow, "-n", check=False)
     assert out.returncode != 0 and "'qwen3-audio' is not in the registry" in out.stdout + out.stderr
 
 
-def test_inference_jobs_declare_the_gpus_their_device_uses(workflow, tiny_qwen2_audio):
+def test_inference_jobs_declare_the_gpus_their_device_uses(workflow, short_window_alm):
     # Snakemake (--resources gpu=N) and SLURM (--gpus) schedule on the declared count
-    path = str(tiny_qwen2_audio)
+    path = str(short_window_alm)
     models = {
         "on-cpu": {"family": "qwen2-audio", "path": path},
         "one-gpu": {"family": "qwen2-audio", "path": path, "device": "cuda"},

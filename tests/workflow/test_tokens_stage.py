@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.workflow.conftest import snakemake, write_config
@@ -18,6 +19,7 @@ SMALL_DEMO = {
 }
 
 
+@pytest.mark.slow
 def test_tokens_stage_end_to_end(workflow):
     # the same corpus twice under two names: the second must come from the LLD cache; openSMILE in
     # spawned processes (as auto chooses for a large shard), which import the job's script again
