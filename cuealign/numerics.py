@@ -4,8 +4,8 @@ A model trained on CPU is a long chain of float operations whose rounding depend
 runs them: PyTorch picks its kernels by the CPU's instruction set (AVX2, AVX-512 or none), MKL its
 matrix products by processor (Intel or AMD, AVX2 or AVX-512), oneDNN its convolutions likewise, and
 a reduction split over threads adds in another order. The differences start in the last bit and
-grow through training into other weights and other answers: the demo's numbers once differed
-between an AVX2 and an AVX-512 machine by up to 0.05 UAR (benchmarks/README.md, "Portable
+grow through training into other weights and other answers: the demo's tables once differed
+between machines in every condition, by up to 0.15 UAR in one (benchmarks/README.md, "Portable
 numerics").
 
 ``numerics: portable`` (a model's or fine-tuning entry's key; the default on CPU) removes the
