@@ -1,10 +1,27 @@
 """Shared fixtures: small corpora in their real layouts (built by tests/fakes.py)."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.fakes import make_aibo, make_iemocap
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_clients_answer_at_once():
+    """Every Snakemake start imports snakemake-executor-plugin-slurm (2.8.0), which runs
+    ``scontrol show config`` for a help text; where SLURM's client is installed (CI installs it for
+    the SLURM test) and no controller is up, scontrol waits 9-10 s for one, in every ``snakemake``
+    the tests start. An empty SLURM_CONF makes scontrol fail at once ("Unable to process
+    configuration file"); the SLURM test gives its cluster's own configuration back."""
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = os.devnull
+    yield
+    if before is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = before
 
 
 @pytest.fixture

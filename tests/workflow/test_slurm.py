@@ -28,7 +28,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def slurm_cluster():
-    env = os.environ | {"SLURM_RUN_DIR": RUN_DIR, "FAKE_GPUS": "1", "PARTITION": "debug"}
+    # the cluster start.sh writes reads /etc/slurm/slurm.conf: no SLURM_CONF (tests/conftest.py)
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    env |= {"SLURM_RUN_DIR": RUN_DIR, "FAKE_GPUS": "1", "PARTITION": "debug"}
     try:
         started = subprocess.run(["bash", SCRIPTS / "start.sh"], env=env, capture_output=True, text=True, timeout=900)
         if started.returncode != 0:
