@@ -1,8 +1,8 @@
 from snakemake.utils import min_version
 
-from cuealign.checks import check_config
-from cuealign.config import validate_config
-from cuealign.folds import expand_folds
+from cuealign.workflow.checks import check_config
+from cuealign.workflow.config import validate_config
+from cuealign.workflow.folds import expand_folds
 
 min_version("9.0")
 
@@ -16,7 +16,7 @@ report: "report/workflow.rst"
 
 validate_config(config)
 check_config(config, configfiles=workflow.configfiles)
-# IEMOCAP leave-one-session-out: one corpus per fold, pooled in the analysis (cuealign/folds.py)
+# IEMOCAP leave-one-session-out: one corpus per fold, pooled in the analysis (cuealign/workflow/folds.py)
 FOLDS = expand_folds(config)
 
 

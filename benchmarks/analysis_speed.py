@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from cuealign.analysis import analyse
+from cuealign.analysis.answers import analyse
 from cuealign.interventions import Condition
 
 LABELS = ["angry", "happy", "neutral", "sad"]

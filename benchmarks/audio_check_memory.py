@@ -1,10 +1,10 @@
-"""Peak memory of the audio check (cuealign.audio.check_audio) on a long multichannel file and on
+"""Peak memory of the audio check (cuealign.corpora.audio.check_audio) on a long multichannel file and on
 a WAV whose header claims far more audio than the file holds.
 
     python benchmarks/audio_check_memory.py [--minutes 20] [--rate 48000] [--channels 6]
 
 Each check runs in a fresh process; its peak resident set size (ru_maxrss) is reported beside
-that of a process that only imports cuealign.audio (the baseline).
+that of a process that only imports cuealign.corpora.audio (the baseline).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import soundfile as sf
 
 CHILD = """
 import resource, sys, time
-from cuealign.audio import check_audio
+from cuealign.corpora.audio import check_audio
 start = time.perf_counter()
 info = check_audio(sys.argv[1]) if len(sys.argv) > 1 else None
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

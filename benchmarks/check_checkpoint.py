@@ -30,10 +30,10 @@ import time
 import numpy as np
 import torch
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.loader import load_backend
-from cuealign.config import config_schema
+from cuealign.corpora.audio import load_model_audio
+from cuealign.models.loader import load_backend
 from cuealign.prompts import PromptTemplate
+from cuealign.workflow.config import config_schema
 
 LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
 CONCEPTS = ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS"]

@@ -1,5 +1,5 @@
 """Coverage of every interval method the analysis offers, and the level of the seeded-condition
-test, by simulation (cuealign.simulation: 4 classes, 5-15 utterances per speaker and class,
+test, by simulation (cuealign.analysis.simulation: 4 classes, 5-15 utterances per speaker and class,
 speaker and speaker x class random effects, paired conditions).
 
 For 2, 4, 6, 10, 20 and 40 test speakers, with and without between-speaker heterogeneity: how
@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from cuealign import intervals, simulation
+from cuealign.analysis import intervals, simulation
 
 SPEAKERS = (2, 4, 6, 10, 20, 40)
 METHODS = (*intervals.CLUSTERED_METHODS, intervals.CONDITIONAL)

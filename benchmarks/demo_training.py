@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.loader import load_backend
-from cuealign.config import validate_config
-from cuealign.finetune import finetune
+from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import conditions_from_config
+from cuealign.models.finetune import finetune
+from cuealign.models.loader import load_backend
 from cuealign.prompts import prompt_table
 from cuealign.tokens import TokensMeta
+from cuealign.workflow.config import validate_config
 
 CONDITIONS = dict(conflict=True, shuffle_seeds=[0], corrupt_p=[0.5, 1.0], corrupt_seeds=[0], swap=[], tokens_only=True)
 

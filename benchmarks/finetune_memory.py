@@ -5,7 +5,7 @@
 
 A synthetic corpus of distinct wav files (noise-excited harmonic tones, --seconds long) is written
 once; for each size a fresh process trains one epoch of a tiny random-weight Qwen2-Audio (hidden
-32, 2 layers, batch 16) through cuealign.finetune.train and reports its peak RSS: "lazy"
+32, 2 layers, batch 16) through cuealign.models.finetune.train and reports its peak RSS: "lazy"
 featurises each batch as it comes (no cache), "cached" as the stage does by default (a feature
 cache of --cache-mb, least recently used out), and, for contrast, "eager" featurises every
 example up front first, as the fine-tuning stage did before (the processor's 30 s Whisper
@@ -48,9 +48,9 @@ def write_corpus(folder: Path, n: int, seconds: float) -> list[str]:
 def child(folder: str, n: int, way: str, cache_mb: float) -> None:
     import torch
 
-    from cuealign.backends.loader import load_backend
-    from cuealign.backends.tiny import build_tiny_alm
-    from cuealign.finetune import Example, FeatureCache, collate, train
+    from cuealign.models.finetune import Example, FeatureCache, collate, train
+    from cuealign.models.loader import load_backend
+    from cuealign.models.tiny import build_tiny_alm
 
     torch.set_num_threads(2)
     paths = sorted(str(p) for p in Path(folder, "wav").glob("*.wav"))[:n]

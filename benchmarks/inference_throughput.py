@@ -25,8 +25,8 @@ import time
 import numpy as np
 import torch
 
-from cuealign.backends.loader import load_backend
-from cuealign.backends.tiny import build_tiny_alm
+from cuealign.models.loader import load_backend
+from cuealign.models.tiny import build_tiny_alm
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."

@@ -20,9 +20,9 @@ import opensmile
 import pandas as pd
 
 from cuealign.corpora import read_corpus
+from cuealign.corpora.manifest import build_manifest
+from cuealign.corpora.synthesis import generate_corpus
 from cuealign.features import extract_lld_means
-from cuealign.manifest import build_manifest
-from cuealign.synthesis import generate_corpus
 
 
 def bare_loop(paths: list[str]) -> None:

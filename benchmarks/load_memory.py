@@ -19,7 +19,7 @@ from pathlib import Path
 
 LOAD = """
 import json, sys
-from cuealign.backends.loader import load_backend
+from cuealign.models.loader import load_backend
 dtype = sys.argv[2]
 if dtype != "none":
     backend = load_backend({"family": "qwen2-audio", "path": sys.argv[1], "device": "cpu", "dtype": dtype,
@@ -37,7 +37,7 @@ print(json.dumps({"peak_mb": peak / 1024, "loaded": loaded}))
 def build(folder: Path, hidden: int, layers: int) -> tuple[int, float]:
     import torch
 
-    from cuealign.backends.tiny import build_tiny_alm
+    from cuealign.models.tiny import build_tiny_alm
 
     build_tiny_alm("qwen2-audio", folder, ["what emotion does the speaker express"], hidden=hidden, layers=layers)
     from transformers import Qwen2AudioForConditionalGeneration

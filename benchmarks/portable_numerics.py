@@ -17,14 +17,14 @@ import time
 STEP = """
 import json, sys, time
 import numpy as np
-from cuealign.numerics import setup_numerics
+from cuealign.models.numerics import setup_numerics
 numerics, folder = sys.argv[1], sys.argv[5]
 threads, window, repeats = map(int, sys.argv[2:5])
 setup_numerics(numerics, "cpu", threads=threads)
 import torch
-from cuealign.backends.registry import family
-from cuealign.backends.tiny import build_tiny_alm
-from cuealign.backends.transformers_alm import TransformersALM
+from cuealign.models.registry import family
+from cuealign.models.tiny import build_tiny_alm
+from cuealign.models.transformers_alm import TransformersALM
 text = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
 path = build_tiny_alm("qwen2-audio", folder, [text] * 3, hidden=32, layers=2, vocab_size=600, window_s=window)
 alm = TransformersALM(str(path), family=family("qwen2-audio"), device="cpu", dtype="auto")

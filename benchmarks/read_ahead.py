@@ -29,12 +29,12 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.loader import load_backend
-from cuealign.backends.tiny import build_tiny_alm
 from cuealign.cache import AnswerStore
-from cuealign.inference import predict_shard
+from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import Condition
+from cuealign.models.inference import predict_shard
+from cuealign.models.loader import load_backend
+from cuealign.models.tiny import build_tiny_alm
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."

@@ -160,9 +160,9 @@ def stage_predictions(workdir: Path, seed: int = 0) -> dict:
 
 def stage_analysis(workdir: Path, resamples: int) -> dict:
     """The analysis job's work, in its order (workflow_scripts/analyse_predictions.py)."""
-    from cuealign.accounting import PromptCounts, accounting
-    from cuealign.analysis import analyse_answers, read_shard, reduce_shards
-    from cuealign.cue_following import class_given_token, cue_following, pool_cue_following
+    from cuealign.analysis.accounting import PromptCounts, accounting
+    from cuealign.analysis.answers import analyse_answers, read_shard, reduce_shards
+    from cuealign.analysis.cue_following import class_given_token, cue_following, pool_cue_following
     from cuealign.tokens import TokensMeta
 
     timings = {}

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from cuealign.tables import to_html  # noqa: E402
+from cuealign.render import to_html  # noqa: E402
 from cuealign.tokens import TokensMeta  # noqa: E402
 
 

@@ -33,8 +33,8 @@ import opensmile
 import pandas as pd
 from tqdm import tqdm
 
-from cuealign.audio import read_mono
 from cuealign.cache import KeyedJsonCache
+from cuealign.corpora.audio import read_mono
 
 log = logging.getLogger(__name__)
 

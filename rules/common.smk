@@ -4,14 +4,14 @@ import os
 import re
 import sys
 
-from cuealign import resources
-from cuealign.checks import corpus_setting, token_options, unprobed_note
-from cuealign.config import FINETUNED_MODEL_DIR, model_entries
+from cuealign.workflow import resources
+from cuealign.workflow.checks import corpus_setting, token_options, unprobed_note
+from cuealign.workflow.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files, read_corpus
-from cuealign.folds import FOLD_OF, FOLD_SESSION
-from cuealign.numerics import job_threads
+from cuealign.workflow.folds import FOLD_OF, FOLD_SESSION
+from cuealign.models.numerics import job_threads
 from cuealign.prompts import prompt_variants
-from cuealign.provenance import model_fingerprint
+from cuealign.models.identity import model_fingerprint
 from cuealign.corpora.synthetic import synthetic_size
 
 # Every model to probe: config models plus the ones the finetune rule trains.

@@ -44,7 +44,7 @@ PROMPT_TEXTS = [
 
 
 def _tiny(family, tmp_path_factory) -> Path:
-    from cuealign.backends.tiny import build_tiny_alm
+    from cuealign.models.tiny import build_tiny_alm
 
     return build_tiny_alm(family, tmp_path_factory.mktemp("models") / family, PROMPT_TEXTS * 3)
 
@@ -82,7 +82,7 @@ def tiny_study(tmp_path_factory) -> dict:
     import pandas as pd
     import yaml
 
-    from cuealign.config import validate_config
+    from cuealign.workflow.config import validate_config
     from tests.workflow.conftest import copy_workflow, snakemake
 
     workdir = copy_workflow(tmp_path_factory.mktemp("study"))

@@ -16,17 +16,17 @@ from pathlib import Path
 
 
 def main(study_file: str, out_dir: str, numerics: str, threads: int) -> dict:
-    from cuealign.numerics import numerics_in_use, setup_numerics
+    from cuealign.models.numerics import numerics_in_use, setup_numerics
 
     setup_numerics(numerics, "cpu", threads=threads)  # first, as in the job scripts
 
-    from cuealign.backends.loader import load_backend
     from cuealign.cache import AnswerStore
-    from cuealign.config import model_entries, validate_config
-    from cuealign.finetune import finetune
-    from cuealign.inference import predict_shard
     from cuealign.interventions import Condition
+    from cuealign.models.finetune import finetune
+    from cuealign.models.inference import predict_shard
+    from cuealign.models.loader import load_backend
     from cuealign.prompts import prompt_table
+    from cuealign.workflow.config import model_entries, validate_config
 
     study = pickle.loads(Path(study_file).read_bytes())
     config = validate_config(

@@ -1,6 +1,6 @@
 """The direct analysis, frozen as it was at a0f4f0b (before predictions were reduced to counts):
 every statistic computed from the whole predictions table, the within-speaker resamples drawn as
-one B x n matrix. tests/unit/test_sufficient_statistics.py checks that cuealign.analysis, which
+one B x n matrix. tests/unit/test_sufficient_statistics.py checks that cuealign.analysis.answers, which
 works from per-shard reductions, gives the same numbers. Do not change it to follow the package:
 it is the independent computation the package is compared with."""
 
@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
-from cuealign import intervals
-from cuealign.analysis import INVALID, NEUTRAL, UNPARSED, check_complete, comparison_plan, conditional_warning
-from cuealign.cue_following import COLUMNS as CUE_COLUMNS
+from cuealign.analysis import intervals
+from cuealign.analysis.answers import INVALID, NEUTRAL, UNPARSED, check_complete, comparison_plan, conditional_warning
+from cuealign.analysis.cue_following import COLUMNS as CUE_COLUMNS
+from cuealign.analysis.stats import holm, label_distribution, mcnemar_exact, spearman_permutation
 from cuealign.interventions import PAPER_FAMILIES, seeds_mean_name
-from cuealign.stats import holm, label_distribution, mcnemar_exact, spearman_permutation
 from cuealign.tokens import TOKEN_PREFIX, token_column
 
 
@@ -302,7 +302,7 @@ def label_probabilities(predictions: pd.DataFrame, condition: str, labels: list[
     return label_distribution(rows[[f"logprob_{label}" for label in labels]])
 
 
-# cue following as it was (cuealign.cue_following before it was vectorised over conditions)
+# cue following as it was (cuealign.analysis.cue_following before it was vectorised over conditions)
 def _cue_pull(old: pd.DataFrame, new: pd.DataFrame, association: dict, labels: list[str]) -> np.ndarray:
     """(utterances, labels): the summed change of log P(class | token) over the concepts whose token
     changed (tokens the fit split never showed pull nowhere)."""

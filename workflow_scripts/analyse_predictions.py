@@ -4,15 +4,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from cuealign import provenance, tables, variants
-from cuealign.accounting import PromptCounts, accounting, accounting_line
-from cuealign.analysis import analyse_answers, read_shard, reduce_shards
-from cuealign.card import card_table, protocol_card
-from cuealign.cue_following import class_given_token, cue_following, pool_cue_following
-from cuealign.folds import pooled_manifest
+from cuealign import render
+from cuealign.analysis import provenance, tables, variants
+from cuealign.analysis.accounting import PromptCounts, accounting, accounting_line
+from cuealign.analysis.answers import analyse_answers, read_shard, reduce_shards
+from cuealign.analysis.card import card_table, protocol_card
+from cuealign.analysis.cue_following import class_given_token, cue_following, pool_cue_following
+from cuealign.models.identity import model_fingerprint
 from cuealign.prompts import MAIN_VARIANT, prompt_variants
 from cuealign.runlog import log_to
 from cuealign.tokens import TokensMeta
+from cuealign.workflow.folds import pooled_manifest
 
 CARD_NOTE = (
     "How this result was made: raw labels to classes (merges, drops with counts), the split protocol with "
@@ -47,7 +49,7 @@ with log_to(snakemake.log[0]) as log:
         # a fold's evaluated utterances are its test split (expand_folds requires evaluate_split: test)
         test = manifests[fold]
         evaluated_in[fold] = set(test.loc[test["split"] == "test", "utt_id"]) if pooled else None
-    # predictions read shard by shard and reduced to what the statistics need (cuealign.analysis.Answers),
+    # predictions read shard by shard and reduced to what the statistics need (cuealign.analysis.answers.Answers),
     # every wording on its own; cue following per shard, pooled over shards and folds (utterance-weighted)
     cue_tables = []
 
@@ -101,7 +103,7 @@ with log_to(snakemake.log[0]) as log:
     print(line, file=sys.__stderr__)  # where the user watches the run, not only in the log
 
     spec = specs[folds[0]]
-    fingerprints = {fold: provenance.model_fingerprint(s["path"]) for fold, s in specs.items()}
+    fingerprints = {fold: model_fingerprint(s["path"]) for fold, s in specs.items()}
     run = provenance.record(
         snakemake.params.config,
         corpus=corpus,
@@ -130,7 +132,7 @@ with log_to(snakemake.log[0]) as log:
     with open(snakemake.output.card, "w") as stream:
         json.dump(card, stream, indent=2)
     with open(snakemake.output.card_html, "w") as stream:
-        stream.write(tables.to_html(card_table(card), title=f"{corpus} / {model}: protocol card", note=CARD_NOTE))
+        stream.write(render.to_html(card_table(card), title=f"{corpus} / {model}: protocol card", note=CARD_NOTE))
     if card["overlap_warning"]:
         log.warning("%s", card["overlap_warning"])
         print(f"{corpus} / {model}: WARNING: {card['overlap_warning']}", file=sys.__stderr__)
@@ -156,9 +158,9 @@ with log_to(snakemake.log[0]) as log:
     provenance.stamp(readable["main"], run).to_csv(snakemake.output.main_csv, index=False)
     for name, table in readable.items():
         with open(snakemake.output[f"{name}_md"], "w") as stream:
-            stream.write(tables.to_markdown(table))
+            stream.write(render.to_markdown(table))
         with open(snakemake.output[f"{name}_tex"], "w") as stream:
-            stream.write(tables.to_latex(table))
+            stream.write(render.to_latex(table))
     # what the report shows, each table readable in the page
     pages = {
         "main_html": (readable["main"], "UAR without and with aligned tokens", tables.MAIN_NOTE),
@@ -173,7 +175,7 @@ with log_to(snakemake.log[0]) as log:
         if output not in ("cue_following_html", "accounting_html", "variants_html"):
             note = f"{note} {about_intervals}"
         with open(snakemake.output[output], "w") as stream:
-            stream.write(tables.to_html(table, title=f"{corpus} / {model}: {title}", note=note))
+            stream.write(render.to_html(table, title=f"{corpus} / {model}: {title}", note=note))
     for name in ("main", "interventions"):  # the Markdown tables say what their intervals are, too
         with open(snakemake.output[f"{name}_md"], "a") as stream:
             stream.write(f"\n{about_intervals}\n")

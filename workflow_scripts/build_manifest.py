@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from cuealign.audio import AudioChecks
 from cuealign.cache import KeyedJsonCache
 from cuealign.corpora import read_corpus
-from cuealign.folds import fold_manifest
-from cuealign.manifest import build_manifest, check_leakage
+from cuealign.corpora.audio import AudioChecks
+from cuealign.corpora.manifest import build_manifest, check_leakage
 from cuealign.runlog import log_to
+from cuealign.workflow.folds import fold_manifest
 
 with log_to(snakemake.log[0]) as log:
     if (session := snakemake.params.fold_session) is not None:

@@ -1,8 +1,9 @@
 import pandas as pd
 
-from cuealign.provenance import COLUMNS
+from cuealign.analysis.provenance import COLUMNS
+from cuealign.analysis.tables import MAIN_NOTE
+from cuealign.render import to_html, to_latex, to_markdown
 from cuealign.runlog import log_to
-from cuealign.tables import MAIN_NOTE, to_html, to_latex, to_markdown
 
 with log_to(snakemake.log[0]):
     table = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in snakemake.input.tables])

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cuealign.finetune import finetune
-from cuealign.numerics import setup_numerics
-from cuealign.plots import loss_curve
+from cuealign.analysis.plots import loss_curve
+from cuealign.models.finetune import finetune
+from cuealign.models.numerics import setup_numerics
 from cuealign.runlog import log_to
 from cuealign.tokens import TokensMeta
 

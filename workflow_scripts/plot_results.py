@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from cuealign.plots import confusion_conditions, confusion_grid, corruption_curve, variant_effects
+from cuealign.analysis.plots import confusion_conditions, confusion_grid, corruption_curve, variant_effects
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,9 +1,9 @@
 import pandas as pd
 
-from cuealign.backends.loader import load_backend
 from cuealign.cache import AnswerStore
-from cuealign.inference import predict_shard
-from cuealign.numerics import setup_numerics
+from cuealign.models.inference import predict_shard
+from cuealign.models.loader import load_backend
+from cuealign.models.numerics import setup_numerics
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from cuealign.provenance import config_page
+from cuealign.analysis.provenance import config_page
 from cuealign.runlog import log_to
 
 with log_to(snakemake.log[0]):

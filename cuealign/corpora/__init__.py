@@ -1,7 +1,7 @@
 """Corpus importers: each reads one corpus layout into the same table of utterances.
 
 The table has the manifest's identity columns (utt_id, path, label, orig_label, speaker,
-gender, split); audio checks are added by cuealign.manifest.
+gender, split); audio checks are added by cuealign.corpora.manifest.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The synthetic corpus as a corpus: read the ground-truth table cuealign.synthesis wrote."""
+"""The synthetic corpus as a corpus: read the ground-truth table cuealign.corpora.synthesis wrote."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 from cuealign.corpora.common import CorpusError, CorpusTable, require_unique_ids, resolve_inside
 
 GROUND_TRUTH = "ground_truth.csv"
-# the generator's classes (cuealign.synthesis), here so that the workflow knows a synthetic corpus'
+# the generator's classes (cuealign.corpora.synthesis), here so that the workflow knows a synthetic corpus'
 # size when it builds the DAG without importing the generator
 CLASSES: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuealign.analysis import analyse, check_complete
+from cuealign.analysis.answers import analyse, check_complete
+from cuealign.analysis.stats import mcnemar_exact, uar
 from cuealign.interventions import Condition
-from cuealign.stats import mcnemar_exact, uar
 from cuealign.tokens import token_column
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -104,7 +104,7 @@ def test_comparisons_by_family_each_test_once(result):
 
 
 def test_single_conditions_get_mcnemar_seeded_ones_the_sign_flip_test(result):
-    from cuealign.intervals import SpeakerDesign, sign_flip_test
+    from cuealign.analysis.intervals import SpeakerDesign, sign_flip_test
 
     comparisons = result["comparisons"].set_index("comparison")
     predictions = simulate()
@@ -147,7 +147,7 @@ def test_with_fewer_speakers_than_min_speakers_the_intervals_are_conditional_and
     assert "conditional on these 2 speakers" in about["warning"] and "analysis.min_speakers = 4" in about["warning"]
     for table in (result["uar"], result["comparisons"]):
         assert (table["ci_method"] == "within-speaker").all() and (table["n_speakers"] == 2).all()
-    from cuealign.tables import interval_note, main_table
+    from cuealign.analysis.tables import interval_note, main_table
 
     assert interval_note(result).startswith("WARNING: only 2 test speakers")
     assert main_table(result, model="m", corpus="c").iloc[0]["CI method"] == (
@@ -221,7 +221,8 @@ def test_conditions_are_read_from_their_columns_not_their_names():
 
 
 def test_tables_in_markdown_and_latex(result):
-    from cuealign.tables import intervention_table, main_table, to_html, to_latex, to_markdown
+    from cuealign.analysis.tables import intervention_table, main_table
+    from cuealign.render import to_html, to_latex, to_markdown
 
     main = main_table(result, model="af3", corpus="iemocap")
     row = main.iloc[0]
@@ -246,7 +247,7 @@ def test_tables_in_markdown_and_latex(result):
 
 
 def test_figures_are_drawn(result, tmp_path):
-    from cuealign.plots import confusion_grid, corruption_curve
+    from cuealign.analysis.plots import confusion_grid, corruption_curve
 
     grid = confusion_grid(result["confusion"], ["aligned", "conflict", "none"], LABELS)
     assert len(grid.axes) == 3 and grid.axes[1].get_title() == "conflict"
@@ -260,7 +261,7 @@ def test_figures_are_drawn(result, tmp_path):
 def _cue_data(shift: float):
     """ENERGY=HIGH marks angry, ENERGY=LOW marks sad; conflict swaps them. A cue-following model
     moves log-probability from angry to sad by ``shift`` when HIGH becomes LOW (0: audio only)."""
-    from cuealign.cue_following import class_given_token
+    from cuealign.analysis.cue_following import class_given_token
 
     train = pd.DataFrame({"ENERGY": ["HIGH"] * 10 + ["LOW"] * 10})
     train_labels = pd.Series(["angry"] * 9 + ["sad"] + ["sad"] * 9 + ["angry"])
@@ -288,7 +289,7 @@ def _probability_of_sad(logp_angry: float) -> float:
 
 
 def test_cue_following_detects_a_model_that_follows_the_tokens():
-    from cuealign.cue_following import cue_following
+    from cuealign.analysis.cue_following import cue_following
 
     row = cue_following(*_cue_data(1.8), labels=["angry", "sad"]).set_index("condition").loc["conflict"]
     assert row["utterances"] == 6 and row["cue_alignment"] == pytest.approx(1.0) and row["toward_pointed_class"] == 1.0
@@ -300,7 +301,7 @@ def test_cue_following_detects_a_model_that_follows_the_tokens():
 
 
 def test_a_model_that_barely_moves_is_not_called_a_follower():
-    from cuealign.cue_following import cue_following
+    from cuealign.analysis.cue_following import cue_following
 
     # the right direction every time, but the top class moves by about 0.0004
     row = cue_following(*_cue_data(0.0016), labels=["angry", "sad"]).set_index("condition").loc["conflict"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cuealign.audio import OK, AudioChecks, check_audio, sha256_of
+from cuealign.corpora.audio import OK, AudioChecks, check_audio, sha256_of
 from tests.fakes import write_tone
 
 
@@ -112,7 +112,7 @@ def test_sha256_is_the_content_hash(tmp_path):
 
 def _voice(seconds=2.0, rate=16000):
     """A synthetic utterance of the demo corpus' generator (voiced, with pauses and consonants)."""
-    from cuealign.synthesis import EMOTIONS, make_speakers, synthesize_utterance
+    from cuealign.corpora.synthesis import EMOTIONS, make_speakers, synthesize_utterance
 
     speaker = make_speakers(1, 0)[0]
     samples, _ = synthesize_utterance(speaker, EMOTIONS["neutral"], np.random.default_rng(0), sample_rate=rate)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cuealign.backends.loader import load_backend
-from cuealign.backends.registry import check_model_spec, family
+from cuealign.models.loader import load_backend
+from cuealign.models.registry import check_model_spec, family
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -327,7 +327,7 @@ def test_an_adapter_trained_on_another_base_is_refused_naming_both(tiny_qwen2_au
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2AudioForConditionalGeneration
 
-    from cuealign.backends.registry import check_model_spec
+    from cuealign.models.registry import check_model_spec
 
     base = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio)
     get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "adapter")
@@ -378,8 +378,8 @@ def test_dtype_auto_loads_the_checkpoints_own_dtype(tiny_qwen2_audio, tmp_path, 
     import torch
     import transformers
 
-    from cuealign.backends.weights import loaded_dtype
-    from cuealign.config import validate_config
+    from cuealign.models.weights import loaded_dtype
+    from cuealign.workflow.config import validate_config
 
     folder = tmp_path / "bf16"
     shutil.copytree(tiny_qwen2_audio, folder)

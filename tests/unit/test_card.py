@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cuealign.accounting import accounting
-from cuealign.card import PUBLISHED, card_table, overlap_warning, protocol_card, published_mentions
+from cuealign.analysis.accounting import accounting
+from cuealign.analysis.card import PUBLISHED, card_table, overlap_warning, protocol_card, published_mentions
 from cuealign.interventions import Condition
 
 IEMOCAP_MAP = {"ang": "angry", "hap": "happy", "exc": "happy", "neu": "neutral", "sad": "sad", "fru": None}

@@ -5,8 +5,8 @@ import copy
 import pytest
 import yaml
 
-from cuealign.checks import ConfigError, check_config
-from cuealign.config import validate_config
+from cuealign.workflow.checks import ConfigError, check_config
+from cuealign.workflow.config import validate_config
 from tests.workflow.conftest import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -7,12 +7,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from cuealign.backends.loader import load_backend
-from cuealign.backends.registry import DEFAULT_LABEL_PROMPT, check_finetune_spec, check_model_spec
 from cuealign.cache import AnswerStore
-from cuealign.config import config_schema, validate_config
-from cuealign.inference import predict_shard
 from cuealign.interventions import Condition
+from cuealign.models.inference import predict_shard
+from cuealign.models.loader import load_backend
+from cuealign.models.registry import DEFAULT_LABEL_PROMPT, check_finetune_spec, check_model_spec
+from cuealign.workflow.config import config_schema, validate_config
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SUFFIXES = ["", " Acoustic cues measured from the audio: ENERGY=VERY_HIGH.", "\nAcoustic cues: ENERGY=VERY_LOW."]

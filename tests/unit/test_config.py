@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cuealign.config import ConfigError, load_config, validate_config
+from cuealign.workflow.config import ConfigError, load_config, validate_config
 
 
 def test_default_config_is_valid_and_defaults_are_filled():
@@ -108,7 +108,7 @@ def test_unreadable_yaml_names_the_file(tmp_path):
 
 
 def test_every_schema_property_is_described():
-    from cuealign.config import config_schema
+    from cuealign.workflow.config import config_schema
 
     def walk(node, where):
         if isinstance(node, dict):

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cuealign.config import config_schema
 from cuealign.corpora import CorpusError, annotation_files, read_corpus
+from cuealign.workflow.config import config_schema
 from tests.fakes import make_aibo, make_iemocap, write_tone
 
 IEMOCAP_MAP = config_schema()["$defs"]["iemocap"]["properties"]["label_map"]["default"]

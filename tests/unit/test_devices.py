@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from cuealign.devices import claim_device, resolve_device
+from cuealign.models.devices import claim_device, resolve_device
 
 CLAIM = (
-    "import sys; from cuealign.devices import claim_device; "
+    "import sys; from cuealign.models.devices import claim_device; "
     "print(claim_device(int(sys.argv[1]), lock_dir=sys.argv[2]), flush=True); sys.stdin.read()"
 )
 

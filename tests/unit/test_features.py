@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from cuealign import features
-from cuealign.audio import sha256_of
+from cuealign.corpora.audio import sha256_of
 from cuealign.features import VOICED_SPECTRAL, LLDCache, extract_file, extract_lld_means, summarise_llds
 
 RATE = 16000
@@ -159,8 +159,8 @@ def test_file_means_match_opensmiles_own_functionals(tmp_path):
     within 1 % where the same frames are averaged, within the measured framing tolerance elsewhere."""
     import opensmile
 
-    from cuealign.audio import read_mono
-    from cuealign.synthesis import generate_corpus
+    from cuealign.corpora.audio import read_mono
+    from cuealign.corpora.synthesis import generate_corpus
 
     truth = generate_corpus(
         tmp_path, female_speakers=2, male_speakers=2, utterances_per_class=2, test_speakers_per_gender=1

@@ -6,11 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.loader import load_backend
-from cuealign.backends.registry import check_finetune_spec
-from cuealign.config import ConfigError, model_entries, validate_config
-from cuealign.finetune import (
+from cuealign.corpora.audio import load_model_audio
+from cuealign.models.finetune import (
     Checkpoint,
     FeatureCache,
     build_examples,
@@ -20,6 +17,9 @@ from cuealign.finetune import (
     finetune,
     training_prompts,
 )
+from cuealign.models.loader import load_backend
+from cuealign.models.registry import check_finetune_spec
+from cuealign.workflow.config import ConfigError, model_entries, validate_config
 
 # A model initialised from scratch reads a 4 s window (the synthetic clips are 1.4-3.6 s long): the
 # same training as at the released 30 s, about 8 times faster.
@@ -144,7 +144,7 @@ def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
 
 
 def test_each_epoch_shows_every_utterance_once_under_the_mix(tiny_study, tiny_qwen2_audio):
-    from cuealign.finetune import Example
+    from cuealign.models.finetune import Example
 
     examples = [
         Example(f"u{u}", c, 0, "u.wav", c == "tokens_only", "", "", "a")
@@ -198,7 +198,7 @@ def _history(losses_by_epoch):
 
 
 def test_a_model_that_did_not_learn_is_warned_about(caplog):
-    from cuealign.finetune import check_training
+    from cuealign.models.finetune import check_training
 
     labels = ["angry", "happy", "neutral", "sad"]
     healthy = check_training(_history([[1.4, 1.3], [0.6, 0.5]]), np.array([0, 1, 2, 3] * 4), labels, where="train")
@@ -264,7 +264,7 @@ def test_gradient_accumulation_trains_as_one_large_batch(tiny_study, tmp_path):
 
 
 def test_bf16_autocast_runs_the_forward_in_bf16(tiny_study, tmp_path):
-    from cuealign.finetune import autocast
+    from cuealign.models.finetune import autocast
 
     assert not autocast(torch.device("cpu"), "auto")._enabled and autocast(torch.device("cpu"), "bf16")._enabled
     common = dict(epochs=2, learning_rate=3e-3, batch_size=4)
@@ -276,7 +276,7 @@ def test_bf16_autocast_runs_the_forward_in_bf16(tiny_study, tmp_path):
 
 def test_examples_are_featurised_lazily(tiny_study, tiny_qwen2_audio, monkeypatch):
     """Building the examples reads no audio; a batch reads only its own utterances."""
-    import cuealign.finetune as module
+    import cuealign.models.finetune as module
 
     alm = load_backend(
         {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float32"}
@@ -315,8 +315,8 @@ def test_examples_are_featurised_lazily(tiny_study, tiny_qwen2_audio, monkeypatc
 KILLED_RUN = """
 import json, sys, time
 import pandas as pd
-import cuealign.finetune as module
-from cuealign.config import validate_config
+import cuealign.models.finetune as module
+from cuealign.workflow.config import validate_config
 
 folder = sys.argv[1]
 original = module._progress

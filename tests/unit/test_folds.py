@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from cuealign.folds import FOLD_OF, FoldError, expand_folds, fold_manifest, pooled_manifest
+from cuealign.workflow.folds import FOLD_OF, FoldError, expand_folds, fold_manifest, pooled_manifest
 
 
 def _iemocap(**extra):
@@ -53,7 +53,7 @@ def test_a_fold_manifest_tests_its_session_and_trains_on_the_rest():
 
 
 def test_pooled_cue_following_is_the_table_over_all_utterances():
-    from cuealign.cue_following import cue_following, pool_cue_following
+    from cuealign.analysis.cue_following import cue_following, pool_cue_following
     from tests.unit.test_analysis import _cue_data
 
     strong, association = _cue_data(1.8)

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.loader import load_backend
 from cuealign.cache import AnswerStore
-from cuealign.inference import INVALID, UNPARSED, parse_answer, predict_shard
+from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import Condition
+from cuealign.models.inference import INVALID, UNPARSED, parse_answer, predict_shard
+from cuealign.models.loader import load_backend
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -308,7 +308,7 @@ def test_parse_answer_for_any_label_set():
 
 
 def test_labels_that_collide_are_refused():
-    from cuealign.inference import check_labels
+    from cuealign.models.inference import check_labels
 
     with pytest.raises(ValueError, match=r"\['Happy', 'happy'\] differ only in case"):
         check_labels(["Happy", "happy", "sad"])
@@ -391,7 +391,7 @@ def record_reads(monkeypatch) -> tuple[list, object]:
     """Every audio read of predict_shard as (path, thread name), and the real reader."""
     import threading
 
-    from cuealign import inference
+    from cuealign.models import inference
 
     reads = []
     real = inference.load_model_audio
@@ -409,7 +409,7 @@ def test_audio_is_read_ahead_in_a_thread_once_per_utterance_and_not_at_all_when_
 ):
     """While the model works on one utterance the next one's audio is read in a background thread;
     each file once (every wording shares it); a shard whose answers are all stored reads none."""
-    from cuealign import inference
+    from cuealign.models import inference
 
     reads, real = record_reads(monkeypatch)
     cache = AnswerStore(tmp_path, "p")
@@ -500,7 +500,7 @@ def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warnin
     reads the audio only, the processor runs where the model does, and the answers are the same."""
     import logging
 
-    from cuealign.backends import transformers_alm
+    from cuealign.models import transformers_alm
 
     copied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
     reference = answer(prompts, copied, tiny_qwen2_audio, AnswerStore(tmp_path / "a", "p"))
@@ -514,7 +514,7 @@ def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warnin
 
     monkeypatch.setattr(transformers_alm.copy, "deepcopy", refuse)
     uncopied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
-    with caplog.at_level(logging.WARNING, logger="cuealign.backends.transformers_alm"):
+    with caplog.at_level(logging.WARNING, logger="cuealign.models.transformers_alm"):
         table = answer(prompts, uncopied, tiny_qwen2_audio, AnswerStore(tmp_path / "b", "p"))
     assert caplog.text.count("cannot be copied for the read-ahead thread") == 1 and uncopied._preparer is False
     pd.testing.assert_frame_equal(table.drop(columns="seconds"), reference.drop(columns="seconds"))

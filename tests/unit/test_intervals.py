@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cuealign import intervals, simulation
-from cuealign.stats import uar
+from cuealign.analysis import intervals, simulation
+from cuealign.analysis.stats import uar
 
 LABELS = simulation.LABELS
 

@@ -186,8 +186,8 @@ def test_every_row_carries_its_condition_and_tokens_as_data():
 
 
 def test_declared_families_are_checked_against_the_run():
-    from cuealign.config import validate_config
     from cuealign.interventions import PAPER_FAMILIES, check_families
+    from cuealign.workflow.config import validate_config
 
     # the schema's default is the paper's families, which the analysis reads from PAPER_FAMILIES
     assert validate_config({"corpora": {"demo": {"type": "synthetic"}}})["analysis"]["families"] == PAPER_FAMILIES

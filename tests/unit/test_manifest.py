@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuealign.audio import OK, AudioChecks
 from cuealign.corpora import read_corpus
-from cuealign.manifest import BAD_FILE_COLUMNS, MANIFEST_COLUMNS, BadAudioError, build_manifest
+from cuealign.corpora.audio import OK, AudioChecks
+from cuealign.corpora.manifest import BAD_FILE_COLUMNS, MANIFEST_COLUMNS, BadAudioError, build_manifest
 from tests.fakes import write_tone
 
 
@@ -79,7 +79,7 @@ def test_manifest_round_trips_through_parquet(mixed_corpus, tmp_path):
 def test_leakage_between_splits_is_an_error_naming_the_rows():
     import pandas as pd
 
-    from cuealign.manifest import LeakageError, check_leakage
+    from cuealign.corpora.manifest import LeakageError, check_leakage
 
     manifest = pd.DataFrame(
         {

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cuealign.numerics import job_threads, numerics_in_use, use_portable_numerics, wants_portable
+from cuealign.models.numerics import job_threads, numerics_in_use, use_portable_numerics, wants_portable
 from tests.workflow.conftest import REPO
 
 # Kernel paths one machine can reach: PyTorch's dispatch (a capability above the CPU's falls back

@@ -78,10 +78,10 @@ def test_build_prompts_joins_the_manifest():
 
 
 def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_study):
-    from cuealign.config import validate_config
     from cuealign.interventions import conditions_from_config
     from cuealign.prompts import prompt_table
     from cuealign.tokens import TokensMeta
+    from cuealign.workflow.config import validate_config
 
     spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
     conditions = conditions_from_config(spec, TokensMeta.of(tiny_study["meta"]).names)
@@ -101,10 +101,10 @@ def test_a_class_missing_from_the_evaluated_split_is_an_error_naming_it(tiny_stu
 def test_prompt_variants_are_a_dimension_of_the_prompts(tiny_study, tmp_path):
     """Each wording (and token format) gives every utterance x condition its own prompt, all of an
     utterance's rows together; the main wording's rows are those of a study without variants."""
-    from cuealign.config import validate_config
     from cuealign.interventions import conditions_from_config
     from cuealign.prompts import prompt_table
     from cuealign.tokens import TokensMeta
+    from cuealign.workflow.config import validate_config
 
     spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"]
     conditions = conditions_from_config(spec, TokensMeta.of(tiny_study["meta"]).names)
@@ -161,8 +161,8 @@ def test_bad_prompt_variants_are_errors_naming_the_variant(variants, message):
 
     import yaml
 
-    from cuealign.checks import ConfigError, check_config
-    from cuealign.config import validate_config
+    from cuealign.workflow.checks import ConfigError, check_config
+    from cuealign.workflow.config import validate_config
     from tests.workflow.conftest import REPO
 
     config = copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
@@ -175,11 +175,11 @@ def test_bad_prompt_variants_are_errors_naming_the_variant(variants, message):
 def test_one_shards_prompts_are_that_shards_rows_of_the_whole_table(tiny_study, shards, draw):
     """build_prompts runs one job per shard: its rows must be exactly the rows split_by_shard takes
     from the whole table (shuffles and corruption drawn over the whole split), every wording."""
-    from cuealign.config import validate_config
     from cuealign.interventions import conditions_from_config
     from cuealign.prompts import prompt_table
     from cuealign.shards import split_by_shard
     from cuealign.tokens import TokensMeta
+    from cuealign.workflow.config import validate_config
 
     spec = validate_config({"corpora": {"d": {"type": "synthetic"}}})["conditions"] | {"swap": ["ENERGY"]}
     conditions = conditions_from_config(spec, TokensMeta.of(tiny_study["meta"]).names)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from cuealign import provenance
-from cuealign.accounting import accounting, accounting_line
-from cuealign.config import load_config
+from cuealign.analysis import provenance
+from cuealign.analysis.accounting import accounting, accounting_line
+from cuealign.workflow.config import load_config
 
 
 def test_config_hash_follows_values_not_key_order():
@@ -127,7 +127,7 @@ def test_model_identity_is_content_not_file_times(tmp_path):
     import shutil
 
     from cuealign.cache import KeyedJsonCache
-    from cuealign.provenance import model_fingerprint, model_identity
+    from cuealign.models.identity import model_fingerprint, model_identity
 
     memo = KeyedJsonCache(tmp_path, "file-hashes")
     a = tmp_path / "a"
@@ -153,7 +153,7 @@ def test_model_identity_is_content_not_file_times(tmp_path):
 
 
 def test_a_hub_model_is_the_snapshot_its_cache_resolves_to_now(tmp_path):
-    from cuealign.provenance import hub_commit, model_identity
+    from cuealign.models.identity import hub_commit, model_identity
 
     repo = tmp_path / "models--org--alm"
     for commit in ("a" * 40, "b" * 40):

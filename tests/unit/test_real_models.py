@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cuealign.backends.loader import load_backend
-from cuealign.backends.transformers_alm import label_variants
+from cuealign.models.loader import load_backend
+from cuealign.models.transformers_alm import label_variants
 from cuealign.prompts import PromptTemplate
 from tests.real_models import FAMILY_OF, build_layout, qwen_bpe
 
@@ -175,7 +175,7 @@ def test_a_cue_block_that_merges_across_the_split_is_an_error_naming_the_fix(lay
 
 
 def test_the_default_prompt_splits_where_the_real_tokenizer_does_not_merge(layouts):
-    from cuealign.config import config_schema
+    from cuealign.workflow.config import config_schema
 
     defaults = {k: v["default"] for k, v in config_schema()["properties"]["prompt"]["properties"].items()}
     assert (defaults["template"], defaults["cues"]) == (SCHEMA_TEMPLATE, SCHEMA_CUES)

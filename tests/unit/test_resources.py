@@ -3,8 +3,8 @@ and cover what benchmarks/scale.py measured."""
 
 import pandas as pd
 
-from cuealign import resources
-from cuealign.config import validate_config
+from cuealign.workflow import resources
+from cuealign.workflow.config import validate_config
 
 
 def test_condition_count_is_the_configs():

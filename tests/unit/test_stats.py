@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from cuealign.stats import holm, mcnemar_exact, spearman, uar
+from cuealign.analysis.stats import holm, mcnemar_exact, spearman, uar
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -47,9 +47,9 @@ def test_spearman_against_ranks_by_hand():
 
 
 def test_clustered_ci_is_wider_than_iid_when_speakers_differ():
-    from cuealign.intervals import SpeakerDesign, interval
-    from cuealign.simulation import LABELS as CLASSES
-    from cuealign.simulation import Heterogeneity, evaluation
+    from cuealign.analysis.intervals import SpeakerDesign, interval
+    from cuealign.analysis.simulation import LABELS as CLASSES
+    from cuealign.analysis.simulation import Heterogeneity, evaluation
 
     ev = evaluation(np.random.default_rng(2), speakers=10, spread=Heterogeneity(1.0, 0.5, 0.0))
     clustered = interval(SpeakerDesign(ev.truth, ev.speakers, CLASSES).replicates(ev.correct_a), "percentile")
@@ -62,9 +62,9 @@ def test_clustered_ci_is_wider_than_iid_when_speakers_differ():
 
 def test_paired_resamples_make_a_constant_shift_exact():
     """The same resamples for two conditions: identical predictions differ by exactly 0 everywhere."""
-    from cuealign.intervals import CLUSTERED_METHODS, CONDITIONAL, SpeakerDesign, interval
-    from cuealign.simulation import LABELS as CLASSES
-    from cuealign.simulation import Heterogeneity, evaluation
+    from cuealign.analysis.intervals import CLUSTERED_METHODS, CONDITIONAL, SpeakerDesign, interval
+    from cuealign.analysis.simulation import LABELS as CLASSES
+    from cuealign.analysis.simulation import Heterogeneity, evaluation
 
     ev = evaluation(np.random.default_rng(3), speakers=12, spread=Heterogeneity())
     design = SpeakerDesign(ev.truth, ev.speakers, CLASSES, resamples=200)
@@ -84,7 +84,7 @@ def test_spearman_permutation_p_is_the_share_of_pairings_as_extreme():
 
     from scipy import stats as scipy_stats
 
-    from cuealign.stats import spearman_permutation
+    from cuealign.analysis.stats import spearman_permutation
 
     levels = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     uars = np.array([0.95, 0.75, 0.61, 0.52, 0.46, 0.36])

@@ -1,4 +1,4 @@
-"""The analysis works from per-shard reductions of the predictions (cuealign.analysis.Answers):
+"""The analysis works from per-shard reductions of the predictions (cuealign.analysis.answers.Answers):
 every table must equal the direct analysis of the whole predictions table (tests/reference_analysis.py,
 the analysis as it was before), for every interval method, in score and generate mode, with
 unparsed and invalid answers, and whatever the sharding."""
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuealign.analysis import Answers, analyse, analyse_answers, reduce_predictions
-from cuealign.cue_following import class_given_token, cue_following
+from cuealign.analysis.answers import Answers, analyse, analyse_answers, reduce_predictions
+from cuealign.analysis.cue_following import class_given_token, cue_following
 from cuealign.interventions import Condition
 from cuealign.tokens import token_column
 from tests import reference_analysis

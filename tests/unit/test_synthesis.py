@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from cuealign.synthesis import CLASSES, EMOTIONS, assign_splits, generate_corpus, make_speakers
+from cuealign.corpora.synthesis import CLASSES, EMOTIONS, assign_splits, generate_corpus, make_speakers
 
 SMALL = dict(female_speakers=2, male_speakers=2, utterances_per_class=3, test_speakers_per_gender=1)
 
@@ -42,7 +42,8 @@ def test_same_seed_same_bytes_other_seed_other_audio(corpus, tmp_path):
 def test_same_bytes_under_another_hash_seed(corpus, tmp_path):
     root, truth = corpus
     code = (
-        f"import sys; from cuealign.synthesis import generate_corpus; generate_corpus(sys.argv[1], seed=3, **{SMALL!r})"
+        "import sys; from cuealign.corpora.synthesis import generate_corpus; "
+        f"generate_corpus(sys.argv[1], seed=3, **{SMALL!r})"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "h")], check=True, env=env)

@@ -5,12 +5,12 @@ the token columns, never the prompt's text)."""
 import numpy as np
 import pandas as pd
 
-from cuealign.analysis import analyse
-from cuealign.config import validate_config
-from cuealign.cue_following import class_given_token, cue_following
+from cuealign.analysis.answers import analyse
+from cuealign.analysis.cue_following import class_given_token, cue_following
 from cuealign.interventions import Condition
 from cuealign.prompts import prompt_table
 from cuealign.tokens import fit_tokens, token_column
+from cuealign.workflow.config import validate_config
 from tests.unit.test_tokens import default_options, make_data
 
 LABELS = ["a", "b"]

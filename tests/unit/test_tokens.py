@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuealign.config import config_schema
 from cuealign.features import summary_columns
 from cuealign.tokens import (
     HARMONIC_RELATION,
@@ -21,6 +20,7 @@ from cuealign.tokens import (
     fit_tokens,
     quantile_edges,
 )
+from cuealign.workflow.config import config_schema
 
 DEFAULTS = config_schema()["properties"]["tokens"]["properties"]
 LOUD, F0 = "Loudness_sma3", "F0semitoneFrom27.5Hz_sma3nz"
@@ -215,9 +215,9 @@ def test_every_usable_utterance_is_accounted_for():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     from cuealign.corpora import read_corpus
+    from cuealign.corpora.manifest import build_manifest
+    from cuealign.corpora.synthesis import generate_corpus
     from cuealign.features import extract_lld_means
-    from cuealign.manifest import build_manifest
-    from cuealign.synthesis import generate_corpus
 
     root = tmp_path_factory.mktemp("syn")
     generate_corpus(root, seed=7, female_speakers=3, male_speakers=3, utterances_per_class=4).to_csv(

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from cuealign.analysis import analyse
-from cuealign.variants import per_variant, robust_cell, summary
+from cuealign.analysis.answers import analyse
+from cuealign.analysis.variants import per_variant, robust_cell, summary
 from tests.unit.test_analysis import CONDITIONS, LABELS, simulate
 
 # three wordings: the token effect strong in two, absent in the third ("flat")

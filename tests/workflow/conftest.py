@@ -67,7 +67,7 @@ def short_window_alm(tmp_path_factory) -> Path:
     """A tiny random-weight Qwen2-Audio (the real class, saved with save_pretrained) whose processor
     and encoder read a 4 s window: the workflow tests' clips are at most 3.6 s, so it answers as at
     the released 30 s with a fraction of the encoder's work."""
-    from cuealign.backends.tiny import build_tiny_alm
+    from cuealign.models.tiny import build_tiny_alm
     from tests.conftest import PROMPT_TEXTS
 
     return build_tiny_alm("qwen2-audio", tmp_path_factory.mktemp("models") / "short", PROMPT_TEXTS * 3, window_s=4)

@@ -9,8 +9,8 @@ import re
 import pytest
 import yaml
 
-from cuealign.checks import check_config, unprobed_corpora, unprobed_note
-from cuealign.config import ConfigError, validate_config
+from cuealign.workflow.checks import check_config, unprobed_corpora, unprobed_note
+from cuealign.workflow.config import ConfigError, validate_config
 from tests.workflow.conftest import REPO, snakemake, write_config
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -190,7 +190,7 @@ def test_the_run_starts_with_the_note(workflow):
 def test_shards_auto_follows_the_corpus_size_and_a_number_is_kept(workflow):
     """shards: auto (the default) gives a corpus one shard per 5,000 utterances (at least 2); a
     number in the config is that number, for every corpus."""
-    from cuealign.resources import UTTERANCES_PER_SHARD
+    from cuealign.workflow.resources import UTTERANCES_PER_SHARD
 
     big = {"type": "synthetic", "female_speakers": 40, "male_speakers": 40, "utterances_per_class": 40}
     small = {"type": "synthetic"}  # the generator's defaults: 8 speakers x 8 x 4 classes

@@ -3,7 +3,7 @@
 import pandas as pd
 import yaml
 
-from cuealign.manifest import MANIFEST_COLUMNS
+from cuealign.corpora.manifest import MANIFEST_COLUMNS
 from tests.fakes import make_iemocap
 from tests.workflow.conftest import snakemake, write_config
 

@@ -183,10 +183,10 @@ def test_the_readme_quotes_what_the_default_run_produces(default_study):
 
 @pytest.mark.slow
 def test_the_analysis_from_counts_equals_the_direct_one_on_the_demo(default_study):
-    """The analysis job reduces each predictions shard to counts (cuealign.analysis.Answers); every
+    """The analysis job reduces each predictions shard to counts (cuealign.analysis.answers.Answers); every
     table it wrote must be what the direct analysis of the whole predictions table gives (the frozen
     tests/reference_analysis.py), in every wording."""
-    from cuealign.config import load_config
+    from cuealign.workflow.config import load_config
     from tests import reference_analysis
 
     workdir, _ = default_study

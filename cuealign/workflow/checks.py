@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from cuealign.backends.registry import check_finetune_spec, check_model_spec
-from cuealign.config import ConfigError, model_entries
+from cuealign.models.registry import check_finetune_spec, check_model_spec
+from cuealign.workflow.config import ConfigError, model_entries
 
 
 class _DuplicateKeyLoader(yaml.SafeLoader):
@@ -101,7 +101,7 @@ def _check_finetune_split(config: dict, name: str, spec: dict) -> None:
 def _check_folds(config: dict) -> None:
     import copy
 
-    from cuealign.folds import expand_folds
+    from cuealign.workflow.folds import expand_folds
 
     expand_folds(copy.deepcopy(config))
 

@@ -25,7 +25,7 @@ class Family:
     # Multimodal rotary positions (3 x batch x length): a forward continuing from a cached prefix
     # is given its position ids explicitly, counted on from the prefix's largest one.
     mrope: bool = False
-    # "alm": a chat audio-language model (cuealign/backends/transformers_alm.py); "clap": a
+    # "alm": a chat audio-language model (cuealign/models/transformers_alm.py); "clap": a
     # contrastive audio-text model scoring label prompts, with no token channel (backends/clap.py).
     backend: str = "alm"
 

@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.registry import family as family_of
-from cuealign.backends.transformers_alm import TransformersALM
 from cuealign.cache import content_key
+from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import SILENCE, Condition
+from cuealign.models.registry import family as family_of
+from cuealign.models.transformers_alm import TransformersALM
 from cuealign.runlog import PROGRESS
 from cuealign.tokens import TokensMeta
 
@@ -444,7 +444,7 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
     if spec["base"]:
         path = spec["base"]
     else:
-        from cuealign.backends.tiny import build_tiny_alm
+        from cuealign.models.tiny import build_tiny_alm
 
         arch = spec["architecture"]
         path = str(

@@ -15,9 +15,9 @@ from typing import Literal
 import pandas as pd
 from tqdm import tqdm
 
-from cuealign.audio import OK, AudioChecks, AudioInfo, check_audio
 from cuealign.cache import KeyedJsonCache, content_key, file_state
 from cuealign.corpora import CorpusTable
+from cuealign.corpora.audio import OK, AudioChecks, AudioInfo, check_audio
 
 log = logging.getLogger(__name__)
 

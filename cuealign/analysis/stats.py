@@ -1,6 +1,6 @@
 """The study's statistics: UAR, exact McNemar with Holm correction, and Spearman's rho over the
 corruption curve. The speaker-clustered intervals and the seeded-condition test are
-cuealign.intervals."""
+cuealign.analysis.intervals."""
 
 from __future__ import annotations
 

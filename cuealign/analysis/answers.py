@@ -9,8 +9,8 @@ hits, McNemar from discordant counts, confusion and shifts from counts. Memory g
 utterances x conditions at 2 bytes, not with the predictions table; the numbers are the direct
 analysis' (tests/unit/test_sufficient_statistics.py).
 
-Formatting is cuealign.tables, cue following cuealign.cue_following, the utterance accounting
-cuealign.accounting."""
+Formatting is cuealign.analysis.tables, cue following cuealign.analysis.cue_following, the utterance accounting
+cuealign.analysis.accounting."""
 
 from __future__ import annotations
 
@@ -25,17 +25,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 from scipy.spatial.distance import jensenshannon
 
-from cuealign import intervals
+from cuealign.analysis import intervals
+from cuealign.analysis.stats import holm, label_distribution, mcnemar_exact, spearman_permutation
 from cuealign.interventions import EXPLORATORY, PAPER_FAMILIES, parse_comparison, seeds_mean_name
 from cuealign.prompts import MAIN_VARIANT
-from cuealign.stats import holm, label_distribution, mcnemar_exact, spearman_permutation
 from cuealign.tokens import TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
 
 NEUTRAL = "neutral"
 UNPARSED = "unparsed"
-INVALID = "invalid"  # non-finite label scores (cuealign.inference)
+INVALID = "invalid"  # non-finite label scores (cuealign.models.inference)
 
 
 def _cells(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cuealign.audio import load_model_audio
-from cuealign.backends.registry import GREEDY_DECODING
 from cuealign.cache import AnswerStore, KeyedJsonCache, content_key
+from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import CONDITION_COLUMNS
-from cuealign.numerics import numerics_in_use
+from cuealign.models.identity import model_identity
+from cuealign.models.numerics import numerics_in_use
+from cuealign.models.registry import GREEDY_DECODING
 from cuealign.prompts import MAIN_VARIANT
-from cuealign.provenance import model_identity
 from cuealign.runlog import PROGRESS
 from cuealign.tokens import TOKEN_PREFIX
 

@@ -28,9 +28,9 @@ import torch
 import transformers
 from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
-from cuealign.backends.registry import GREEDY_DECODING, Family
-from cuealign.backends.weights import DTYPES, damaged_weights, load_error, loaded_dtype
-from cuealign.devices import resolve_device
+from cuealign.models.devices import resolve_device
+from cuealign.models.registry import GREEDY_DECODING, Family
+from cuealign.models.weights import DTYPES, damaged_weights, load_error, loaded_dtype
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cuealign.backends.clap import ClapZeroShot
-from cuealign.backends.registry import DEFAULT_LABEL_PROMPT
-from cuealign.backends.registry import family as family_of
-from cuealign.backends.transformers_alm import TransformersALM
+from cuealign.models.clap import ClapZeroShot
+from cuealign.models.registry import DEFAULT_LABEL_PROMPT
+from cuealign.models.registry import family as family_of
+from cuealign.models.transformers_alm import TransformersALM
 
 
 def load_backend(spec: dict):

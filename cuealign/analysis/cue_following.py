@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cuealign.stats import label_distribution
+from cuealign.analysis.stats import label_distribution
 from cuealign.tokens import token_column
 
 COLUMNS = [

@@ -54,7 +54,7 @@ def use_portable_numerics() -> None:
         raise RuntimeError(
             f"portable numerics must be chosen before this process's first tensor operation; torch already "
             f"dispatches to its {capability} kernels (set ATEN_CPU_CAPABILITY=default in the environment, or "
-            "call cuealign.numerics.use_portable_numerics() first)"
+            "call cuealign.models.numerics.use_portable_numerics() first)"
         )
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)

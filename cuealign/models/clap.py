@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from transformers import AutoProcessor, ClapModel
 
-from cuealign.backends.registry import Family
-from cuealign.backends.weights import DTYPES, load_error, loaded_dtype
-from cuealign.devices import resolve_device
+from cuealign.models.devices import resolve_device
+from cuealign.models.registry import Family
+from cuealign.models.weights import DTYPES, load_error, loaded_dtype
 
 log = logging.getLogger(__name__)
 

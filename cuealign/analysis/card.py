@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cuealign.accounting import PromptCounts
+from cuealign.analysis.accounting import PromptCounts
 
 # What the publishers of each family's released checkpoints state about emotion corpora, read in
 # their own files (the README's "Training data stated by the publishers" gives the same, with
