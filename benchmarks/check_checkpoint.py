@@ -33,7 +33,7 @@ import torch
 from cuealign.corpora.audio import load_model_audio
 from cuealign.models.loader import load_backend
 from cuealign.prompts import PromptTemplate
-from cuealign.workflow.config import config_schema
+from cuealign.workflow.config import config_schema, model_entry
 
 LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
 CONCEPTS = ["ENERGY", "PITCH", "BRIGHTNESS", "DYNAMICS", "FORMANTS"]
@@ -75,15 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     args = parser.parse_args(argv)
     labels = args.labels.split(",")
-    spec = {
-        "family": args.family,
-        "path": args.path,
-        "revision": args.revision,
-        "device": args.device,
-        "dtype": args.dtype,
-        "trust_remote_code": False,
-        "adapter": None,
-    }
+    spec = model_entry(args.path, args.family, revision=args.revision, device=args.device, dtype=args.dtype)
     failures: list[str] = []
 
     start = time.perf_counter()

@@ -28,7 +28,7 @@ from cuealign.models.finetune import finetune
 from cuealign.models.loader import load_backend
 from cuealign.prompts import prompt_table
 from cuealign.tokens import TokensMeta
-from cuealign.workflow.config import validate_config
+from cuealign.workflow.config import model_entry, validate_config
 
 CONDITIONS = dict(conflict=True, shuffle_seeds=[0], corrupt_p=[0.5, 1.0], corrupt_seeds=[0], swap=[], tokens_only=True)
 
@@ -69,9 +69,7 @@ def main() -> None:
         start = time.perf_counter()
         finetune(spec, tokens=tokens, manifest=manifest, meta=meta, prompt=config["prompt"], out_dir=folder)
         seconds = time.perf_counter() - start
-        alm = load_backend(
-            {"family": "qwen2-audio", "path": folder, "device": "cpu", "dtype": "float32", "trust_remote_code": False}
-        )
+        alm = load_backend(model_entry(folder, dtype="float32"))
         conditions = conditions_from_config(CONDITIONS, TokensMeta.of(meta).names)
         prompts = prompt_table(tokens, manifest, meta, conditions=conditions, prompt=config["prompt"], split="test")
         rows = []

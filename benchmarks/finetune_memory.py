@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from cuealign.workflow.config import model_entry
+
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
 
@@ -56,9 +58,7 @@ def child(folder: str, n: int, way: str, cache_mb: float) -> None:
     paths = sorted(str(p) for p in Path(folder, "wav").glob("*.wav"))[:n]
     suffix = " Acoustic cues measured from the audio: ENERGY=HIGH; PITCH=LOW; VOICE_QUALITY=MODAL."
     model = build_tiny_alm("qwen2-audio", Path(folder, f"model-{n}-{way}"), [PREFIX, suffix, " ".join(LABELS)] * 3)
-    alm = load_backend(
-        {"family": "qwen2-audio", "path": str(model), "device": "cpu", "dtype": "float32", "trust_remote_code": False}
-    )
+    alm = load_backend(model_entry(model, dtype="float32"))
     examples = [
         Example(f"u{i}", c, i % 4, path, False, PREFIX, suffix if c == "aligned" else "", LABELS[i % 4])
         for i, path in enumerate(paths)

@@ -27,6 +27,7 @@ import torch
 
 from cuealign.models.loader import load_backend
 from cuealign.models.tiny import build_tiny_alm
+from cuealign.workflow.config import model_entry
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -57,9 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         texts = [PREFIX, *suffixes(rng), " ".join(LABELS)] * 3
         path = build_tiny_alm(args.family, tmp, texts, hidden=args.hidden, layers=args.layers)
-        backend = load_backend(
-            {"family": args.family, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False}
-        )
+        backend = load_backend(model_entry(path, args.family, dtype="float32"))
         audios = [
             (0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32) for _ in range(args.utterances)
         ]

@@ -20,10 +20,10 @@ from pathlib import Path
 LOAD = """
 import json, sys
 from cuealign.models.loader import load_backend
+from cuealign.workflow.config import model_entry
 dtype = sys.argv[2]
 if dtype != "none":
-    backend = load_backend({"family": "qwen2-audio", "path": sys.argv[1], "device": "cpu", "dtype": dtype,
-                            "trust_remote_code": False})
+    backend = load_backend(model_entry(sys.argv[1], dtype=dtype))
     loaded = backend.dtype
 else:
     import torch, transformers  # the libraries alone

@@ -35,6 +35,7 @@ from cuealign.interventions import Condition
 from cuealign.models.inference import predict_shard
 from cuealign.models.loader import load_backend
 from cuealign.models.tiny import build_tiny_alm
+from cuealign.workflow.config import model_entry
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -90,21 +91,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     rng = np.random.default_rng(0)
-    spec = {
-        "family": args.family,
-        "mode": "score",
-        "dtype": "auto" if args.model else "float32",
-        "device": args.device,
-        "batch_size": 32,
-        "max_new_tokens": 4,
-        "revision": None,
-        "adapter": None,
-        "trust_remote_code": False,
-    }
+    settings = {"dtype": "auto" if args.model else "float32", "device": args.device, "max_new_tokens": 4}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         path = args.model or build_tiny_alm(args.family, root / "model", [PREFIX, " ".join(LEVELS), " ".join(LABELS)])
-        spec["path"] = str(path)
+        spec = model_entry(path, args.family, **settings)
         backend = load_backend(spec)
         table = prompts(root, args.utterances, args.seconds, rng)
         ways = {

@@ -26,6 +26,7 @@ import torch
 
 from cuealign.models.loader import load_backend
 from cuealign.models.tiny import build_tiny_alm
+from cuealign.workflow.config import model_entry
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 WORDINGS = [
@@ -58,9 +59,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_alm(args.family, tmp, [*wordings, *conditions, " ".join(LABELS)] * 3, hidden=64)
-        backend = load_backend(
-            {"family": args.family, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False}
-        )
+        backend = load_backend(model_entry(path, args.family, dtype="float32"))
         audios = [
             (0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32) for _ in range(args.utterances)
         ]

@@ -97,7 +97,7 @@ def analyse(
     """All tables of one corpus x model x split."""
     check_complete(predictions, expected_conditions)
     # the paper's families in the paper's order (a config may come back with its keys sorted)
-    families = PAPER_FAMILIES if families is None or families == PAPER_FAMILIES else families
+    families = PAPER_FAMILIES if families is None else families
     wide_pred = predictions.pivot(index="utt_id", columns="condition", values="pred")
     truth_of = predictions.drop_duplicates("utt_id").set_index("utt_id")
     truth = truth_of.loc[wide_pred.index, "label"].to_numpy()

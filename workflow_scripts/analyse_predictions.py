@@ -111,6 +111,7 @@ with log_to(snakemake.log[0]) as log:
         spec=spec,
         fingerprint="; ".join(f"{fold}: {f}" for fold, f in fingerprints.items()) if pooled else fingerprints[corpus],
         workflow_dir=".",
+        ran_as=answers[MAIN_VARIANT].ran_as,
     )
     if pooled:
         run["folds"] = folds

@@ -5,6 +5,7 @@ from cuealign.models.inference import predict_shard
 from cuealign.models.loader import load_backend
 from cuealign.models.numerics import setup_numerics
 from cuealign.runlog import log_to
+from cuealign.workflow.config import model_entries
 
 with log_to(snakemake.log[0]):
     spec = snakemake.params.spec
@@ -12,9 +13,9 @@ with log_to(snakemake.log[0]):
     setup_numerics(spec["numerics"], spec["device"], threads=snakemake.threads)
     manifest = pd.read_parquet(snakemake.input.manifest)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
-    # prefix_batch is read here, not a param: changing it reruns no inference job
-    batching = snakemake.config["models"].get(snakemake.wildcards.model, {}).get("prefix_batch", 1)
-    spec = spec | {"prefix_batch": batching}
+    # prefix_batch is read here, not a param: changing it reruns no inference job. From the model's
+    # entry as the workflow made it (schema defaults filled; a fine-tuned model's too)
+    spec = spec | {"prefix_batch": model_entries(snakemake.config)[snakemake.wildcards.model]["prefix_batch"]}
     predictions = predict_shard(
         pd.read_parquet(snakemake.input.prompts),
         load_backend(spec),

@@ -14,6 +14,7 @@ cuealign.analysis.accounting."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -87,6 +88,9 @@ class Answers:
     cells: np.ndarray  # (K,) token cells compared
     as_aligned: np.ndarray  # (K,) bool: the condition showed every utterance aligned's own tokens
     label_tokens: set[str]
+    # how the model ran, as the inference jobs recorded it: the dtype its weights were loaded in
+    # (dtype: auto resolved) and the numerics (portable or native); empty for older predictions
+    ran_as: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
     @classmethod
     def concat(cls, parts: list[Answers]) -> Answers:
@@ -119,6 +123,7 @@ class Answers:
             cells=sum(p.cells for p in parts),
             as_aligned=np.logical_and.reduce([p.as_aligned for p in parts]),
             label_tokens=set().union(*(p.label_tokens for p in parts)),
+            ran_as=set().union(*(p.ran_as for p in parts)),
         )
 
     def pred(self, condition: str) -> np.ndarray:
@@ -208,12 +213,23 @@ def reduce_predictions(predictions: pd.DataFrame, *, labels: list[str], conditio
         cells=cells,
         as_aligned=as_aligned,
         label_tokens={str(t) for t in recorded if t},
+        ran_as=_ran_as(predictions),
     )
+
+
+def _ran_as(predictions: pd.DataFrame) -> set[tuple[str, str]]:
+    """(loaded dtype, numerics) pairs of these predictions, where the shard recorded them."""
+    if "dtype" not in predictions:
+        return set()
+    numerics = predictions["numerics"] if "numerics" in predictions else pd.Series("", index=predictions.index)
+    pairs = pd.DataFrame({"dtype": predictions["dtype"].astype(str), "numerics": numerics.fillna("").astype(str)})
+    return set(pairs.drop_duplicates().itertuples(index=False, name=None))
 
 
 # what the analysis reads of a predictions shard (not the raw outputs, model and timing columns)
 READ_COLUMNS = (
     "utt_id", "condition", "kind", "p", "seed", "concept", "variant", "label", "speaker", "pred", "label_tokens",
+    "dtype", "numerics",
 )  # fmt: skip
 
 
@@ -273,8 +289,8 @@ def analyse_answers(
     """All tables of one corpus x model x split from its reduced predictions. The clustered
     intervals need only per-speaker x class hits; McNemar the discordant counts; the confusion
     and shift tables counts per condition."""
-    # the paper's families in the paper's order (a config may come back with its keys sorted)
-    families = PAPER_FAMILIES if families is None or families == PAPER_FAMILIES else families
+    # the families in the order given (cuealign.workflow.config keeps it); the paper's by default
+    families = PAPER_FAMILIES if families is None else families
     truth, speakers, conditions = answers.truth, answers.speakers, answers.conditions
     correct = {c: answers.correct(c) for c in conditions}
     # with fewer speakers than any clustered interval needs, describe these speakers only

@@ -76,8 +76,21 @@ def _commit(folder: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: str, workflow_dir: str | Path) -> dict:
-    """RUN.json: everything needed to make this corpus x model's results again."""
+def record(
+    config: dict,
+    *,
+    corpus: str,
+    model: str,
+    spec: dict,
+    fingerprint: str,
+    workflow_dir: str | Path,
+    ran_as: set[tuple[str, str]] = frozenset(),
+) -> dict:
+    """RUN.json: everything needed to make this corpus x model's results again. ``ran_as``: the
+    (loaded dtype, numerics) pairs the inference jobs recorded in their predictions: the dtype is
+    what the weights were loaded in (``dtype: auto`` resolved), ``dtype_asked`` the config's."""
+    dtypes = sorted({dtype for dtype, _ in ran_as})
+    numerics = sorted({way for _, way in ran_as if way})
     return {
         "corpus": corpus,
         "model": model,
@@ -90,7 +103,9 @@ def record(config: dict, *, corpus: str, model: str, spec: dict, fingerprint: st
             "adapter": spec.get("adapter"),
             "fingerprint": fingerprint,
             "family": spec["family"],
-            "dtype": spec["dtype"],
+            "dtype": (dtypes[0] if len(dtypes) == 1 else dtypes) if dtypes else spec["dtype"],
+            "dtype_asked": spec["dtype"],
+            "numerics": (numerics[0] if len(numerics) == 1 else numerics) if numerics else spec.get("numerics"),
             "mode": spec["mode"],
             # generate mode decodes greedily whatever the checkpoint's generation_config says
             "decoding": _greedy() | {"max_new_tokens": spec.get("max_new_tokens")}

@@ -460,7 +460,7 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
             )
         )
     alm = TransformersALM(
-        path, family=family, device=spec["device"], dtype=spec["dtype"], allow_pickle=spec.get("allow_pickle", False)
+        path, family=family, device=spec["device"], dtype=spec["dtype"], allow_pickle=spec["allow_pickle"]
     )
     if spec["method"] == "lora":
         from peft import LoraConfig, get_peft_model
@@ -496,7 +496,7 @@ def finetune(
     with tempfile.TemporaryDirectory() as workdir:
         alm = load_for_training(spec, texts, Path(workdir))
         examples = build_examples(alm, prompts, labels)
-        features = FeatureCache(spec.get("feature_cache_mb", 2048))
+        features = FeatureCache(spec["feature_cache_mb"])
         first_tokens = [alm.ids(label)[0] for label in labels]
         # with tokens where it was shown them, else audio only
         watched = "aligned" if spec["mix"].get("aligned", 0) > 0 else "none"
@@ -510,7 +510,7 @@ def finetune(
             sum(p.numel() for p in alm.model.parameters() if p.requires_grad),
         )
         checkpoint = None
-        if checkpoint_dir is not None and spec.get("checkpoint_every", 0):
+        if checkpoint_dir is not None and spec["checkpoint_every"]:
             trained = {
                 k: v for k, v in spec.items() if k not in ("checkpoint_every", "probe", "known_training_overlap")
             }
@@ -521,8 +521,8 @@ def finetune(
             examples,
             checkpoint=checkpoint,
             features=features,
-            accumulation=spec.get("gradient_accumulation", 1),
-            mixed_precision=spec.get("mixed_precision", "auto"),
+            accumulation=spec["gradient_accumulation"],
+            mixed_precision=spec["mixed_precision"],
             mix=spec["mix"],
             epochs=spec["epochs"],
             batch_size=spec["batch_size"],

@@ -224,7 +224,7 @@ def predict_shard(
         asked["label_prompt"] = spec["label_prompt"]
     else:  # the system turn (None: the template's own) and the spellings each label is scored as
         asked["system_prompt"] = spec.get("system_prompt")
-        asked["label_variants"] = spec.get("label_variants", "exact") if mode == "score" else None
+        asked["label_variants"] = spec["label_variants"] if mode == "score" else None
     # provenance: the tokens each scored spelling of each label is (the analysis puts them in RUN.json)
     label_tokens = json.dumps(backend.label_tokens(labels), ensure_ascii=False) if mode == "score" else ""
     # what a prediction row keeps of its prompt: who, what truth, which condition (as data) and
@@ -295,7 +295,7 @@ def predict_shard(
 
     # prefix_batch: the first wording of that many utterances encoded in one forward pass (where
     # the backend can), then each utterance's conditions run on its own cache as before
-    prefix_batch = spec.get("prefix_batch", 1) if hasattr(backend, "encode_prefixes") else 1
+    prefix_batch = spec["prefix_batch"] if hasattr(backend, "encode_prefixes") else 1
     if prefix_batch > 1:
         progress_log.info("prefixes of up to %d utterances encoded in one forward pass (prefix_batch)", prefix_batch)
     reader = _ReadAhead(list(instruction), load, depth=2 * prefix_batch)

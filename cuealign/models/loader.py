@@ -25,7 +25,7 @@ def load_backend(spec: dict):
             dtype=spec["dtype"],
             revision=spec.get("revision"),
             trust_remote_code=spec["trust_remote_code"],
-            allow_pickle=spec.get("allow_pickle", False),
+            allow_pickle=spec["allow_pickle"],
         )
     return TransformersALM(
         path,
@@ -35,7 +35,7 @@ def load_backend(spec: dict):
         revision=spec.get("revision"),
         adapter=spec.get("adapter"),
         trust_remote_code=spec["trust_remote_code"],
-        allow_pickle=spec.get("allow_pickle", False),
+        allow_pickle=spec["allow_pickle"],
         system_prompt=spec.get("system_prompt"),
-        label_variants=spec.get("label_variants", "exact"),
+        label_variants=spec["label_variants"],
     )

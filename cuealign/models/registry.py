@@ -143,7 +143,7 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
     entry = family(spec["family"])
     where = f"config: models.{name}"
     if entry.backend == "clap":
-        if spec.get("mode", "score") != "score":
+        if spec["mode"] != "score":
             raise ValueError(f"{where}.mode: {spec['mode']!r}, but clap only scores label prompts; set mode: score")
         if spec.get("adapter"):
             raise ValueError(f"{where}.adapter: clap takes no PEFT adapter here; remove the key")
@@ -154,9 +154,9 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         raise ValueError(
             f"{where}.label_prompt is for clap models only; {spec['family']} reads the labels from the prompt"
         )
-    if "{label}" not in spec.get("label_prompt", "{label}"):
+    if "{label}" not in spec["label_prompt"]:
         raise ValueError(f"{where}.label_prompt {spec['label_prompt']!r} has no {{label}} slot for the class name")
-    allow_pickle = spec.get("allow_pickle", False)
+    allow_pickle = spec["allow_pickle"]
     if not finetuned or spec.get("adapter"):
         _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle)
     if not finetuned and spec.get("adapter"):
@@ -166,10 +166,10 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
                 f"{where}.adapter {spec['adapter']!r} is not a saved PEFT adapter (no adapter_config.json)"
             )
         _check_weights(f"{where}.adapter", spec["adapter"], [p.name for p in adapter.iterdir()], allow_pickle)
-        if not spec.get("allow_adapter_transfer", False):
+        if not spec["allow_adapter_transfer"]:
             check_adapter_base(where, spec["adapter"], spec["path"])
     _check_numerics(where, spec)
-    if spec.get("gpus", 1) > 1 and spec["device"] != "auto":
+    if spec["gpus"] > 1 and spec["device"] != "auto":
         raise ValueError(
             f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; "
             "set device: auto"
@@ -179,7 +179,7 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
 
 
 def _check_numerics(where: str, spec: dict) -> None:
-    if spec.get("numerics", "auto") == "portable" and spec["device"] != "cpu":
+    if spec["numerics"] == "portable" and spec["device"] != "cpu":
         raise ValueError(
             f"{where}.numerics: portable is for CPU jobs (device {spec['device']!r} computes on a GPU, whose "
             "kernels have no portable mode); set numerics: auto, or device: cpu"
@@ -201,7 +201,7 @@ def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
             f"{where}: method lora trains an adapter on a pretrained model; set base to its folder or hub id"
         )
     if spec["base"]:
-        _check_path(f"{where}.base", spec["base"], allow_pickle=spec.get("allow_pickle", False))
+        _check_path(f"{where}.base", spec["base"], allow_pickle=spec["allow_pickle"])
     _check_numerics(where, spec)
     window = spec["architecture"]["audio_window_s"]
     if not spec["base"] and window != 30 and spec["family"] != "qwen2-audio":

@@ -91,8 +91,8 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # Mappings whose order means something, kept as written: the concepts' order is their order in
-# the prompt's cue block.
-ORDERED = {("tokens", "concepts")}
+# the prompt's cue block; the comparison families' is the order of the tables' families.
+ORDERED = {("tokens", "concepts"), ("analysis", "families")}
 
 
 def _sorted_keys(value: Any, path: tuple[str, ...]) -> Any:
@@ -145,3 +145,15 @@ def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         _Validator(config_schema()["properties"]["models"]["additionalProperties"]).validate(entry)
         entries[name] = entry
     return entries
+
+
+def model_entry(path: str | Path, family: str = "qwen2-audio", **settings: Any) -> dict[str, Any]:
+    """config: models.<name> for the model at ``path`` as the workflow makes it: validated, every
+    default filled from the schema (the code reads each key and has no defaults of its own). For
+    scripts, benchmarks and tests that load a model outside the workflow."""
+    entry = {"path": str(path), "family": family, **settings}
+    try:
+        config = validate_config({"corpora": {"demo": {"type": "synthetic"}}, "models": {"model": entry}})
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("config: models.model", "model entry")) from None
+    return config["models"]["model"]

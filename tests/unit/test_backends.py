@@ -5,6 +5,7 @@ import pytest
 
 from cuealign.models.loader import load_backend
 from cuealign.models.registry import check_model_spec, family
+from cuealign.workflow.config import model_entry
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -16,15 +17,7 @@ SUFFIXES = [
 
 
 def spec(path, family="qwen2-audio", **changes):
-    return {
-        "family": family,
-        "path": str(path),
-        "device": "cpu",
-        "dtype": "float32",
-        "revision": None,
-        "adapter": None,
-        "trust_remote_code": False,
-    } | changes
+    return model_entry(path, family, **{"dtype": "float32"} | changes)
 
 
 @pytest.fixture(scope="module")

@@ -123,3 +123,36 @@ def test_every_schema_property_is_described():
 
     walk(config_schema(), "schema")
     assert yaml.safe_dump(config_schema())  # round-trips
+
+
+def test_the_code_has_no_defaults_of_its_own_for_schema_keys():
+    """Defaults are filled once, from the schema, when the config is loaded: a `spec.get("key",
+    default)` in the package for a key the schema defaults would be a second default that can
+    drift from it (as finetune's checkpoint_every 0 did from the schema's 200)."""
+    import ast
+    from pathlib import Path
+
+    import cuealign
+    from cuealign.workflow.config import config_schema
+
+    schema = config_schema()["properties"]
+    defaulted = set()
+    for section in ("models", "finetune"):
+        entry = schema[section]["additionalProperties"]
+        defaulted |= {key for key, sub in entry["properties"].items() if "default" in sub}
+    assert {"checkpoint_every", "prefix_batch", "allow_pickle", "label_variants"} <= defaulted
+    found = []
+    for path in Path(cuealign.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "spec"
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in defaulted
+            ):
+                found.append(f"{path.name}:{node.lineno} spec.get({node.args[0].value!r}, ...)")
+    assert not found, "defaults written again in the code (read spec[key]):\n" + "\n".join(found)

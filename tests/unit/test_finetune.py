@@ -19,7 +19,7 @@ from cuealign.models.finetune import (
 )
 from cuealign.models.loader import load_backend
 from cuealign.models.registry import check_finetune_spec
-from cuealign.workflow.config import ConfigError, model_entries, validate_config
+from cuealign.workflow.config import ConfigError, model_entries, model_entry, validate_config
 
 # A model initialised from scratch reads a 4 s window (the synthetic clips are 1.4-3.6 s long): the
 # same training as at the released 30 s, about 8 times faster.
@@ -110,15 +110,7 @@ def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, family, fixtu
 
 def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
     """Training sees the backend's own prefix and suffix ids; the loss reads the label's tokens."""
-    alm = load_backend(
-        {
-            "family": "qwen2-audio",
-            "path": str(tiny_qwen2_audio),
-            "device": "cpu",
-            "dtype": "float32",
-            "trust_remote_code": False,
-        }
-    )
+    alm = load_backend(model_entry(tiny_qwen2_audio, dtype="float32"))
     prompts = training_prompts(
         tiny_study["tokens"], tiny_study["manifest"], tiny_study["meta"], prompt=tiny_study["prompt"], split="train"
     )
@@ -278,10 +270,7 @@ def test_examples_are_featurised_lazily(tiny_study, tiny_qwen2_audio, monkeypatc
     """Building the examples reads no audio; a batch reads only its own utterances."""
     import cuealign.models.finetune as module
 
-    alm = load_backend(
-        {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float32"}
-        | {"trust_remote_code": False}
-    )
+    alm = load_backend(model_entry(tiny_qwen2_audio, dtype="float32"))
     read = []
     original = module.load_model_audio
     monkeypatch.setattr(module, "load_model_audio", lambda path, **kw: read.append(path) or original(path, **kw))

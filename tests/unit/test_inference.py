@@ -12,6 +12,7 @@ from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import Condition
 from cuealign.models.inference import INVALID, UNPARSED, parse_answer, predict_shard
 from cuealign.models.loader import load_backend
+from cuealign.workflow.config import model_entry
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
@@ -19,15 +20,7 @@ PREFIX = "What emotion does the speaker express? Answer with one word from: angr
 
 @pytest.fixture(scope="module")
 def backend(tiny_qwen2_audio):
-    return load_backend(
-        {
-            "family": "qwen2-audio",
-            "path": str(tiny_qwen2_audio),
-            "device": "cpu",
-            "dtype": "float32",
-            "trust_remote_code": False,
-        }
-    )
+    return load_backend(model_entry(tiny_qwen2_audio, dtype="float32"))
 
 
 @pytest.fixture
@@ -59,17 +52,7 @@ def prompts(tmp_path):
 
 
 def spec(path, **changes):
-    return {
-        "family": "qwen2-audio",
-        "path": str(path),
-        "mode": "score",
-        "dtype": "float32",
-        "device": "cpu",
-        "batch_size": 8,
-        "max_new_tokens": 4,
-        "revision": None,
-        "adapter": None,
-    } | changes
+    return model_entry(path, **{"dtype": "float32", "batch_size": 8, "max_new_tokens": 4} | changes)
 
 
 def answer(prompts, backend, model_path, cache):
@@ -126,9 +109,7 @@ def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_q
 @pytest.mark.parametrize("mode", ["score", "generate"])
 def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
     name, path = tiny_alm
-    backend = load_backend(
-        {"family": name, "path": str(path), "device": "cpu", "dtype": "float32", "trust_remote_code": False}
-    )
+    backend = load_backend(model_entry(path, name, dtype="float32"))
     table = predict_shard(
         prompts,
         backend,
@@ -251,10 +232,7 @@ def test_non_finite_scores_are_invalid_answers_never_a_label_and_never_cached(
 def test_a_float16_model_that_overflows_stops_with_its_dtype_named(tiny_qwen2_audio, prompts, tmp_path):
     import torch
 
-    overflowing = load_backend(
-        {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cpu", "dtype": "float16"}
-        | {"trust_remote_code": False}
-    )
+    overflowing = load_backend(model_entry(tiny_qwen2_audio, dtype="float16"))
     with torch.no_grad():  # embeddings past float16's range: the real model's activations become inf, then NaN
         overflowing.model.get_input_embeddings().weight.mul_(1e6)
     with pytest.raises(RuntimeError, match=r"12 of 12 answers are invalid: .* dtype float16: .* bfloat16 or float32"):

@@ -185,6 +185,25 @@ def test_every_row_carries_its_condition_and_tokens_as_data():
     pd.testing.assert_frame_equal(table[table["condition"] == "corrupt_p0_s0"].set_index("utt_id")[columns], aligned)
 
 
+def test_families_keep_the_order_given_and_the_default_is_the_papers_in_its_order():
+    """A config's keys come back sorted (so a moved key reruns nothing), but the comparison families
+    are the order of the tables' families: they stay as written, and the default is the paper's
+    in the paper's order (the schema's default and PAPER_FAMILIES are one list)."""
+    from cuealign.analysis.answers import comparison_plan
+    from cuealign.interventions import PAPER_FAMILIES
+    from cuealign.workflow.config import validate_config
+
+    default = validate_config({"corpora": {"demo": {"type": "synthetic"}}})["analysis"]["families"]
+    assert list(default.items()) == list(PAPER_FAMILIES.items())
+    declared = {"zeta": ["aligned - none"], "alpha": ["conflict - none"]}
+    config = validate_config({"corpora": {"demo": {"type": "synthetic"}}, "analysis": {"families": declared}})
+    assert list(config["analysis"]["families"]) == ["zeta", "alpha"]
+    assert list(config["analysis"]) == sorted(config["analysis"])  # every other mapping still sorted
+    members = {c: [c] for c in ("none", "aligned", "conflict")}
+    plan = comparison_plan(config["analysis"]["families"], members, set())
+    assert [family for family, *_ in plan][:2] == ["zeta", "alpha"]
+
+
 def test_declared_families_are_checked_against_the_run():
     from cuealign.interventions import PAPER_FAMILIES, check_families
     from cuealign.workflow.config import validate_config

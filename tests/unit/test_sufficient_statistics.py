@@ -163,3 +163,12 @@ def test_shards_that_disagree_or_overlap_are_errors():
         Answers.concat([whole, fewer])
     with pytest.raises(ValueError, match="conditions missing"):
         reduce_predictions(study[study["condition"] != "conflict"], labels=LABELS, conditions=CONDITIONS)
+
+
+def test_shards_carry_how_the_model_ran_into_the_reduction():
+    """RUN.json's loaded dtype and numerics come from the predictions, through every shard."""
+    study = random_study(5).assign(dtype="bfloat16", numerics="native")
+    study.loc[study["utt_id"] == study["utt_id"].iloc[0], "dtype"] = "float32"  # one shard loaded otherwise
+    assert by_shards(study, 3).ran_as == {("bfloat16", "native"), ("float32", "native")}
+    older = study.drop(columns=["dtype", "numerics"])  # predictions made before they were recorded
+    assert reduce_predictions(older, labels=LABELS, conditions=CONDITIONS).ran_as == set()

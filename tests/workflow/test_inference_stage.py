@@ -99,6 +99,9 @@ def test_inference_writes_a_prediction_for_every_prompt(workflow, short_window_a
         assert stamped["model_revision"].str.startswith("local folder ").all()
         assert stamped["seeds"].iloc[0] == "shuffle 0; corrupt 0; bootstrap 0; corpus 2"
     assert record["model_source"]["path"] == str(short_window_alm) and record["versions"]["cuealign"]
+    # what was used, not what was asked: dtype auto loaded the tiny checkpoint's float32, on CPU portably
+    source = record["model_source"]
+    assert (source["dtype_asked"], source["dtype"], source["numerics"]) == ("auto", "float32", "portable")
     from transformers import AutoTokenizer  # the tokens each label was scored as
 
     tokenizer = AutoTokenizer.from_pretrained(short_window_alm)
