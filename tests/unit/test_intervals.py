@@ -146,14 +146,22 @@ def test_sign_flip_p_is_the_share_of_sign_patterns_as_extreme(small):
     patterns = [np.array(s) for s in itertools.product((1, -1), repeat=design.n_speakers)]
     expected = np.mean([abs(s @ totals) >= abs(totals.sum()) - 1e-12 for s in patterns])
     assert test == "exact sign-flip" and p == pytest.approx(expected)
-    # Monte Carlo beyond exact_up_to speakers, within its error of the exact value
-    p_mc, test_mc = intervals.sign_flip_test(design, difference, exact_up_to=2, resamples=20_000, seed=1)
-    assert test_mc == "Monte Carlo sign-flip" and p_mc == pytest.approx(expected, abs=0.02)
-    # its patterns are the seeded draw's, drawn once per design and in blocks (the same numbers)
-    signs = np.random.default_rng(1).choice((1.0, -1.0), size=(20_000, design.n_speakers))
-    share = (1 + np.sum(np.abs(signs @ totals) >= abs(totals.sum()) - 1e-12)) / 20_001
-    assert p_mc == pytest.approx(share, abs=1e-12)
-    again, _ = intervals.sign_flip_test(design, -difference, exact_up_to=2, resamples=20_000, seed=1)
+    # as many patterns asked as there are: scipy enumerates them, and it says so
+    assert intervals.sign_flip_test(design, difference, exact_up_to=2, resamples=2**design.n_speakers) == (p, test)
+
+
+def test_monte_carlo_sign_flip_is_seeded_and_within_its_error_of_the_exact_p():
+    rng = np.random.default_rng(3)
+    ev = simulation.evaluation(rng, speakers=17, spread=simulation.Heterogeneity(0.7, 0.5, 0.0), effect=0.03, seeds=3)
+    design = intervals.SpeakerDesign(ev.truth, ev.speakers, LABELS, resamples=10, seed=0, studentize=False)
+    difference = ev.correct_a.astype(float) - ev.correct_b.mean(axis=0)
+    exact, how = intervals.sign_flip_test(design, difference, exact_up_to=17)
+    p_mc, test_mc = intervals.sign_flip_test(design, difference, exact_up_to=16, resamples=20_000, seed=1)
+    assert how == "exact sign-flip" and test_mc == "Monte Carlo sign-flip"
+    # two tails of 20,000 draws: within 4 standard errors of the exact share
+    assert p_mc == pytest.approx(exact, abs=4 * 2 * np.sqrt(exact * (1 - exact) / 20_000) + 2 / 20_001)
+    assert intervals.sign_flip_test(design, difference, exact_up_to=16, resamples=20_000, seed=1)[0] == p_mc
+    again, _ = intervals.sign_flip_test(design, -difference, exact_up_to=16, resamples=20_000, seed=1)
     assert again == p_mc  # two-sided: the flipped difference is as extreme
 
 
