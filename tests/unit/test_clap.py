@@ -12,26 +12,14 @@ from cuealign.interventions import Condition
 from cuealign.models.inference import predict_shard
 from cuealign.models.loader import load_backend
 from cuealign.models.registry import DEFAULT_LABEL_PROMPT, check_finetune_spec, check_model_spec
-from cuealign.workflow.config import config_schema, validate_config
+from cuealign.workflow.config import config_schema, model_entry, validate_config
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SUFFIXES = ["", " Acoustic cues measured from the audio: ENERGY=VERY_HIGH.", "\nAcoustic cues: ENERGY=VERY_LOW."]
 
 
-def spec(path, **changes):
-    return {
-        "family": "clap",
-        "path": str(path),
-        "mode": "score",
-        "dtype": "float32",
-        "device": "cpu",
-        "batch_size": 8,
-        "max_new_tokens": 4,
-        "revision": None,
-        "adapter": None,
-        "trust_remote_code": False,
-        "label_prompt": DEFAULT_LABEL_PROMPT,
-    } | changes
+def spec(path, family="clap", **changes):
+    return model_entry(path, family, **{"dtype": "float32", "batch_size": 8, "max_new_tokens": 4} | changes)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 from cuealign.models.loader import load_backend
 from cuealign.models.transformers_alm import label_variants
 from cuealign.prompts import PromptTemplate
+from cuealign.workflow.config import model_entry
 from tests.real_models import FAMILY_OF, build_layout, qwen_bpe
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -47,14 +48,7 @@ def layouts(bpe, tmp_path_factory):
 
 
 def spec(path: Path, layout: str, **extra) -> dict:
-    return {
-        "family": FAMILY_OF[layout],
-        "path": str(path),
-        "device": "cpu",
-        "dtype": "float32",
-        "trust_remote_code": False,
-        "adapter": None,
-    } | extra
+    return model_entry(path, FAMILY_OF[layout], **{"dtype": "float32"} | extra)
 
 
 def audio(seed: int, seconds: float = 1.5) -> np.ndarray:
