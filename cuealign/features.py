@@ -6,7 +6,7 @@ them toward 0 by the file's share of silence and consonants; and it also writes 
 shimmer in some frames inside voiced stretches (where a period could not be measured). openSMILE's
 own eGeMAPSv02 functionals (``*_sma3nz_amean``) average the non-zero frames, so those LLDs are
 averaged over voiced frames (F0 > 0) whose value is not 0: averaging the zeros in put jitter and
-shimmer 10-29 % low, by class (FINDINGS.md). The others are averaged over all frames.
+shimmer 10-29 % low, by class (docs/findings.md). The others are averaged over all frames.
 
 Where the means depart from openSMILE's functionals, on purpose or by framing (measured on the
 synthetic corpus by tests/unit/test_features.py, tolerances in FUNCTIONAL_TOLERANCE):

@@ -13,7 +13,7 @@ import pandas as pd
 from cuealign.analysis.accounting import PromptCounts
 
 # What the publishers of each family's released checkpoints state about emotion corpora, read in
-# their own files (the README's "Training data stated by the publishers" gives the same, with
+# their own files (docs/statistics.md, "Training data stated by the publishers", gives the same, with
 # sources). A family not listed here has nothing recorded. Kept to what is written there: none of
 # the Qwen publications at hand lists its training corpora, so nothing is inferred for them.
 PUBLISHED = {

@@ -4,7 +4,7 @@ Each utterance is a string of consonant-vowel syllables: Rosenberg glottal pulse
 jitter, shimmer, open quotient), a one-pole spectral tilt, aspiration noise and a cascade of
 formant resonators per vowel; consonants are high-passed noise. The four classes differ the way
 the literature describes (angry: loud, bright, fast, pressed; sad: quiet, dark, slow, breathy,
-low and flat F0). The per-class parameters are the ones FINDINGS.md measured to work; every file's
+low and flat F0). The per-class parameters are the ones docs/findings.md measured to work; every file's
 generating parameters go into a ground-truth table, so that tokens can be tested against causes.
 
 Same seed, same bytes: all randomness comes from numpy Generators seeded by (seed, speaker,
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmotionParams:
-    """How a class shifts a speaker's voice (FINDINGS.md, 'A synthetic emotional-speech corpus')."""
+    """How a class shifts a speaker's voice (docs/findings.md, 'A synthetic emotional-speech corpus')."""
 
     f0_shift_st: float  # semitones above the speaker's base F0
     f0_range: float  # factor on the intonation excursions

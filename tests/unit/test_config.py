@@ -156,3 +156,25 @@ def test_the_code_has_no_defaults_of_its_own_for_schema_keys():
             ):
                 found.append(f"{path.name}:{node.lineno} spec.get({node.args[0].value!r}, ...)")
     assert not found, "defaults written again in the code (read spec[key]):\n" + "\n".join(found)
+
+
+def test_the_configuration_reference_is_the_schemas():
+    """docs/configuration.md is generated from the schema; it fails here when either changed alone
+    (run `python -m cuealign.workflow.reference`)."""
+    import copy
+    from pathlib import Path
+
+    from cuealign.workflow.config import config_schema
+    from cuealign.workflow.reference import TARGET, reference, rows
+
+    committed = (Path(__file__).parents[2] / TARGET).read_text()
+    assert committed == reference(), f"{TARGET} is stale: run `python -m cuealign.workflow.reference`"
+    keys = {key for key, *_ in rows()}
+    # every documented key, defaults and descriptions included, nested and per corpus type
+    assert {"analysis.ci_method", "models.<name>.numerics", "finetune.<name>.architecture.audio_window_s"} <= keys
+    assert {"corpora.<name>.sessions", "corpora.<name>.table", "conditions.corrupt_p"} <= keys
+    row = next(r for r in rows() if r[0] == "analysis.ci_method")
+    assert "'jackknife-t'" in row[1] and row[2] == "`'jackknife-t'`" and "coverage" in row[3]
+    changed = copy.deepcopy(config_schema())
+    changed["properties"]["analysis"]["properties"]["seed"]["description"] = "another text"
+    assert reference(changed) != committed

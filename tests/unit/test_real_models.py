@@ -74,7 +74,7 @@ def test_the_rebuilt_bpe_is_the_released_one(bpe, layouts):
         151645,
         151646,
     ]
-    # FINDINGS.md: label lengths, case and leading space change the tokens, ".\n" is one token
+    # docs/findings.md: label lengths, case and leading space change the tokens, ".\n" is one token
     assert [len(ids(label)) for label in ["angry", "emphatic", "happy", "neutral", "sad"]] == [2, 3, 1, 1, 1]
     assert ids("Neutral") != ids("neutral") and ids(" angry") != ids("angry")
     assert len(ids(".\n")) == 1 and ids(".") + ids("\n") != ids(".\n")
