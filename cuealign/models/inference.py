@@ -203,10 +203,24 @@ def predict_shard(
 ) -> pd.DataFrame:
     """Predictions for every row of ``prompts`` (config: models.<name> is ``spec``). Answers are
     keyed by what the model is (its files' content, or the hub snapshot commit), so a changed
-    model never reuses another's answers and a bit-identical one hits the cache."""
-    mode = spec["mode"]
+    model never reuses another's answers and a bit-identical one hits the cache.
+
+    Three steps: plan (what every row asks, grouped by the rows that share an encoded prefix),
+    answer (from this job, the store, or the model, stored as each utterance is done), record
+    (one prediction row per prompt row)."""
     check_labels(labels)
-    numerics = numerics_in_use(spec["device"])
+    if "variant" not in prompts.columns:  # prompts written before prompt variants existed
+        prompts = prompts.assign(variant=MAIN_VARIANT)
+    run = _ShardRun(backend, labels=labels, spec=spec, cache=cache)
+    planned = run.plan(prompts)
+    records = run.answer_all(planned, total=len(prompts), progress=progress)
+    return run.table(records)
+
+
+def _asked(backend, spec: dict, labels: list[str], cache: AnswerStore, numerics: str) -> dict:
+    """What every prompt of this shard asks besides its own audio and text: the model (by
+    content), how it is loaded and decoded, the labels; the base of each answer's store key."""
+    mode = spec["mode"]
     hashes = KeyedJsonCache(cache.root.parent, "file-hashes")  # each weight file read once
     asked = {
         "model": model_identity(spec["path"], spec.get("revision"), memo=hashes),
@@ -225,21 +239,18 @@ def predict_shard(
     else:  # the system turn (None: the template's own) and the spellings each label is scored as
         asked["system_prompt"] = spec.get("system_prompt")
         asked["label_variants"] = spec["label_variants"] if mode == "score" else None
-    # provenance: the tokens each scored spelling of each label is (the analysis puts them in RUN.json)
-    label_tokens = json.dumps(backend.label_tokens(labels), ensure_ascii=False) if mode == "score" else ""
+    return asked
+
+
+def _plan(prompts: pd.DataFrame, asked: dict) -> list[_Group]:
+    """One group per utterance, audio and prompt wording: the rows that share one encoded prefix,
+    with what each row asks as a store key. An utterance's wordings come one after the other, so
+    that its audio is read and encoded once. Columns are read as plain lists once here rather
+    than with pandas per utterance on the model's path."""
     # what a prediction row keeps of its prompt: who, what truth, which condition (as data) and
     # which tokens it was shown, so the analysis never reads them back out of names or strings
-    if "variant" not in prompts.columns:  # prompts written before prompt variants existed
-        prompts = prompts.assign(variant=MAIN_VARIANT)
     carry = ["utt_id", *CONDITION_COLUMNS, "variant", "label", "split", "speaker"]
     carry += [column for column in prompts.columns if column.startswith(TOKEN_PREFIX)]
-    records: list[dict] = []
-    computed = repeated = 0
-    # one group per utterance, audio and prompt variant: the rows that share one encoded prefix;
-    # an utterance's wordings one after the other, so that its audio is read and encoded once.
-    # What every row asks, and which of it the store holds, is looked up once for the shard (the
-    # answers themselves are read utterance by utterance); each group's columns as plain lists,
-    # made once here rather than with pandas per utterance on the model's path
     columns = {c: prompts[c].tolist() for c in ("utt_id", "audio", "variant", "path", "sha256", "prefix_text")}
     suffix_all = prompts["suffix_text"].tolist()
     carried_all = prompts[carry].to_dict("records")
@@ -249,170 +260,222 @@ def predict_shard(
     ):
         wordings_of.setdefault((utt_id, audio), {}).setdefault(variant, []).append(position)
     planned = []
-    groups = [(where, positions) for where, wordings in wordings_of.items() for positions in wordings.values()]
-    for (utt_id, audio_kind), positions in groups:
-        prefixes = {columns["prefix_text"][i] for i in positions}
-        if len(prefixes) != 1:
-            raise ValueError(f"{utt_id}: conditions of one utterance and prompt variant must share the prompt prefix")
-        prefix_text = prefixes.pop()
-        suffixes = [suffix_all[i] for i in positions]
-        keys = [
-            content_key(
-                asked
-                | {"audio": columns["sha256"][i], "audio_kind": audio_kind, "prefix": prefix_text, "suffix": suffix}
-            )
-            for i, suffix in zip(positions, suffixes, strict=True)
-        ]
-        planned.append(
-            _Group(
-                audio_kind,
-                columns["path"][positions[0]],
-                prefix_text,
-                suffixes,
-                [carried_all[i] for i in positions],
-                keys,
-            )
-        )
-    stored = cache.known([key for group in planned for key in group.keys])
-    fresh: dict[str, dict] = {}  # answered in this job (another wording may ask the same)
-    # the audio of the groups with something to compute, read ahead in a thread while the model
-    # works, and where the backend can, the processor's work on it too (chat template, tokens,
-    # log-mel features of the first wording to compute, the tokens of its suffixes): none of it is
-    # left on the model's path
-    instruction: dict[tuple[str, str], tuple[str, list[str]]] = {}
-    for group in planned:
-        suffixes = [s for s, k in zip(group.suffixes, group.keys, strict=True) if k not in stored]
-        if suffixes:
-            instruction.setdefault((group.path, group.audio_kind), (group.prefix_text, suffixes))
-    prepare = getattr(backend, "prepare", None)
+    for (utt_id, audio_kind), wordings in wordings_of.items():
+        for positions in wordings.values():
+            prefixes = {columns["prefix_text"][i] for i in positions}
+            if len(prefixes) != 1:
+                raise ValueError(
+                    f"{utt_id}: conditions of one utterance and prompt variant must share the prompt prefix"
+                )
+            prefix_text = prefixes.pop()
+            suffixes = [suffix_all[i] for i in positions]
+            keys = [
+                content_key(
+                    asked
+                    | {"audio": columns["sha256"][i], "audio_kind": audio_kind, "prefix": prefix_text, "suffix": suffix}
+                )
+                for i, suffix in zip(positions, suffixes, strict=True)
+            ]
+            carried = [carried_all[i] for i in positions]
+            planned.append(_Group(audio_kind, columns["path"][positions[0]], prefix_text, suffixes, carried, keys))
+    return planned
 
-    def load(where: tuple[str, str]) -> tuple:
+
+class _ShardRun:
+    """One shard's answering: what the store holds, what this job answered, the audio read ahead,
+    the counts the summary reports."""
+
+    def __init__(self, backend, *, labels: list[str], spec: dict, cache: AnswerStore):
+        self.backend, self.labels, self.spec, self.cache = backend, labels, spec, cache
+        self.numerics = numerics_in_use(spec["device"])
+        self.asked = _asked(backend, spec, labels, cache, self.numerics)
+        self.fresh: dict[str, dict] = {}  # answered in this job (another wording may ask the same)
+        self.stored: set[str] = set()
+        self.instruction: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self.computed = self.repeated = 0
+        self.started = time.perf_counter()
+
+    def plan(self, prompts: pd.DataFrame) -> list[_Group]:
+        planned = _plan(prompts, self.asked)
+        self.stored = self.cache.known([key for group in planned for key in group.keys])
+        # the audio of the groups with something to compute, read ahead in a thread while the model
+        # works, and where the backend can, the processor's work on it too (chat template, tokens,
+        # log-mel features of the first wording to compute, the tokens of its suffixes): none of it
+        # is left on the model's path
+        for group in planned:
+            suffixes = [s for s, k in zip(group.suffixes, group.keys, strict=True) if k not in self.stored]
+            if suffixes:
+                self.instruction.setdefault((group.path, group.audio_kind), (group.prefix_text, suffixes))
+        return planned
+
+    def _load(self, where: tuple[str, str]) -> tuple:
+        backend = self.backend
         audio, policy = load_model_audio(
             where[0], rate=backend.sampling_rate, window_s=backend.window_s, silence=where[1] == "silence"
         )
-        prepared = prepare(audio, *instruction[where]) if prepare is not None and where in instruction else None
+        prepare = getattr(backend, "prepare", None)
+        prepared = (
+            prepare(audio, *self.instruction[where]) if prepare is not None and where in self.instruction else None
+        )
         return audio, policy, prepared
 
-    # prefix_batch: the first wording of that many utterances encoded in one forward pass (where
-    # the backend can), then each utterance's conditions run on its own cache as before
-    prefix_batch = spec["prefix_batch"] if hasattr(backend, "encode_prefixes") else 1
-    if prefix_batch > 1:
-        progress_log.info("prefixes of up to %d utterances encoded in one forward pass (prefix_batch)", prefix_batch)
-    reader = _ReadAhead(list(instruction), load, depth=2 * prefix_batch)
-    started = last_report = time.perf_counter()
-    bar = tqdm(total=len(planned), desc="utterances", disable=not progress, mininterval=10)
-    try:
-        for chunk in _chunks(planned, prefix_batch, instruction):
-            # the chunk's audio (read ahead), and the first wording of each of its utterances with
-            # something to compute encoded together; the time that takes is shared among them
-            loaded = {where: reader.get(where) for where in _wheres(chunk) if where in instruction}
-            encoded: dict[tuple[tuple[str, str], str], tuple] = {}
-            if len(loaded) > 1:
-                start = time.perf_counter()
-                prefixes = backend.encode_prefixes(
-                    [(audio, instruction[where][0], prepared) for where, (audio, _, prepared) in loaded.items()]
-                )
-                share = (time.perf_counter() - start) / len(loaded)
-                for where, prefix in zip(loaded, prefixes, strict=True):
-                    encoded[(where, instruction[where][0])] = (prefix, share)
-            for group in chunk:
-                bar.update()
-                where = (group.path, group.audio_kind)
-                keys = group.keys
-                answers = [fresh.get(k) for k in keys]
-                asked = [i for i, answer in enumerate(answers) if answer is None and keys[i] in stored]
-                for i, answer in zip(asked, cache.get_many([keys[i] for i in asked]), strict=True):
-                    answers[i] = answer
-                missing = [i for i, answer in enumerate(answers) if answer is None]
-                # rows that ask the same (each corruption seed at p = 0 asks what aligned asks): computed once
-                first_asked = {}
-                for i in missing:
-                    first_asked.setdefault(keys[i], i)
-                todo = list(first_asked.values())
-                if todo:
-                    # a stored answer that reads as a miss (a corrupt entry) is computed here too
-                    audio, policy, prepared = loaded[where] if where in loaded else reader.get(where)
-                    ahead = {"prepared": prepared} if prepared is not None else {}
-                    prefix, spent = encoded.pop((where, group.prefix_text), (None, 0.0))
-                    if prefix is not None:
-                        ahead["prefix"] = prefix
-                    suffixes = [group.suffixes[i] for i in todo]
-                    start = time.perf_counter()
-                    made = _ask(backend, audio, group.prefix_text, suffixes, labels, spec, ahead)
-                    seconds = (time.perf_counter() - start + spent) / len(todo)
-                    for i, answer in zip(todo, made, strict=True):
-                        answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
-                    for i in missing:
-                        answers[i] = dict(answers[first_asked[keys[i]]])
-                    # as soon as the utterance is done, in one transaction: a kill loses at most this one;
-                    # an invalid answer is asked again next time
-                    valid = [(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID]
-                    cache.put_many(valid)
-                    fresh.update(valid)
-                    computed += len(todo)
-                    repeated += len(missing) - len(todo)
-                now = time.perf_counter()
-                if now - last_report >= PROGRESS_EVERY_S:
-                    last_report = now
-                    progress_log.info(
-                        "%d of %d prompts answered (%d computed), %.1f prompts/s",
-                        len(records) + len(keys),
-                        len(prompts),
-                        computed,
-                        (len(records) + len(keys)) / (now - started),
-                    )
-                for row, answer in zip(group.carried, answers, strict=True):
-                    record = {
-                        **row,
-                        "pred": answer["pred"],
-                        "raw_output": answer["raw_output"],
-                        "seconds": answer["seconds"],
-                        "audio_policy": answer["audio_policy"],
-                    }
-                    for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
-                        record[f"logprob_{label}"] = value
-                    records.append(record)
-    finally:
-        bar.close()
-        reader.close()
-    table = pd.DataFrame.from_records(records)
-    if len(table):
-        table = table.astype({"p": "float64", "seed": "Int64"})
-    table = table.assign(
-        model=spec["path"],
-        revision=spec.get("revision") or "",
-        adapter=spec.get("adapter") or "",
-        backend=f"transformers:{spec['family']}",
-        mode=mode,
-        dtype=backend.dtype,
-        numerics=numerics,
-        device=spec["device"],
-        batch_size=spec["batch_size"],
-        label_tokens=label_tokens,
-    )
-    unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
-    invalid = int((table["pred"] == INVALID).sum()) if len(table) else 0
-    elapsed = time.perf_counter() - started
-    progress_log.info(
-        "%d predictions (%d computed, %d from the cache, %d the same prompt as another row of their utterance), "
-        "%d unparsed, %d invalid; %.1f s, %.1f computed prompts/s",
-        len(table),
-        computed,
-        len(table) - computed - repeated,
-        repeated,
-        unparsed,
-        invalid,
-        elapsed,
-        computed / elapsed if elapsed > 0 else 0.0,
-    )
-    if invalid:
-        advice = (
-            f"the model's label scores were not finite (NaN or inf) with dtype {backend.dtype}: its activations "
-            "overflow; set the model's dtype to bfloat16 or float32"
+    def answer_all(self, planned: list[_Group], *, total: int, progress: bool) -> list[dict]:
+        """Every group answered and recorded, chunk by chunk (``prefix_batch`` utterances with
+        something to compute have their first wording's prefix encoded in one forward pass, where
+        the backend can; then each utterance's conditions run on its own cache as before)."""
+        prefix_batch = self.spec["prefix_batch"] if hasattr(self.backend, "encode_prefixes") else 1
+        if prefix_batch > 1:
+            progress_log.info(
+                "prefixes of up to %d utterances encoded in one forward pass (prefix_batch)", prefix_batch
+            )
+        reader = _ReadAhead(list(self.instruction), self._load, depth=2 * prefix_batch)
+        records: list[dict] = []
+        last_report = self.started
+        bar = tqdm(total=len(planned), desc="utterances", disable=not progress, mininterval=10)
+        try:
+            for chunk in _chunks(planned, prefix_batch, self.instruction):
+                loaded = {where: reader.get(where) for where in _wheres(chunk) if where in self.instruction}
+                encoded = self._encode_together(loaded)
+                for group in chunk:
+                    bar.update()
+                    answers = self.answer(group, loaded, encoded, reader)
+                    now = time.perf_counter()
+                    if now - last_report >= PROGRESS_EVERY_S:
+                        last_report = now
+                        done = len(records) + len(group.keys)
+                        progress_log.info(
+                            "%d of %d prompts answered (%d computed), %.1f prompts/s",
+                            done,
+                            total,
+                            self.computed,
+                            done / (now - self.started),
+                        )
+                    records += _records(group, answers, self.labels)
+        finally:
+            bar.close()
+            reader.close()
+        return records
+
+    def _encode_together(self, loaded: dict) -> dict[tuple[tuple[str, str], str], tuple]:
+        """The first wording of each loaded utterance encoded in one forward pass (more than one
+        utterance only); the time it takes is shared among them."""
+        if len(loaded) <= 1:
+            return {}
+        start = time.perf_counter()
+        prefixes = self.backend.encode_prefixes(
+            [(audio, self.instruction[where][0], prepared) for where, (audio, _, prepared) in loaded.items()]
         )
-        if invalid > MOST * len(table):
-            raise RuntimeError(f"{invalid} of {len(table)} answers are invalid: {advice}")
-        progress_log.warning(
-            "%d of %d answers are invalid (kept, scored as wrong, not cached): %s", invalid, len(table), advice
+        share = (time.perf_counter() - start) / len(loaded)
+        return {
+            (where, self.instruction[where][0]): (prefix, share) for where, prefix in zip(loaded, prefixes, strict=True)
+        }
+
+    def answer(self, group: _Group, loaded: dict, encoded: dict, reader: _ReadAhead) -> list[dict]:
+        """Each row's answer: from this job, else the store, else the model (rows that ask the
+        same, as each corruption seed at p = 0 asks what aligned asks, computed once), the new
+        ones stored in one transaction as soon as the utterance is done: a kill loses at most
+        this one; an invalid answer is not stored, so it is asked again next time."""
+        keys = group.keys
+        answers = [self.fresh.get(k) for k in keys]
+        from_store = [i for i, answer in enumerate(answers) if answer is None and keys[i] in self.stored]
+        for i, answer in zip(from_store, self.cache.get_many([keys[i] for i in from_store]), strict=True):
+            answers[i] = answer
+        missing = [i for i, answer in enumerate(answers) if answer is None]
+        first_asked: dict[str, int] = {}
+        for i in missing:
+            first_asked.setdefault(keys[i], i)
+        todo = list(first_asked.values())
+        if not todo:
+            return answers
+        # a stored answer that reads as a miss (a corrupt entry) is computed here too
+        where = (group.path, group.audio_kind)
+        audio, policy, prepared = loaded[where] if where in loaded else reader.get(where)
+        ahead = {"prepared": prepared} if prepared is not None else {}
+        prefix, spent = encoded.pop((where, group.prefix_text), (None, 0.0))
+        if prefix is not None:
+            ahead["prefix"] = prefix
+        start = time.perf_counter()
+        made = _ask(
+            self.backend, audio, group.prefix_text, [group.suffixes[i] for i in todo], self.labels, self.spec, ahead
         )
-    return table
+        seconds = (time.perf_counter() - start + spent) / len(todo)
+        for i, answer in zip(todo, made, strict=True):
+            answers[i] = answer | {"seconds": seconds, "audio_policy": policy}
+        for i in missing:
+            answers[i] = dict(answers[first_asked[keys[i]]])
+        valid = [(keys[i], answers[i]) for i in todo if answers[i]["pred"] != INVALID]
+        self.cache.put_many(valid)
+        self.fresh.update(valid)
+        self.computed += len(todo)
+        self.repeated += len(missing) - len(todo)
+        return answers
+
+    def table(self, records: list[dict]) -> pd.DataFrame:
+        """The predictions table, how it was made on every row; the shard's summary logged; most
+        answers invalid is an error naming the dtype."""
+        spec, backend = self.spec, self.backend
+        mode = spec["mode"]
+        # provenance: the tokens each scored spelling of each label is (the analysis puts them in RUN.json)
+        label_tokens = json.dumps(backend.label_tokens(self.labels), ensure_ascii=False) if mode == "score" else ""
+        table = pd.DataFrame.from_records(records)
+        if len(table):
+            table = table.astype({"p": "float64", "seed": "Int64"})
+        table = table.assign(
+            model=spec["path"],
+            revision=spec.get("revision") or "",
+            adapter=spec.get("adapter") or "",
+            backend=f"transformers:{spec['family']}",
+            mode=mode,
+            dtype=backend.dtype,
+            numerics=self.numerics,
+            device=spec["device"],
+            batch_size=spec["batch_size"],
+            label_tokens=label_tokens,
+        )
+        self._summarise(table)
+        return table
+
+    def _summarise(self, table: pd.DataFrame) -> None:
+        unparsed = int((table["pred"] == UNPARSED).sum()) if len(table) else 0
+        invalid = int((table["pred"] == INVALID).sum()) if len(table) else 0
+        elapsed = time.perf_counter() - self.started
+        progress_log.info(
+            "%d predictions (%d computed, %d from the cache, %d the same prompt as another row of their "
+            "utterance), %d unparsed, %d invalid; %.1f s, %.1f computed prompts/s",
+            len(table),
+            self.computed,
+            len(table) - self.computed - self.repeated,
+            self.repeated,
+            unparsed,
+            invalid,
+            elapsed,
+            self.computed / elapsed if elapsed > 0 else 0.0,
+        )
+        if invalid:
+            advice = (
+                f"the model's label scores were not finite (NaN or inf) with dtype {self.backend.dtype}: its "
+                "activations overflow; set the model's dtype to bfloat16 or float32"
+            )
+            if invalid > MOST * len(table):
+                raise RuntimeError(f"{invalid} of {len(table)} answers are invalid: {advice}")
+            progress_log.warning(
+                "%d of %d answers are invalid (kept, scored as wrong, not cached): %s", invalid, len(table), advice
+            )
+
+
+def _records(group: _Group, answers: list[dict], labels: list[str]) -> list[dict]:
+    """One prediction row per prompt row of ``group``: what it carries of the prompt, the answer,
+    one log-probability column per label (NaN in generate mode)."""
+    records = []
+    for row, answer in zip(group.carried, answers, strict=True):
+        record = {
+            **row,
+            "pred": answer["pred"],
+            "raw_output": answer["raw_output"],
+            "seconds": answer["seconds"],
+            "audio_policy": answer["audio_policy"],
+        }
+        for label, value in zip(labels, answer["logprobs"] or [np.nan] * len(labels), strict=True):
+            record[f"logprob_{label}"] = value
+        records.append(record)
+    return records

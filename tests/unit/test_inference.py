@@ -478,21 +478,21 @@ def test_a_processor_that_cannot_be_copied_leaves_its_work_in_line_with_a_warnin
     reads the audio only, the processor runs where the model does, and the answers are the same."""
     import logging
 
-    from cuealign.models import transformers_alm
+    from cuealign.models import prefix as prefix_module
 
     copied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
     reference = answer(prompts, copied, tiny_qwen2_audio, AnswerStore(tmp_path / "a", "p"))
 
-    real_deepcopy = transformers_alm.copy.deepcopy
+    real_deepcopy = prefix_module.copy.deepcopy
 
     def refuse(obj, *args):
         if type(obj).__name__.endswith("Processor"):
             raise TypeError("cannot pickle '_thread.lock' object")
         return real_deepcopy(obj, *args)
 
-    monkeypatch.setattr(transformers_alm.copy, "deepcopy", refuse)
+    monkeypatch.setattr(prefix_module.copy, "deepcopy", refuse)
     uncopied = load_backend(spec(tiny_qwen2_audio, trust_remote_code=False))
-    with caplog.at_level(logging.WARNING, logger="cuealign.models.transformers_alm"):
+    with caplog.at_level(logging.WARNING, logger="cuealign.models.prefix"):
         table = answer(prompts, uncopied, tiny_qwen2_audio, AnswerStore(tmp_path / "b", "p"))
     assert caplog.text.count("cannot be copied for the read-ahead thread") == 1 and uncopied._preparer is False
     pd.testing.assert_frame_equal(table.drop(columns="seconds"), reference.drop(columns="seconds"))
