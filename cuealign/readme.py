@@ -96,6 +96,25 @@ def demo_section(root: str | Path = ".") -> str:
                 else "(below a follower's configured minimum)."
             )
         ]
+    lines += _wordings(analysis)
+    speakers = test["speaker"].nunique()
+    about = json.loads((analysis / "intervals.json").read_text())
+    lines += [
+        "",
+        f"The test split holds {len(test)} utterances of {speakers} speakers "
+        f"({', '.join(sorted(test['speaker'].unique()))}). Intervals: {METHOD_WORDS[about['method']]} "
+        f"over the {about['n_speakers']} test speakers"
+        + (f", B = {about['resamples']}" if about["method"] != "jackknife-t" else "")
+        + " "
+        '(coverage measured in benchmarks/README.md, "Interval coverage")'
+        + (f"; WARNING: {about['warning']}." if about["warning"] else "."),
+    ]
+    return "\n".join(lines)
+
+
+def _wordings(analysis: Path) -> list[str]:
+    """The token effects in every prompt wording (prompt.variants), where there are several."""
+    lines: list[str] = []
     variants = pd.read_csv(analysis / "variants.csv")
     if variants["variant"].nunique() > 1:  # prompt.variants: the token effects in every wording
         across = pd.read_csv(analysis / "variants_summary.csv").set_index(["statistic", "name"])
@@ -116,19 +135,7 @@ def demo_section(root: str | Path = ".") -> str:
                 f"{'holds' if row['robust'] else 'is not shown to hold'} in every wording "
                 f"(intersection-union p = {_p(row['p_all'])})."
             )
-    speakers = test["speaker"].nunique()
-    about = json.loads((analysis / "intervals.json").read_text())
-    lines += [
-        "",
-        f"The test split holds {len(test)} utterances of {speakers} speakers "
-        f"({', '.join(sorted(test['speaker'].unique()))}). Intervals: {METHOD_WORDS[about['method']]} "
-        f"over the {about['n_speakers']} test speakers"
-        + (f", B = {about['resamples']}" if about["method"] != "jackknife-t" else "")
-        + " "
-        '(coverage measured in benchmarks/README.md, "Interval coverage")'
-        + (f"; WARNING: {about['warning']}." if about["warning"] else "."),
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def update(root: str | Path = ".", *, repo: str | Path | None = None) -> bool:

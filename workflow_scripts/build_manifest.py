@@ -6,9 +6,8 @@ import pandas as pd
 from cuealign.cache import KeyedJsonCache
 from cuealign.corpora import read_corpus
 from cuealign.corpora.audio import AudioChecks
-from cuealign.corpora.manifest import build_manifest, check_leakage
+from cuealign.corpora.manifest import build_manifest, check_leakage, fold_manifest
 from cuealign.runlog import log_to
-from cuealign.workflow.folds import fold_manifest
 
 with log_to(snakemake.log[0]) as log:
     if (session := snakemake.params.fold_session) is not None:

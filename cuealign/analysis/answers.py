@@ -291,13 +291,11 @@ def analyse_answers(
     and shift tables counts per condition."""
     # the families in the order given (cuealign.workflow.config keeps it); the paper's by default
     families = PAPER_FAMILIES if families is None else families
-    truth, speakers, conditions = answers.truth, answers.speakers, answers.conditions
-    correct = {c: answers.correct(c) for c in conditions}
     # with fewer speakers than any clustered interval needs, describe these speakers only
-    used = ci_method if len(set(speakers)) >= min_speakers else intervals.CONDITIONAL
+    used = ci_method if len(set(answers.speakers)) >= min_speakers else intervals.CONDITIONAL
     design = intervals.SpeakerDesign(
-        truth,
-        speakers,
+        answers.truth,
+        answers.speakers,
         labels,
         resamples=resamples,
         seed=seed,
@@ -306,111 +304,158 @@ def analyse_answers(
     )
     if used == intervals.CONDITIONAL:
         log.warning("%s", conditional_warning(design.n_speakers, min_speakers))
-    every = design.replicates_many(np.stack([correct[c] for c in conditions], axis=1))
-    replicates = dict(zip(conditions, every, strict=True))
+    study = _Resampled(answers, design, used, level)
+    uar_table, members = study.uar_table()
+    as_aligned = dict(zip(answers.conditions, answers.as_aligned, strict=True))
+    same_as_aligned = {name for name, parts in members.items() if all(as_aligned[c] for c in parts)}
+    comparisons = study.comparisons(comparison_plan(families, members, same_as_aligned), members)
+    curve, spearman_result = _corruption_curve(uar_table)
+    return {
+        "intervals": {
+            "method": used,
+            "requested": ci_method,
+            "n_speakers": design.n_speakers,
+            "level": level,
+            "resamples": resamples,
+            "warning": conditional_warning(design.n_speakers, min_speakers) if used == intervals.CONDITIONAL else None,
+        },
+        "uar": uar_table,
+        "comparisons": comparisons,
+        "curve": curve,
+        "spearman": spearman_result,
+        "confusion": confusion_table(answers),
+        "shifts": shifts_table(answers),
+    }
 
-    def ci(rep: intervals.Replicates) -> dict:
-        low, high = intervals.interval(rep, used, level)
+
+class _Resampled:
+    """One analysis' speaker resamples: every condition's (and seed mean's) replicates and
+    per-utterance correctness, and the interval each gets."""
+
+    def __init__(self, answers: Answers, design: intervals.SpeakerDesign, used: str, level: float):
+        self.answers, self.design, self.used, self.level = answers, design, used, level
+        conditions = answers.conditions
+        self.correct = {c: answers.correct(c) for c in conditions}
+        every = design.replicates_many(np.stack([self.correct[c] for c in conditions], axis=1))
+        self.replicates = dict(zip(conditions, every, strict=True))
+
+    def ci(self, rep: intervals.Replicates) -> dict:
+        low, high = intervals.interval(rep, self.used, self.level)
         return dict(
             ci_low=low,
             ci_high=high,
-            ci_level=level,
-            ci_method=used,
-            n_speakers=design.n_speakers,
+            ci_level=self.level,
+            ci_method=self.used,
+            n_speakers=self.design.n_speakers,
             ci_zero_width=bool(high - low <= 1e-12),
         )
 
-    kinds = answers.what
-    rows = []
-    for condition in conditions:
-        what = kinds.loc[condition]
-        rows.append(
-            dict(
-                condition=condition,
-                kind=what["kind"],
-                p=what["p"],
-                seed=what["seed"],
-                concept=what["concept"],
-                n_seeds=1,
-                n=len(truth),
-                uar=replicates[condition].estimate,
-                **ci(replicates[condition]),
-                accuracy=float(np.mean(correct[condition])),
-                unparsed_rate=float(np.mean(answers.is_answer(condition, UNPARSED))),
-                invalid_rate=float(np.mean(answers.is_answer(condition, INVALID))),
+    def uar_table(self) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        """One row per condition, then one per seeded condition's mean over its seeds (its CI
+        from the mean of the per-seed resamples); and the conditions each tested name averages."""
+        answers, conditions = self.answers, self.answers.conditions
+        kinds = answers.what
+        rows = []
+        for condition in conditions:
+            what = kinds.loc[condition]
+            rows.append(
+                dict(
+                    condition=condition,
+                    kind=what["kind"],
+                    p=what["p"],
+                    seed=what["seed"],
+                    concept=what["concept"],
+                    n_seeds=1,
+                    n=len(answers.truth),
+                    uar=self.replicates[condition].estimate,
+                    **self.ci(self.replicates[condition]),
+                    accuracy=float(np.mean(self.correct[condition])),
+                    unparsed_rate=float(np.mean(answers.is_answer(condition, UNPARSED))),
+                    invalid_rate=float(np.mean(answers.is_answer(condition, INVALID))),
+                )
             )
-        )
-    uar_table = pd.DataFrame(rows).astype({"p": "float64", "seed": "Int64"})
-    # per corruption condition, the share of its tokens (utterances x concepts) that differ from
-    # aligned: what corruption at p really did (with the paper's draw, less than p)
-    changed_share = {
-        c: float(answers.changed[j] / answers.cells[j]) for j, c in enumerate(conditions) if answers.cells[j] > 0
-    }
-    uar_table["changed_share"] = [changed_share.get(c, np.nan) for c in uar_table["condition"]]
-    # Conditions with seeds as their mean (the per-seed rows stay above): one row per shuffle and
-    # per corruption level, its CI from the mean of the per-seed resamples.
-    seeded = uar_table[uar_table["seed"].notna()]
-    members = {}  # tested name -> the conditions it averages
-    for (kind, p), group in seeded.groupby(["kind", "p"], dropna=False, sort=False):
-        name = seeds_mean_name(kind, p)
-        members[name] = list(group["condition"])
-        replicates[name] = intervals.mean_of([replicates[c] for c in members[name]])
-        correct[name] = np.mean([correct[c] for c in members[name]], axis=0)
-        uar_table.loc[len(uar_table)] = dict(
-            condition=name,
-            kind=kind,
-            p=p,
-            seed=pd.NA,
-            concept=None,
-            n_seeds=len(group),
-            n=int(group["n"].iloc[0]),
-            uar=replicates[name].estimate,
-            **ci(replicates[name]),
-            accuracy=float(group["accuracy"].mean()),
-            unparsed_rate=float(group["unparsed_rate"].mean()),
-            invalid_rate=float(group["invalid_rate"].mean()),
-            changed_share=float(group["changed_share"].mean()),
-        )
-    for condition in conditions:
-        if pd.isna(kinds.loc[condition, "seed"]):
-            members[condition] = [condition]
-    if (uar_table["ci_zero_width"]).any():
-        log.warning(
-            "zero-width intervals (every resample gives the same UAR; the data cannot show uncertainty): %s",
-            ", ".join(uar_table.loc[uar_table["ci_zero_width"], "condition"]),
-        )
+        table = pd.DataFrame(rows).astype({"p": "float64", "seed": "Int64"})
+        # per corruption condition, the share of its tokens (utterances x concepts) that differ from
+        # aligned: what corruption at p really did (with the paper's draw, less than p)
+        changed_share = {
+            c: float(answers.changed[j] / answers.cells[j]) for j, c in enumerate(conditions) if answers.cells[j] > 0
+        }
+        table["changed_share"] = [changed_share.get(c, np.nan) for c in table["condition"]]
+        members = self._seed_means(table)
+        for condition in conditions:
+            if pd.isna(kinds.loc[condition, "seed"]):
+                members[condition] = [condition]
+        if (table["ci_zero_width"]).any():
+            log.warning(
+                "zero-width intervals (every resample gives the same UAR; the data cannot show uncertainty): %s",
+                ", ".join(table.loc[table["ci_zero_width"], "condition"]),
+            )
+        return table, members
 
-    as_aligned = dict(zip(conditions, answers.as_aligned, strict=True))
-    same_as_aligned = {name for name, parts in members.items() if all(as_aligned[c] for c in parts)}
-    pairs = comparison_plan(families, members, same_as_aligned)
-    comparisons = []
-    for family, a, b in pairs:
-        single = len(members[a]) == 1 and len(members[b]) == 1
-        difference = replicates[a] - replicates[b]
-        row = dict(family=family, comparison=f"{a} - {b}", a=a, b=b, delta_uar=difference.estimate, **ci(difference))
-        if single:  # one prediction per utterance on each side: the paper's exact McNemar
-            a_only, b_only, pvalue = mcnemar_exact(correct[a].astype(bool), correct[b].astype(bool))
-            row |= dict(test="exact McNemar", a_right_b_wrong=a_only, a_wrong_b_right=b_only, p_value=pvalue)
-        else:  # every seed counts: speakers' UAR contributions, signs flipped
-            pvalue, test = intervals.sign_flip_test(design, correct[a].astype(float) - correct[b].astype(float))
-            row |= dict(test=test, a_right_b_wrong=np.nan, a_wrong_b_right=np.nan, p_value=pvalue)
-        comparisons.append(row)
-    columns = [
-        "family", "comparison", "a", "b", "test", "delta_uar", "ci_low", "ci_high", "ci_level", "ci_method",
-        "n_speakers", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
-    ]  # fmt: skip
-    comparisons = pd.DataFrame(comparisons, columns=columns)
-    comparisons["p_holm"] = np.nan
-    for _, group in comparisons.groupby("family", sort=False):
-        comparisons.loc[group.index, "p_holm"] = holm(group["p_value"].tolist())
+    def _seed_means(self, table: pd.DataFrame) -> dict[str, list[str]]:
+        """Rows appended to ``table`` for each shuffle and corruption level as the mean over its
+        seeds (the per-seed rows stay above); the conditions each averages."""
+        members = {}
+        seeded = table[table["seed"].notna()]
+        for (kind, p), group in seeded.groupby(["kind", "p"], dropna=False, sort=False):
+            name = seeds_mean_name(kind, p)
+            members[name] = list(group["condition"])
+            self.replicates[name] = intervals.mean_of([self.replicates[c] for c in members[name]])
+            self.correct[name] = np.mean([self.correct[c] for c in members[name]], axis=0)
+            table.loc[len(table)] = dict(
+                condition=name,
+                kind=kind,
+                p=p,
+                seed=pd.NA,
+                concept=None,
+                n_seeds=len(group),
+                n=int(group["n"].iloc[0]),
+                uar=self.replicates[name].estimate,
+                **self.ci(self.replicates[name]),
+                accuracy=float(group["accuracy"].mean()),
+                unparsed_rate=float(group["unparsed_rate"].mean()),
+                invalid_rate=float(group["invalid_rate"].mean()),
+                changed_share=float(group["changed_share"].mean()),
+            )
+        return members
 
+    def comparisons(self, pairs: list[tuple[str, str, str]], members: dict[str, list[str]]) -> pd.DataFrame:
+        """Every planned test: the paper's exact McNemar where each side is one prediction per
+        utterance, else the speaker sign-flip test over every seed; Holm within each family."""
+        rows = []
+        for family, a, b in pairs:
+            difference = self.replicates[a] - self.replicates[b]
+            row = dict(
+                family=family, comparison=f"{a} - {b}", a=a, b=b, delta_uar=difference.estimate, **self.ci(difference)
+            )
+            if len(members[a]) == 1 and len(members[b]) == 1:
+                a_only, b_only, pvalue = mcnemar_exact(self.correct[a].astype(bool), self.correct[b].astype(bool))
+                row |= dict(test="exact McNemar", a_right_b_wrong=a_only, a_wrong_b_right=b_only, p_value=pvalue)
+            else:  # every seed counts: speakers' UAR contributions, signs flipped
+                change = self.correct[a].astype(float) - self.correct[b].astype(float)
+                pvalue, test = intervals.sign_flip_test(self.design, change)
+                row |= dict(test=test, a_right_b_wrong=np.nan, a_wrong_b_right=np.nan, p_value=pvalue)
+            rows.append(row)
+        columns = [
+            "family", "comparison", "a", "b", "test", "delta_uar", "ci_low", "ci_high", "ci_level", "ci_method",
+            "n_speakers", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
+        ]  # fmt: skip
+        comparisons = pd.DataFrame(rows, columns=columns)
+        comparisons["p_holm"] = np.nan
+        for _, group in comparisons.groupby("family", sort=False):
+            comparisons.loc[group.index, "p_holm"] = holm(group["p_value"].tolist())
+        return comparisons
+
+
+def _corruption_curve(uar_table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """One point per corruption level (the mean over its seeds) and Spearman's rho over them."""
     corrupt = uar_table[uar_table["kind"] == "corrupt"]
-    curve = corrupt[corrupt["seed"].isna()].sort_values("p")  # one point per level: the mean over seeds
+    curve = corrupt[corrupt["seed"].isna()].sort_values("p")
     rho = rho_p = None
     method = "undefined: fewer than 3 corruption levels, or a flat curve"
     if len(curve) >= 3 and curve["uar"].nunique() > 1:
         rho, rho_p, method = spearman_permutation(curve["p"].to_numpy(), curve["uar"].to_numpy())
-    spearman_result = {
+    return curve, {
         "rho": rho,  # None (JSON null) where undefined
         "p_value": rho_p,
         "points": int(len(curve)),
@@ -419,7 +464,11 @@ def analyse_answers(
         "audio_only_uar": float(uar_table.loc[uar_table["condition"] == "none", "uar"].iloc[0]),
     }
 
-    confusion = confusion_table(answers)
+
+def shifts_table(answers: Answers) -> pd.DataFrame:
+    """Per condition: the share predicted neutral and its shift from aligned, the flip rate
+    against aligned, and (score mode) the mean Jensen-Shannon divergence from aligned."""
+    conditions = answers.conditions
     aligned_pred = answers.pred("aligned")
     shifts = pd.DataFrame(
         [
@@ -436,22 +485,7 @@ def analyse_answers(
         shifts["mean_js_vs_aligned"] = [
             float(answers.js_sum[j] / answers.js_n[j]) if answers.js_n[j] else np.nan for j in range(len(conditions))
         ]
-    return {
-        "intervals": {
-            "method": used,
-            "requested": ci_method,
-            "n_speakers": design.n_speakers,
-            "level": level,
-            "resamples": resamples,
-            "warning": conditional_warning(design.n_speakers, min_speakers) if used == intervals.CONDITIONAL else None,
-        },
-        "uar": uar_table,
-        "comparisons": comparisons,
-        "curve": curve,
-        "spearman": spearman_result,
-        "confusion": confusion,
-        "shifts": shifts,
-    }
+    return shifts
 
 
 def confusion_table(answers: Answers) -> pd.DataFrame:

@@ -128,6 +128,12 @@ def check_audio(path: str | Path, checks: AudioChecks = AudioChecks(), *, block_
         return AudioInfo(
             status=f"non-finite samples: {stream.non_finite} NaN or infinite values", duration_s=duration, **props
         )
+    return _judged(stream, checks, duration, props)
+
+
+def _judged(stream, checks: AudioChecks, duration: float, props: dict) -> AudioInfo:
+    """The status of a file read whole: silent, clipped, cancels in mono, no speech, or ok."""
+    channels = props["channels"]
     peak = stream.peak
     clipped = stream.clipped / (stream.frames * channels)
     measured = dict(duration_s=duration, peak=peak, clipped_fraction=clipped, **props)

@@ -174,3 +174,31 @@ def check_leakage(manifest: pd.DataFrame, *, same_audio: str = "error", speaker_
             )
     if problems:
         raise LeakageError("train/test leakage in the manifest: " + " ".join(problems))
+
+
+class FoldError(ValueError):
+    """A fold of a corpus (cuealign.workflow.folds) that cannot be made or pooled."""
+
+
+def fold_manifest(manifest: pd.DataFrame, session: int) -> pd.DataFrame:
+    """The corpus manifest with one fold's split: ``session`` test, every other session train."""
+    sessions = manifest["utt_id"].str.extract(r"^Ses(\d\d)", expand=False)
+    if sessions.isna().any():
+        raise FoldError(f"utterance ids without a session: {manifest.loc[sessions.isna(), 'utt_id'].head(3).tolist()}")
+    out = manifest.copy()
+    out["split"] = ["test" if int(s) == session else "train" for s in sessions]
+    return out
+
+
+def pooled_manifest(manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per utterance of the corpus: each from the fold whose test split holds it (its
+    split column says test, its fold column names the fold); utterances no fold tests (failed
+    audio checks) once, from the first fold."""
+    tested = [m[m["split"] == "test"].assign(fold=fold) for fold, m in manifests.items()]
+    out = pd.concat(tested, ignore_index=True)
+    doubled = out["utt_id"].duplicated()
+    if doubled.any():
+        raise FoldError(f"utterances in the test split of two folds: {out.loc[doubled, 'utt_id'].head(3).tolist()}")
+    first = next(iter(manifests.values()))
+    rest = first[~first["utt_id"].isin(out["utt_id"])].assign(fold=None)
+    return pd.concat([out, rest], ignore_index=True)

@@ -139,10 +139,44 @@ def _resonator(freq: float, bandwidth: float, rate: float) -> tuple[np.ndarray, 
 def synthesize_utterance(
     speaker: Speaker, emotion: EmotionParams, rng: np.random.Generator, *, sample_rate: int = 16000
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """One utterance as float samples at ``sample_rate`` plus measured facts (mean F0, duration)."""
+    """One utterance as float samples at ``sample_rate`` plus measured facts (mean F0, duration).
+    The steps draw from ``rng`` in a fixed order: the same seed gives the same bytes."""
     rate = sample_rate * _INTERNAL_RATE_FACTOR
+    plan = _segment_plan(emotion, rng)
+    lengths = [int(round(seconds * rate)) for _, seconds, _ in plan]
+    segments = list(zip(plan, np.cumsum([0] + lengths)[:-1], np.cumsum(lengths), strict=True))
+    total = sum(lengths)
+    f0 = _f0_contour(speaker, emotion, segments, total, rate, rng)
+    voiced = np.zeros(total, dtype=bool)
+    for (kind, _, _), start, stop in segments:
+        voiced[start:stop] = kind == "vowel"
+    source = _glottal_source(emotion, f0, voiced, rate, rng)
+    speech = _formants(speaker, emotion, source, segments, rate)
+    # Smooth each vowel's on- and offset (10 ms ramps) so segment edges do not click.
+    ramp = int(0.01 * rate)
+    envelope = voiced.astype(float)
+    envelope = signal.oaconvolve(envelope, np.hanning(2 * ramp) / np.hanning(2 * ramp).sum(), mode="same")
+    speech *= envelope
+    _add_consonants(speech, segments, voiced, rate, rng)
+    audio = signal.resample_poly(speech, 1, _INTERNAL_RATE_FACTOR)
+    # Level: angry peaks near 0.7 full scale (at most 0.88), sad ~14 dB lower; +-1 dB per speaker and utterance.
+    level_db = emotion.gain_db - 8.0 + speaker.level_db + rng.uniform(-1.0, 1.0)
+    audio *= 0.7 * 10 ** (level_db / 20.0) / np.max(np.abs(audio))
+    audio += 1e-4 * rng.standard_normal(audio.size)  # a faint noise floor, as in any recording
+    facts = dict(
+        duration_s=audio.size / sample_rate,
+        mean_f0_hz=float(np.mean(f0[voiced])),
+        mean_f0_st=float(np.mean(12 * np.log2(f0[voiced] / 27.5))),
+        voiced_share=float(voiced.mean()),
+        peak=float(np.max(np.abs(audio))),
+    )
+    return audio, facts
+
+
+def _segment_plan(emotion: EmotionParams, rng: np.random.Generator) -> list[tuple[str, float, int]]:
+    """(kind, seconds, vowel index) of each segment: consonant-vowel syllables, a pause after
+    every 2-3 of them."""
     n_syllables = int(rng.integers(6, 11))
-    # Segment plan: (kind, seconds, vowel index); pauses after every 2-3 syllables.
     plan: list[tuple[str, float, int]] = [("pause", 0.12, -1)]
     until_pause = int(rng.integers(2, 4))
     for index in range(n_syllables):
@@ -153,26 +187,27 @@ def synthesize_utterance(
             plan.append(("pause", rng.uniform(0.06, 0.12) / emotion.rate, -1))
             until_pause = int(rng.integers(2, 4))
     plan.append(("pause", 0.12, -1))
-    lengths = [int(round(seconds * rate)) for _, seconds, _ in plan]
-    total = sum(lengths)
-    bounds = np.cumsum([0] + lengths)
+    return plan
 
-    # F0 contour in semitones: declination plus one accent target per vowel, smoothed.
+
+def _f0_contour(speaker: Speaker, emotion: EmotionParams, segments, total: int, rate: float, rng) -> np.ndarray:
+    """F0 in Hz per sample: declination plus one accent target per vowel, smoothed, in semitones
+    around the speaker's F0 shifted and stretched by the emotion."""
     accents = np.zeros(total)
-    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
+    for (kind, _, _), start, stop in segments:
         if kind == "vowel":
             accents[start:stop] = rng.uniform(-1.0, 2.5)
     window = int(0.06 * rate)
     accents = signal.oaconvolve(accents, np.ones(window) / window, mode="same")
     declination = np.linspace(1.0, -1.5, total)
     contour_st = emotion.f0_shift_st + emotion.f0_range * (declination + accents)
-    f0 = speaker.f0_hz * 2.0 ** (contour_st / 12.0)
+    return speaker.f0_hz * 2.0 ** (contour_st / 12.0)
 
-    voiced = np.zeros(total, dtype=bool)
-    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
-        voiced[start:stop] = kind == "vowel"
 
-    # Glottal source, period by period (jitter on lengths, shimmer on amplitudes).
+def _glottal_source(emotion: EmotionParams, f0: np.ndarray, voiced: np.ndarray, rate: float, rng) -> np.ndarray:
+    """The excitation: Rosenberg pulses period by period (jitter on lengths, shimmer on
+    amplitudes), lip radiation, spectral tilt, and aspiration noise in the open phase."""
+    total = len(f0)
     flow = np.zeros(total)
     position = 0.0
     while position < total - 1:
@@ -194,15 +229,19 @@ def synthesize_utterance(
     # Aspiration: noise in voiced segments, stronger in the open phase.
     open_phase = flow / (flow.max() or 1.0)
     source += emotion.aspiration * voiced_rms * rng.standard_normal(total) * (0.4 + 0.6 * open_phase) * voiced
+    return source
 
-    # Formant filtering, one vowel's formants per segment, filter states carried over.
-    speech = np.zeros(total)
+
+def _formants(speaker: Speaker, emotion: EmotionParams, source: np.ndarray, segments, rate: float) -> np.ndarray:
+    """The source through four cascaded resonators, one vowel's formants per segment, the filter
+    states carried over."""
+    speech = np.zeros(len(source))
     states = [np.zeros(2) for _ in _BANDWIDTHS]
     last_vowel = _VOWELS[0]
-    for (kind, _, vowel), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
+    scale = speaker.formant_scale
+    for (kind, _, vowel), start, stop in segments:
         if kind == "vowel":
             last_vowel = _VOWELS[vowel]
-        scale = speaker.formant_scale
         formants = (
             last_vowel[0] * scale * emotion.f1_scale,
             last_vowel[1] * scale * emotion.f23_scale,
@@ -214,35 +253,19 @@ def synthesize_utterance(
             b, a = _resonator(freq, bandwidth, rate)
             chunk, states[k] = signal.lfilter(b, a, chunk, zi=states[k])
         speech[start:stop] = chunk
+    return speech
 
-    # Smooth each vowel's on- and offset (10 ms ramps) so segment edges do not click.
-    ramp = int(0.01 * rate)
-    envelope = voiced.astype(float)
-    envelope = signal.oaconvolve(envelope, np.hanning(2 * ramp) / np.hanning(2 * ramp).sum(), mode="same")
-    speech *= envelope
 
-    # Consonants: high-passed noise bursts, tilt-independent, at a fixed share of the vowel level.
+def _add_consonants(speech: np.ndarray, segments, voiced: np.ndarray, rate: float, rng) -> None:
+    """Consonants into ``speech``: high-passed noise bursts, tilt-independent, at a fixed share of
+    the vowel level."""
     speech_rms = np.sqrt(np.mean(speech[voiced] ** 2)) if voiced.any() else 1.0
     hp_b, hp_a = signal.butter(4, 2500.0, btype="highpass", fs=rate)
-    for (kind, _, _), start, stop in zip(plan, bounds[:-1], bounds[1:], strict=True):
+    for (kind, _, _), start, stop in segments:
         if kind == "consonant":
             noise = signal.lfilter(hp_b, hp_a, rng.standard_normal(stop - start))
             noise *= np.hanning(stop - start)
             speech[start:stop] += 0.25 * speech_rms * noise / (np.sqrt(np.mean(noise**2)) or 1.0)
-
-    audio = signal.resample_poly(speech, 1, _INTERNAL_RATE_FACTOR)
-    # Level: angry peaks near 0.7 full scale (at most 0.88), sad ~14 dB lower; +-1 dB per speaker and utterance.
-    level_db = emotion.gain_db - 8.0 + speaker.level_db + rng.uniform(-1.0, 1.0)
-    audio *= 0.7 * 10 ** (level_db / 20.0) / np.max(np.abs(audio))
-    audio += 1e-4 * rng.standard_normal(audio.size)  # a faint noise floor, as in any recording
-    facts = dict(
-        duration_s=audio.size / sample_rate,
-        mean_f0_hz=float(np.mean(f0[voiced])),
-        mean_f0_st=float(np.mean(12 * np.log2(f0[voiced] / 27.5))),
-        voiced_share=float(voiced.mean()),
-        peak=float(np.max(np.abs(audio))),
-    )
-    return audio, facts
 
 
 def generate_corpus(

@@ -289,29 +289,8 @@ def train(
                 if epoch * steps_per_epoch + index < step:
                     continue  # done before the checkpoint
                 batch = plan[first : first + per_step]
-                # the mean over the step's label tokens, whatever the split into micro-batches
-                tokens = sum(len(alm.ids(e.label_text)) for e in batch)
                 optimiser.zero_grad()
-                loss_sum, guesses = 0.0, []
-                for part in (batch[i : i + batch_size] for i in range(0, len(batch), batch_size)):
-                    inputs, positions, targets = collate(alm, part, features)
-                    inputs = {k: v.to(alm.device) for k, v in inputs.items()}
-                    with autocast(alm.device, mixed_precision):
-                        logits = model(**inputs).logits
-                    logprobs = torch.log_softmax(logits.float(), dim=-1)
-                    token_logprobs = torch.cat(
-                        [
-                            logprobs[row, pos.to(alm.device), tgt.to(alm.device)]
-                            for row, (pos, tgt) in enumerate(zip(positions, targets, strict=True))
-                        ]
-                    )
-                    loss = -token_logprobs.sum() / tokens
-                    loss.backward()
-                    loss_sum += loss.item()
-                    if label_first_tokens is not None:  # how score mode would answer, on this batch
-                        first_logits = torch.stack([logprobs[row, pos[0]] for row, pos in enumerate(positions)])
-                        guesses += first_logits[:, label_first_tokens].argmax(dim=-1).cpu().tolist()
-                    del logits, logprobs, loss
+                loss_sum, guesses = _backward(alm, batch, batch_size, features, mixed_precision, label_first_tokens)
                 torch.nn.utils.clip_grad_norm_(parameters, 1.0)
                 optimiser.step()
                 schedule.step()
@@ -334,6 +313,34 @@ def train(
     finally:
         model.eval()
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
+
+
+def _backward(alm, batch: list[Example], batch_size: int, features, mixed_precision: str, label_first_tokens):
+    """One optimiser step's gradients, micro-batch by micro-batch: the loss is the mean over the
+    step's label tokens, whatever the split into micro-batches. Returns the step's loss and (with
+    ``label_first_tokens``) how score mode would answer each of its utterances."""
+    tokens = sum(len(alm.ids(e.label_text)) for e in batch)
+    loss_sum, guesses = 0.0, []
+    for part in (batch[i : i + batch_size] for i in range(0, len(batch), batch_size)):
+        inputs, positions, targets = collate(alm, part, features)
+        inputs = {k: v.to(alm.device) for k, v in inputs.items()}
+        with autocast(alm.device, mixed_precision):
+            logits = alm.model(**inputs).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        token_logprobs = torch.cat(
+            [
+                logprobs[row, pos.to(alm.device), tgt.to(alm.device)]
+                for row, (pos, tgt) in enumerate(zip(positions, targets, strict=True))
+            ]
+        )
+        loss = -token_logprobs.sum() / tokens
+        loss.backward()
+        loss_sum += loss.item()
+        if label_first_tokens is not None:  # how score mode would answer, on this batch
+            first_logits = torch.stack([logprobs[row, pos[0]] for row, pos in enumerate(positions)])
+            guesses += first_logits[:, label_first_tokens].argmax(dim=-1).cpu().tolist()
+        del logits, logprobs, loss
+    return loss_sum, guesses
 
 
 def _progress(rows: list[dict], total: int, *, steps_per_epoch: int, epochs: int) -> None:

@@ -114,79 +114,10 @@ def build_tiny_alm(
         raise ValueError(f"an audio window other than 30 s is built for qwen2-audio only, not {family}")
     features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=window_s)
     text = _text_config(hidden, layers, len(tokenizer))
-    if family == "qwen2-audio":
-        processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=QWEN2_AUDIO_CHAT)
-        config = Qwen2AudioConfig(
-            audio_config=dict(
-                d_model=hidden,
-                encoder_attention_heads=2,
-                encoder_ffn_dim=2 * hidden,
-                encoder_layers=layers,
-                num_mel_bins=128,
-                # one position per 20 ms: 100 mel frames a second, halved by the second convolution
-                max_source_positions=50 * window_s,
-            ),
-            text_config=text,
-            audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
-        )
-        model_class = Qwen2AudioForConditionalGeneration
-    elif family == "audio-flamingo-3":
-        processor = AudioFlamingo3Processor(feature_extractor=features, tokenizer=tokenizer, chat_template=AF3_CHAT)
-        config = AudioFlamingo3Config(
-            audio_config=dict(
-                hidden_size=hidden,
-                num_attention_heads=2,
-                intermediate_size=2 * hidden,
-                num_hidden_layers=layers,
-                num_mel_bins=128,
-            ),
-            text_config=text,
-            audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
-        )
-        model_class = AudioFlamingo3ForConditionalGeneration
-    elif family == "qwen2.5-omni":
-        # The thinker with a one-block vision tower (its class always has one); rotary sections
-        # (time, height, width) that add up to half a head, in the released model's 2:3:3 ratio.
-        half_head = hidden // 2 // 2
-        sections = [half_head - 2 * (3 * half_head // 8), 3 * half_head // 8, 3 * half_head // 8]
-        processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=OMNI_CHAT)
-        token = tokenizer.convert_tokens_to_ids
-        config = Qwen2_5OmniThinkerConfig(
-            audio_config=dict(
-                d_model=hidden,
-                encoder_attention_heads=2,
-                encoder_ffn_dim=2 * hidden,
-                encoder_layers=layers,
-                # at the default 0.02 this random encoder maps different clips to nearly the
-                # same embeddings (log-probs move by 5e-5); wider weights let the audio through
-                num_mel_bins=128,
-                output_dim=hidden,
-                initializer_range=0.1,
-            ),
-            vision_config=dict(
-                depth=1,
-                hidden_size=16,
-                num_heads=2,
-                intermediate_size=32,
-                out_hidden_size=hidden,
-                fullatt_block_indexes=[0],
-            ),
-            text_config=text
-            | dict(
-                model_type="qwen2_5_omni_text",
-                rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=sections),
-            ),
-            audio_token_index=token("<|AUDIO|>"),
-            audio_start_token_id=token("<|audio_bos|>"),
-            audio_end_token_id=token("<|audio_eos|>"),
-            user_token_id=token("<|im_start|>"),
-            image_token_index=token("<|IMAGE|>"),
-            video_token_index=token("<|VIDEO|>"),
-            vision_start_token_id=token("<|vision_bos|>"),
-        )
-        model_class = Qwen2_5OmniThinkerForConditionalGeneration
-    else:
+    builders = {"qwen2-audio": _qwen2_audio, "audio-flamingo-3": _audio_flamingo_3, "qwen2.5-omni": _omni}
+    if family not in builders:
         raise ValueError(f"no tiny builder for family {family!r}")
+    processor, config, model_class = builders[family](features, tokenizer, text, hidden, layers, window_s)
     torch.manual_seed(seed)
     model = model_class(config)
     out_dir = Path(out_dir)
@@ -199,6 +130,83 @@ def build_tiny_alm(
         saved = json.loads(config_file.read_text())
         config_file.write_text(json.dumps(saved | {"processor_class": "Qwen2_5OmniProcessor"}, indent=2))
     return out_dir
+
+
+def _qwen2_audio(features, tokenizer, text: dict, hidden: int, layers: int, window_s: int):
+    processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=QWEN2_AUDIO_CHAT)
+    config = Qwen2AudioConfig(
+        audio_config=dict(
+            d_model=hidden,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=2 * hidden,
+            encoder_layers=layers,
+            num_mel_bins=128,
+            # one position per 20 ms: 100 mel frames a second, halved by the second convolution
+            max_source_positions=50 * window_s,
+        ),
+        text_config=text,
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    return processor, config, Qwen2AudioForConditionalGeneration
+
+
+def _audio_flamingo_3(features, tokenizer, text: dict, hidden: int, layers: int, window_s: int):
+    processor = AudioFlamingo3Processor(feature_extractor=features, tokenizer=tokenizer, chat_template=AF3_CHAT)
+    config = AudioFlamingo3Config(
+        audio_config=dict(
+            hidden_size=hidden,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_mel_bins=128,
+        ),
+        text_config=text,
+        audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
+    )
+    return processor, config, AudioFlamingo3ForConditionalGeneration
+
+
+def _omni(features, tokenizer, text: dict, hidden: int, layers: int, window_s: int):
+    """The thinker with a one-block vision tower (its class always has one); rotary sections
+    (time, height, width) that add up to half a head, in the released model's 2:3:3 ratio."""
+    half_head = hidden // 2 // 2
+    sections = [half_head - 2 * (3 * half_head // 8), 3 * half_head // 8, 3 * half_head // 8]
+    processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=OMNI_CHAT)
+    token = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5OmniThinkerConfig(
+        audio_config=dict(
+            d_model=hidden,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=2 * hidden,
+            encoder_layers=layers,
+            # at the default 0.02 this random encoder maps different clips to nearly the
+            # same embeddings (log-probs move by 5e-5); wider weights let the audio through
+            num_mel_bins=128,
+            output_dim=hidden,
+            initializer_range=0.1,
+        ),
+        vision_config=dict(
+            depth=1,
+            hidden_size=16,
+            num_heads=2,
+            intermediate_size=32,
+            out_hidden_size=hidden,
+            fullatt_block_indexes=[0],
+        ),
+        text_config=text
+        | dict(
+            model_type="qwen2_5_omni_text",
+            rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=sections),
+        ),
+        audio_token_index=token("<|AUDIO|>"),
+        audio_start_token_id=token("<|audio_bos|>"),
+        audio_end_token_id=token("<|audio_eos|>"),
+        user_token_id=token("<|im_start|>"),
+        image_token_index=token("<|IMAGE|>"),
+        video_token_index=token("<|VIDEO|>"),
+        vision_start_token_id=token("<|vision_bos|>"),
+    )
+    return processor, config, Qwen2_5OmniThinkerForConditionalGeneration
 
 
 def _build_tiny_clap(

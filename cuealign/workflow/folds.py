@@ -14,14 +14,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pandas as pd
-
 FOLD_OF = "fold_of"  # the key a fold corpus' config entry carries: its parent corpus
 FOLD_SESSION = "fold_session"
 
 
-class FoldError(ValueError):
-    pass
+# a fold's manifest and the pooled one (fold_manifest, pooled_manifest) live with the manifest
+from cuealign.corpora.manifest import FoldError  # noqa: E402
 
 
 def fold_name(corpus: str, session: int) -> str:
@@ -60,27 +58,3 @@ def expand_folds(config: dict[str, Any]) -> dict[str, list[str]]:
             }
             pooled[name].append(fold)
     return pooled
-
-
-def fold_manifest(manifest: pd.DataFrame, session: int) -> pd.DataFrame:
-    """The corpus manifest with one fold's split: ``session`` test, every other session train."""
-    sessions = manifest["utt_id"].str.extract(r"^Ses(\d\d)", expand=False)
-    if sessions.isna().any():
-        raise FoldError(f"utterance ids without a session: {manifest.loc[sessions.isna(), 'utt_id'].head(3).tolist()}")
-    out = manifest.copy()
-    out["split"] = ["test" if int(s) == session else "train" for s in sessions]
-    return out
-
-
-def pooled_manifest(manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per utterance of the corpus: each from the fold whose test split holds it (its
-    split column says test, its fold column names the fold); utterances no fold tests (failed
-    audio checks) once, from the first fold."""
-    tested = [m[m["split"] == "test"].assign(fold=fold) for fold, m in manifests.items()]
-    out = pd.concat(tested, ignore_index=True)
-    doubled = out["utt_id"].duplicated()
-    if doubled.any():
-        raise FoldError(f"utterances in the test split of two folds: {out.loc[doubled, 'utt_id'].head(3).tolist()}")
-    first = next(iter(manifests.values()))
-    rest = first[~first["utt_id"].isin(out["utt_id"])].assign(fold=None)
-    return pd.concat([out, rest], ignore_index=True)

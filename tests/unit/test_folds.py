@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from cuealign.workflow.folds import FOLD_OF, FoldError, expand_folds, fold_manifest, pooled_manifest
+from cuealign.corpora.manifest import FoldError, fold_manifest, pooled_manifest
+from cuealign.workflow.folds import FOLD_OF, expand_folds
 
 
 def _iemocap(**extra):

@@ -133,3 +133,16 @@ def test_what_the_snakefile_imports_loads_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_function_of_the_package_is_longer_than_80_lines():
+    """One function does one thing (ruff keeps their complexity within 15 and statements within 50,
+    pyproject.toml); a class may be longer, its methods may not."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                long.append(
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                )
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
