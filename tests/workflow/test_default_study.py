@@ -175,6 +175,10 @@ def test_the_readme_quotes_what_the_default_run_produces(default_study):
         "README.md's demo results differ from the default run: run `snakemake --cores 2` and "
         "`python -m cuealign.readme`, then commit README.md and docs/"
     )
+    from cuealign.readme import DEMO_DOC, MODEL_BEGIN, MODEL_END, model_section
+
+    described = (REPO / DEMO_DOC).read_text().split(MODEL_BEGIN, 1)[1].split(MODEL_END, 1)[0].strip()
+    assert described == model_section(workdir).strip(), f"{DEMO_DOC}'s demo model differs from the default run's"
     for target, source in FIGURES.items():
         committed, produced = imread(REPO / target), imread(workdir / source)
         assert committed.shape == produced.shape, f"{target} is not the run's {source}"
@@ -296,3 +300,13 @@ def test_the_readme_describes_the_default_corpus_as_configured():
     assert (
         f"trains a demo ALM on the {speakers - test} train speakers and probes it on the {test} unseen ones" in readme
     )
+    from cuealign.interventions import conditions_from_config
+    from cuealign.prompts import prompt_variants
+    from cuealign.tokens import VOICE_QUALITY
+    from cuealign.workflow.config import load_config
+
+    config = load_config(REPO / "config.yaml")
+    concepts = [*config["tokens"]["concepts"], VOICE_QUALITY]
+    conditions = len(conditions_from_config(config["conditions"], concepts))
+    wordings = ["one", "two", "three", "four", "five"][len(prompt_variants(config["prompt"])) - 1]
+    assert f"under all {conditions} conditions, each in {wordings} wordings of the prompt" in readme
