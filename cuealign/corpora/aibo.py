@@ -18,6 +18,7 @@ from cuealign.corpora.common import (
     CorpusError,
     CorpusTable,
     apply_label_map,
+    read_annotation_text,
     require_dir,
     require_unique_ids,
     resolve_inside,
@@ -37,7 +38,7 @@ def aibo_annotation_files(root: str | Path, *, labels: str) -> list[Path]:
 
 def _parse_labels(path: Path) -> pd.DataFrame:
     records = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, line in enumerate(read_annotation_text(path).splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue

@@ -76,6 +76,38 @@ def apply_label_map(
     return mapped.loc[~dropped_rows].reset_index(drop=True), {k: int(v) for k, v in dropped.items()}
 
 
+# byte-order marks, longest first (UTF-32 LE starts with UTF-16 LE's)
+_BOMS = [
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+]
+
+
+def read_annotation_text(path: Path) -> str:
+    """An annotation file's text, decoded by its byte-order mark (UTF-8, UTF-16 or UTF-32, as an
+    editor may save it), else as UTF-8. Anything else is an error naming the file and the fix:
+    replacing undecodable bytes would garble lines, and a garbled line is a lost utterance."""
+    data = Path(path).read_bytes()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                problem = f"starts with a {encoding} byte-order mark but is not {encoding}: {exc}"
+                raise CorpusError(f"{path}: {problem}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        guess = "UTF-16 without a byte-order mark" if data.count(b"\x00") > len(data) // 4 else "not UTF-8"
+        raise CorpusError(
+            f"{path}: {guess} (byte {data[exc.start]:#04x} at offset {exc.start}); save it as UTF-8, e.g. "
+            f"`iconv -f <its encoding> -t utf-8 {path.name}`, or restore it from the release"
+        ) from None
+
+
 def resolve_inside(root: Path, relative: str, *, source: str) -> Path:
     """``root / relative`` made absolute, refusing a path that leaves ``root`` (by ../ or absolute).
 

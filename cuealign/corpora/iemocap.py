@@ -17,6 +17,7 @@ from cuealign.corpora.common import (
     CorpusError,
     CorpusTable,
     apply_label_map,
+    read_annotation_text,
     require_dir,
     require_unique_ids,
 )
@@ -46,7 +47,7 @@ def _parse_evaluation(path: Path) -> list[tuple[str, str]]:
     parse (tabs turned into spaces by an editor, a cut line) is an error naming the file and line,
     since skipping it would silently lose an utterance."""
     rows = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, line in enumerate(read_annotation_text(path).splitlines(), start=1):
         if match := _LINE.match(line):
             rows.append((match["utt"], match["emo"]))
         elif line.lstrip().startswith("["):
@@ -94,5 +95,14 @@ def read_iemocap(
     table = pd.DataFrame.from_records(records)
     require_unique_ids(table, source=f"IEMOCAP at {root}")
     table, dropped = apply_label_map(table, label_map, source=f"IEMOCAP at {root}")
-    log.info("IEMOCAP: %d utterances kept, dropped by label map: %s", len(table), dropped or "none")
+    files = len(iemocap_annotation_files(root, sessions=sessions))
+    if len(table) + sum(dropped.values()) != len(records):  # every turn line read is kept or counted
+        raise CorpusError(f"IEMOCAP at {root}: {len(records)} turn lines read, but {len(table)} kept and {dropped}")
+    log.info(
+        "IEMOCAP: %d turn lines in %d annotation files: %d utterances kept, dropped by label map: %s",
+        len(records),
+        files,
+        len(table),
+        dropped or "none",
+    )
     return CorpusTable(table, dropped)

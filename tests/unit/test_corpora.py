@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cuealign.corpora import CorpusError, annotation_files, read_corpus
@@ -61,6 +62,41 @@ def test_an_iemocap_turn_line_that_does_not_parse_is_an_error_naming_file_and_li
     lines[number] = lines[number].replace("\t", "    ")  # an editor turned the tabs into spaces
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(CorpusError, match=rf"Ses01F_impro01.txt:{number + 1}: a turn line that does not parse"):
+        read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP})
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig", "utf-32"])
+def test_annotation_files_saved_by_an_editor_in_unicode_lose_no_utterance(iemocap_root, aibo_root, encoding):
+    """An IEMOCAP or FAU-Aibo annotation file re-saved as UTF-16 (little or big endian), UTF-8 with
+    a BOM or UTF-32 is read by its byte-order mark: every utterance is kept, not just the files that
+    stayed ASCII (decoding with replacement used to garble its lines into silence)."""
+    spec = {"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP}
+    before = read_corpus(spec)
+    path = iemocap_root / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
+    bom = {"utf-16": b"", "utf-16-be": b"\xfe\xff", "utf-8-sig": b"", "utf-32": b""}[encoding]
+    path.write_bytes(bom + path.read_text().encode(encoding))
+    after = read_corpus(spec)
+    pd.testing.assert_frame_equal(after.table, before.table)
+    assert after.dropped == before.dropped
+    labels = aibo_root / "labels/IS2009EmotionChallenge/chunk_labels_5cl_corpus.txt"
+    aibo = {"type": "aibo", "root": str(aibo_root), "labels": str(labels.relative_to(aibo_root)), "label_map": AIBO_MAP}
+    aibo_before = read_corpus(aibo)
+    labels.write_bytes(bom + labels.read_text().encode(encoding))
+    pd.testing.assert_frame_equal(read_corpus(aibo).table, aibo_before.table)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("utf-16-le", "UTF-16 without a byte-order mark"),
+        ("latin-1", r"not UTF-8 \(byte 0xe9 at offset \d+\); save it as UTF-8"),
+    ],
+)
+def test_an_annotation_file_in_another_encoding_is_an_error_naming_it(iemocap_root, data, message):
+    path = iemocap_root / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
+    text = path.read_text() + "% évaluateur\n"
+    path.write_bytes(text.encode(data))
+    with pytest.raises(CorpusError, match=rf"Ses01F_impro01.txt: {message}"):
         read_corpus({"type": "iemocap", "root": str(iemocap_root), "label_map": IEMOCAP_MAP})
 
 
