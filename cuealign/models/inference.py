@@ -69,7 +69,13 @@ SYNONYMS = {
 }
 
 
-NEGATIONS = {"not", "no", "never", "isn", "isnt", "nor", "without", "hardly", "nicht", "kein", "keine", "pas"}
+NEGATIONS = {
+    "not", "t", "no", "never", "neither", "nor", "isnt", "without", "hardly",
+    "nicht", "kein", "keine", "weder", "noch", "pas", "ni",
+}  # fmt: skip
+# A negation ("not", the "t" of "isn't") reaches the next four words of its clause; a clause ends
+# at punctuation or a contrast ("not angry but sad", "neither happy nor sad; neutral").
+CLAUSE_BREAK = re.compile(r"[.;:,!?\n()\[\]]+|\b(?:but|rather|instead|aber|sondern|mais)\b", re.IGNORECASE)
 
 
 def check_labels(labels: list[str]) -> None:
@@ -84,19 +90,21 @@ def check_labels(labels: list[str]) -> None:
 
 def parse_answer(text: str, labels: list[str]) -> str:
     """The label a generated answer names, or 'unparsed': the first label (a word or several,
-    any script, any case) or synonym the answer affirms. A label right after a negation ('not
-    angry', 'nicht wütend') is not affirmed and is skipped, so 'not angry, just frustrated' is
-    unparsed rather than angry."""
+    any script, any case) or synonym the answer affirms. A label within four words after a negation
+    in the same clause ('not angry', 'nicht wütend', 'neither happy nor sad') is not affirmed and
+    is skipped, so 'not angry, just frustrated' is unparsed rather than angry, and 'neither happy
+    nor sad; neutral' is neutral."""
     wanted = {tuple(re.findall(r"\w+", label.casefold())): label for label in labels}
-    words = re.findall(r"\w+", text.casefold())
-    for start, word in enumerate(words):
-        if start > 0 and words[start - 1] in NEGATIONS or start > 1 and words[start - 2] in NEGATIONS:
-            continue
-        for phrase, label in wanted.items():
-            if tuple(words[start : start + len(phrase)]) == phrase:
-                return label
-        if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
-            return wanted[(synonym,)]
+    for clause in CLAUSE_BREAK.split(text.casefold()):
+        words = re.findall(r"\w+", clause)
+        for start, word in enumerate(words):
+            if any(w in NEGATIONS for w in words[max(0, start - 4) : start]):
+                continue
+            for phrase, label in wanted.items():
+                if tuple(words[start : start + len(phrase)]) == phrase:
+                    return label
+            if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
+                return wanted[(synonym,)]
     return UNPARSED
 
 

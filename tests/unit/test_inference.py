@@ -176,6 +176,19 @@ def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny
         ("not angry, just frustrated", UNPARSED),  # a negated label is not the answer
         ("It is not angry but sad", "sad"),
         ("no anger here, rather neutral", "neutral"),
+        # negation and hedges, clause by clause
+        ("neither happy nor sad; neutral", "neutral"),
+        ("Neither happy nor sad. The speaker is neutral.", "neutral"),
+        ("not happy, not sad: angry", "angry"),
+        ("I don't think it's angry; it sounds sad", "sad"),
+        ("The speaker isn't sad but happy", "happy"),
+        ("It's not really angry", UNPARSED),
+        ("never happy", UNPARSED),
+        ("No. Angry.", "angry"),
+        ("no, angry", "angry"),
+        ("angry, not sad", "angry"),
+        ("sad (not angry)", "sad"),
+        ("There is no doubt about it, the speaker is angry", "angry"),
     ],
 )
 def test_parse_answer(text, expected):
@@ -280,6 +293,8 @@ def test_parse_answer_for_any_label_set():
     assert parse_answer("Der Sprecher klingt WÜTEND.", german) == "wütend"
     assert parse_answer("eher fröhlich", german) == "fröhlich"
     assert parse_answer("nicht wütend, eher traurig", german) == "traurig"
+    assert parse_answer("weder fröhlich noch traurig, neutral", german) == "neutral"
+    assert parse_answer("nicht wütend sondern traurig", german) == "traurig"
     several = ["very happy", "happy", "sad"]  # the longer phrase where it is said
     assert parse_answer("I would say very happy", several) == "very happy"
     assert parse_answer("happy", several) == "happy"
