@@ -387,6 +387,8 @@ class _ShardRun:
         answers = [self.fresh.get(k) for k in keys]
         from_store = [i for i, answer in enumerate(answers) if answer is None and keys[i] in self.stored]
         for i, answer in zip(from_store, self.cache.get_many([keys[i] for i in from_store]), strict=True):
+            if answer is not None and self.spec["mode"] == "generate":  # read with today's parser
+                answer = answer | {"pred": parse_answer(answer["raw_output"], self.labels)}
             answers[i] = answer
         missing = [i for i, answer in enumerate(answers) if answer is None]
         first_asked: dict[str, int] = {}

@@ -1,6 +1,7 @@
 """The inference runner: every row accounted for, resumable, incremental, parsing documented."""
 
 import json
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,32 @@ def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_q
     assert (table["pred"] == parsed).all()
     assert table["pred"].isin(LABELS + [UNPARSED]).all()
     assert table[[f"logprob_{label}" for label in LABELS]].isna().all().all()
+
+
+def test_stored_generated_answers_are_read_with_todays_parser(backend, prompts, tmp_path, tiny_qwen2_audio):
+    """The store keeps what the model said; what it means is parsed when the table is made, so a
+    better parser (or a stored answer parsed by an older one) never leaves a stale label."""
+    store = AnswerStore(tmp_path, "p")
+    first = predict_shard(
+        prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"), cache=store, progress=False
+    )
+    # rewrite every stored answer as an older parser would have left it: a wrong label for its text
+    store.close()
+    with sqlite3.connect(store.writer_path) as db:
+        for key, value in db.execute("SELECT key, value FROM answers").fetchall():
+            entry = json.loads(value) | {"raw_output": "neither happy nor sad; neutral", "pred": "happy"}
+            db.execute("UPDATE answers SET value = ? WHERE key = ?", (json.dumps(entry), key))
+    counting = Counting(backend)
+    again = predict_shard(
+        prompts,
+        counting,
+        labels=LABELS,
+        spec=spec(tiny_qwen2_audio, mode="generate"),
+        cache=AnswerStore(tmp_path, "p"),
+        progress=False,
+    )
+    assert counting.calls == 0 and len(again) == len(first)  # every answer from the store
+    assert (again["pred"] == "neutral").all()
 
 
 @pytest.mark.parametrize("mode", ["score", "generate"])
