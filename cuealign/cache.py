@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,33 @@ class AnswerStore:
     def _write_connection(self) -> sqlite3.Connection:
         if self._writer is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._writer = sqlite3.connect(self.writer_path, timeout=60)
-            self._writer.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._writer.commit()
+            try:
+                self._writer = self._open_writer()
+            except sqlite3.DatabaseError as exc:  # this job's own file damaged (a copy cut short, a disk error)
+                aside = self.writer_path.with_name(f"{self.writer_path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+                self.writer_path.rename(aside)
+                log.warning(
+                    "answer store %s cannot be read (%s): set aside as %s, its answers are computed again",
+                    self.writer_path,
+                    exc,
+                    aside.name,
+                )
+                self._writer = self._open_writer()
         return self._writer
+
+    def _open_writer(self) -> sqlite3.Connection:
+        existed = self.writer_path.exists()
+        connection = sqlite3.connect(self.writer_path, timeout=60)
+        try:
+            connection.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            connection.commit()
+            # a file cut short can open and fail later, mid-job: check every page once (one job's answers)
+            if existed and (verdict := connection.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(verdict)
+        except sqlite3.DatabaseError:
+            connection.close()
+            raise
+        return connection
 
     def _files(self) -> list[tuple[Path, sqlite3.Connection]]:
         """The answer files to look in: this writer's own first, then every other one the folder

@@ -4,6 +4,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from cuealign.cache import KeyedJsonCache, content_key
 
 # A writer process: puts its own large record under the same keys, over and over.
@@ -138,3 +141,30 @@ def test_answer_store_reads_damage_as_misses_and_the_former_layout_as_answers(tm
     # which keys are there (a shard's keys at once): a damaged entry is there, and reads as a miss
     assert reader.known(["good", "bad", "legacy", "none"]) == {"good", "bad", "legacy"}
     assert "answers/b.sqlite cannot be read" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "cut in half"])
+def test_a_jobs_own_damaged_answer_file_is_set_aside_and_its_answers_computed_again(tmp_path, caplog, damage):
+    """A job whose own answer file is damaged used to fail on every rerun with 'file is not a
+    database', naming no file. Now it is renamed aside (named in the log) and the job goes on."""
+    from cuealign.cache import AnswerStore
+
+    store = AnswerStore(tmp_path, "answers", writer="demo-m-0")
+    store.put_many([(f"k{i}", {"pred": "sad", "raw_output": "x" * 200}) for i in range(2000)])
+    store.close()
+    own = tmp_path / "answers/demo-m-0.sqlite"
+    data = own.read_bytes()
+    own.write_bytes(
+        bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
+        if damage == "random bytes"
+        else data[: len(data) // 2]
+    )
+    again = AnswerStore(tmp_path, "answers", writer="demo-m-0")
+    with caplog.at_level("WARNING"):
+        found = again.get_many(["k0", "k1999"])
+        again.put_many([("k0", {"pred": "angry"})])
+    assert again.get_many(["k0"]) == [{"pred": "angry"}] and found[1] is None
+    aside = list((tmp_path / "answers").glob("demo-m-0.sqlite.damaged-*"))
+    assert len(aside) == 1 and aside[0].name in caplog.text and "demo-m-0.sqlite cannot be read" in caplog.text
+    # the next job's look-up reads only answer files (*.sqlite), not what was set aside
+    assert AnswerStore(tmp_path, "answers", writer="other").get_many(["k0"]) == [{"pred": "angry"}]
