@@ -107,9 +107,21 @@ class TokenOptions:
             for name, spec in options["concepts"].items()
         )
         for concept in concepts:
+            where = f"config: tokens.concepts.{concept.name}"
+            if concept.name == VOICE_QUALITY:
+                raise ValueError(
+                    f"{where}: {VOICE_QUALITY} is the built-in concept (set by tokens.voice_quality, always in "
+                    "the token block); a concept of that name would appear twice in every prompt. Rename yours "
+                    "(e.g. VOICE_QUALITY_LLD)"
+                )
+            if repeated := sorted({label for label in concept.labels if concept.labels.count(label) > 1}):
+                raise ValueError(
+                    f"{where}.labels repeats {repeated}: each bin needs a label of its own (two bins with one "
+                    "label would be one token for two ranges); name every bin once, lowest first"
+                )
             if misspelt := sorted(set(concept.descriptors) - set(DESCRIPTORS)):
                 raise ValueError(
-                    f"config: tokens.concepts.{concept.name}.descriptors names {misspelt}, which are not eGeMAPSv02 "
+                    f"{where}.descriptors names {misspelt}, which are not eGeMAPSv02 "
                     f"LLDs or their voiced-frame spectral means; the descriptors are {list(DESCRIPTORS)}"
                 )
         unknown = sorted(set(options["per_gender"]) - {c.name for c in concepts} - {VOICE_QUALITY})

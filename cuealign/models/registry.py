@@ -156,6 +156,12 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         )
     if "{label}" not in spec["label_prompt"]:
         raise ValueError(f"{where}.label_prompt {spec['label_prompt']!r} has no {{label}} slot for the class name")
+    if spec.get("revision") and Path(spec["path"]).is_dir():
+        raise ValueError(
+            f"{where}.revision {spec['revision']!r}: a revision picks a snapshot of a hub id, but path "
+            f"{spec['path']!r} is a local folder, whose files are what loads (the tables would name a revision "
+            "that was never loaded); remove revision, or set path to the hub id"
+        )
     allow_pickle = spec["allow_pickle"]
     if not finetuned or spec.get("adapter"):
         _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle)

@@ -13,6 +13,7 @@ Nothing here imports torch or transformers: each cluster job parses the workflow
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,38 @@ def _check_table_corpus(name: str, spec: dict) -> None:
         )
 
 
+def _check_label_map(name: str, spec: dict) -> None:
+    """A label map leaves at least two classes, none two that differ only in case (an answer
+    could not tell them apart)."""
+    if "label_map" not in spec:
+        return
+    where = f"config: corpora.{name}.label_map"
+    classes = sorted({str(label) for label in spec["label_map"].values() if label is not None})
+    if len(classes) < 2:
+        raise ValueError(
+            f"{where} leaves {len(classes)} class{'' if len(classes) == 1 else 'es'} ({classes}): nothing to "
+            "recognise; map at least two raw labels to different classes (null drops a raw label)"
+        )
+    folded: dict[str, list[str]] = {}
+    for label in classes:
+        folded.setdefault(label.casefold().strip(), []).append(label)
+    if clashes := [group for group in folded.values() if len(group) > 1]:
+        raise ValueError(f"{where}: classes {clashes} differ only in case; a generated answer cannot tell them apart")
+
+
+def _check_cache_dir(config: dict) -> None:
+    """The cache folder (or the folder it will be made in) can be written."""
+    folder = Path(config["cache_dir"]).expanduser()
+    existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"config: cache_dir {str(folder)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"config: cache_dir {str(folder)!r}: {str(existing)!r} cannot be written; point cache_dir at a "
+            "folder you can write (it holds LLDs and answers shared by every run)"
+        )
+
+
 def unprobed_corpora(config: dict) -> list[str]:
     """Corpora that no model (probed or fine-tuned) is run on."""
     probed = set()
@@ -195,8 +228,10 @@ def check_config(config: dict, *, configfiles: Iterable[str | Path] = ()) -> Non
         lambda: _check_prompt(config),
         lambda: _check_tokens(config, None),
     ]
+    checks.append(lambda: _check_cache_dir(config))
     for name, spec in config["corpora"].items():
         checks.append(lambda name=name: _check_tokens(config, name))
+        checks.append(lambda name=name, spec=spec: _check_label_map(name, spec))
         if spec["type"] == "manifest":
             checks.append(lambda name=name, spec=spec: _check_table_corpus(name, spec))
     corpora = list(config["corpora"])

@@ -178,3 +178,13 @@ def test_the_configuration_reference_is_the_schemas():
     changed = copy.deepcopy(config_schema())
     changed["properties"]["analysis"]["properties"]["seed"]["description"] = "another text"
     assert reference(changed) != committed
+
+
+def test_a_cache_dir_that_cannot_be_written_is_refused_naming_it(tmp_path, monkeypatch):
+    """Tested with os.access refusing (as root, as CI runs, every folder is writable)."""
+    from cuealign.workflow import checks
+
+    checks._check_cache_dir({"cache_dir": str(tmp_path / "cache")})  # writable: nothing said
+    monkeypatch.setattr(checks.os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match=rf"cache_dir '{tmp_path}/cache': '{tmp_path}' cannot be written"):
+        checks._check_cache_dir({"cache_dir": str(tmp_path / "cache")})

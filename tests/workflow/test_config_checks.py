@@ -45,6 +45,23 @@ def _table_corpus_without_split(config, tmp_path):
     }
 
 
+def _revision_on_a_local_folder(config, tmp_path):
+    config["models"] = {"mine": {"family": "qwen2-audio", "path": str(tmp_path), "revision": "v2"}}
+
+
+def _table_corpus_with(label_map):
+    def change(config, tmp_path):
+        _table_corpus_without_split(config, tmp_path)
+        config["corpora"]["mine"]["label_map"] = label_map
+
+    return change
+
+
+def _cache_dir_under_a_file(config, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    config["cache_dir"] = str(tmp_path / "a-file" / "cache")
+
+
 BAD = {
     "corrupt p out of [0, 1]": (_set("conditions.corrupt_p", [0.0, 1.5]), r"conditions\.corrupt_p\.1: 1\.5 is greater"),
     "unknown swap concept": (_set("conditions.swap", ["LOUDNESS"]), r"conditions\.swap names 'LOUDNESS'.*concepts are"),
@@ -93,6 +110,37 @@ BAD = {
         _set("finetune.demo-alm.family", "audio-flamingo-3"),
         r"finetune\.demo-alm\.architecture\.audio_window_s: 6 s is built for qwen2-audio only",
     ),
+    "a concept named like the built-in VOICE_QUALITY": (
+        _set(
+            "tokens.concepts",
+            {
+                "ENERGY": {"descriptors": {"Loudness_sma3": 1}, "labels": ["LOW", "HIGH"]},
+                "VOICE_QUALITY": {"descriptors": {"jitterLocal_sma3nz": 1}, "labels": ["LOW", "HIGH"]},
+            },
+        ),
+        r"tokens\.concepts\.VOICE_QUALITY: VOICE_QUALITY is the built-in concept .*Rename yours",
+    ),
+    "repeated bin labels": (
+        _set("tokens.concepts", {"ENERGY": {"descriptors": {"Loudness_sma3": 1}, "labels": ["LOW", "LOW", "HIGH"]}}),
+        r"tokens\.concepts\.ENERGY\.labels repeats \['LOW'\]",
+    ),
+    "a revision on a local folder": (
+        _revision_on_a_local_folder,
+        r"models\.mine\.revision 'v2': a revision picks a snapshot of a hub id, but path .* is a local folder",
+    ),
+    "a label map leaving one class": (
+        _table_corpus_with({"ang": "angry", "neu": None}),
+        r"corpora\.mine\.label_map leaves 1 class \(\['angry'\]\)",
+    ),
+    "a label map dropping every label": (
+        _table_corpus_with({"ang": None, "neu": None}),
+        r"corpora\.mine\.label_map leaves 0 classes",
+    ),
+    "classes differing only in case": (
+        _table_corpus_with({"ang": "Angry", "mad": "angry", "neu": "neutral"}),
+        r"corpora\.mine\.label_map: classes \[\['Angry', 'angry'\]\] differ only in case",
+    ),
+    "a cache_dir under a file": (_cache_dir_under_a_file, r"cache_dir .*a-file' is a file, not a folder"),
     "table corpus without split": (
         _table_corpus_without_split,
         r"corpora\.mine\.table .* has no split column.*default_split",
