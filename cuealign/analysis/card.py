@@ -8,6 +8,8 @@ the model may have been trained on this very corpus (the paper left MSP-Podcast 
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from cuealign.analysis.accounting import PromptCounts
@@ -56,16 +58,43 @@ PUBLISHED = {
 }
 
 
-def _key(name: str) -> str:
-    return "".join(ch for ch in name.casefold() if ch.isalnum())
+# Other spellings of the corpora the publishers name, as a corpus or a known_training_overlap entry
+# may write them (compared after corpus_key's normalisation).
+ALIASES = {
+    "msppodcast": ("msp", "msppod", "msppodcastpublish"),
+    "cremad": ("crema",),
+    "jlcorpus": ("jl",),
+    "emovdb": ("emov",),
+    "omgemotion": ("omg", "omgemotionchallenge"),
+    "aibo": ("fauaibo", "fauaiboemotioncorpus"),
+    "ravdess": ("ravdessspeech",),
+}
+_CANONICAL = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
+_REMARK = re.compile(r"\s*[(\[][^)\]]*[)\]]")  # "IEMOCAP (emotion SFT)"
+_VERSION = re.compile(r"(?:[\s_.-]*(?:v(?:ersion)?)?[\s_.-]*\d+(?:[._-]\d+)*)+$", re.IGNORECASE)
+
+
+def corpus_key(name: str) -> str:
+    """A corpus name as the notes compare it: case, punctuation and a version suffix dropped
+    (MSP-Podcast, msp_podcast, MSP-Podcast-1.11 and msp_podcast_v1.11 are one corpus), a remark in
+    brackets dropped, a documented other spelling mapped to its name (ALIASES)."""
+    bare = _VERSION.sub("", _REMARK.sub("", name).strip())
+    key = "".join(ch for ch in bare.casefold() if ch.isalnum())
+    return _CANONICAL.get(key, key)
+
+
+def _same_corpus(entry: str, corpus: str, corpus_type: str) -> bool:
+    """Whether ``entry`` names this corpus (by its name or its type): the whole normalised names
+    must agree, so a short corpus name (a, me) matches nothing it is only part of."""
+    wanted = corpus_key(entry)
+    return bool(wanted) and wanted in {corpus_key(corpus), corpus_key(corpus_type)}
 
 
 def published_mentions(family: str | None, corpus: str, corpus_type: str) -> dict[str, str]:
     """What the family's publishers say about this corpus (by its name or type), e.g.
     ``{"IEMOCAP": "testing (model card); ..."}``; empty when they say nothing of it."""
     mentions = PUBLISHED.get(family or "", {}).get("mentions", {})
-    names = [n for n in (_key(corpus), _key(corpus_type)) if n]
-    return {k: v for k, v in mentions.items() if any(_key(k) in n for n in names)}
+    return {k: v for k, v in mentions.items() if _same_corpus(k, corpus, corpus_type)}
 
 
 def published_note(family: str, corpus: str, mentions: dict[str, str]) -> str:
@@ -80,8 +109,7 @@ def published_note(family: str, corpus: str, mentions: dict[str, str]) -> str:
 
 def overlap_warning(corpus: str, corpus_type: str, overlap: list[str]) -> str | None:
     """A warning when the model's known training data names this corpus (its name or type)."""
-    names = {corpus.casefold(), corpus_type.casefold()}
-    hits = [entry for entry in overlap if any(n and n in entry.casefold() for n in names)]
+    hits = [entry for entry in overlap if _same_corpus(entry, corpus, corpus_type)]
     if not hits:
         return None
     return (

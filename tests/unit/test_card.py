@@ -71,6 +71,14 @@ def test_a_known_training_overlap_with_this_corpus_is_a_warning_on_top():
     assert overlap_warning("msp", "manifest", ["MSP-Podcast", "IEMOCAP"]) is not None  # named by the corpus
     assert "IEMOCAP" in overlap_warning("iemocap", "iemocap", ["IEMOCAP (emotion SFT)"])
     assert overlap_warning("aibo", "aibo", ["IEMOCAP", "MELD"]) is None
+    # names compared normalised: case, punctuation, a version suffix, a remark, documented aliases
+    for corpus in ("msp_podcast", "MSP-Podcast-1.11", "msp_podcast_v1.11", "MSPPodcast"):
+        assert overlap_warning(corpus, "manifest", ["MSP-Podcast"]) is not None, corpus
+    assert overlap_warning("crema_d", "manifest", ["CREMA-D"]) is not None
+    assert overlap_warning("my_corpus", "manifest", ["MSP-PODCAST-Publish-1.9"]) is None
+    # a short corpus name is no part of another's: no false warning
+    for corpus in ("a", "me", "d", "pod"):
+        assert overlap_warning(corpus, "manifest", ["MELD", "IEMOCAP", "CREMA-D", "MSP-Podcast"]) is None, corpus
     table = card_table(_card(*_study(), dropped={}, overlap=["IEMOCAP"]))
     assert table.iloc[0, 0] == "WARNING" and "trained on IEMOCAP" in table.iloc[0, 1]
 
@@ -89,6 +97,10 @@ def test_what_the_publishers_state_is_on_the_card_and_a_note_when_the_config_doe
     # set from the card: a warning, and no note
     card = _card(manifest, prompts, dropped={}, overlap=["IEMOCAP"])
     assert card["published_note"] is None and card_table(card).iloc[0, 0] == "WARNING"
+    # set in another spelling, for a table corpus named its own way: the same warning, no note asking
+    # the user to set what they set
+    card = _card(manifest, prompts, dropped={}, overlap=["MSP-Podcast"], corpus="msp_podcast", corpus_type="manifest")
+    assert card["overlap_warning"] is not None and card["published_note"] is None
     # a corpus the publishers do not mention: the statement is shown, no note
     card = _card(manifest, prompts, dropped={}, overlap=[], family="qwen2-audio", corpus="aibo", corpus_type="aibo")
     assert card["published_note"] is None and card["published"]["this_corpus"] == {}
@@ -97,6 +109,8 @@ def test_what_the_publishers_state_is_on_the_card_and_a_note_when_the_config_doe
     assert list(published_mentions("audio-flamingo-3", "msp_podcast_v1.11", "manifest")) == ["MSP-Podcast"]
     assert published_mentions("qwen2-audio", "msp_podcast", "manifest") == {}
     assert published_mentions("clap", "iemocap", "iemocap") == {}
+    assert list(published_mentions("audio-flamingo-3", "crema_d", "manifest")) == ["CREMA-D"]
+    assert published_mentions("audio-flamingo-3", "contessa", "manifest") == {}  # TESS is no part of it
     assert _card(manifest, prompts, dropped={}, overlap=[], family="clap")["published"] is None
 
 
