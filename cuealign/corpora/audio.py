@@ -261,16 +261,37 @@ def voiced_fraction(mono: np.ndarray, rate: int, *, block: int = 1 << 16) -> flo
     return voicing.fraction()
 
 
-def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
+def read_mono(path: str | Path, *, seconds: float | None = None, block_s: float = 10.0) -> tuple[np.ndarray, int]:
     """Samples as float32 mono (channels averaged) at the file's own rate: what every stage that
-    reads audio after the checks (openSMILE, the models, fine-tuning) starts from."""
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return samples.mean(axis=1), int(rate)
+    reads audio after the checks (openSMILE, the models, fine-tuning) starts from. Read and mixed
+    down ``block_s`` seconds at a time, so memory holds the mono signal and one block, not every
+    channel of the whole file; ``seconds``: only the start of the file."""
+    info = sf.info(str(path))
+    rate = int(info.samplerate)
+    frames = info.frames if seconds is None else min(info.frames, int(np.ceil(seconds * rate)))
+    mono = np.empty(frames, dtype=np.float32)
+    blocksize = max(min(int(block_s * rate), frames), 1)
+    buffer = np.empty((blocksize, info.channels), dtype=np.float32)  # each block read into it, not copied
+    done = 0
+    blocks = sf.blocks(str(path), dtype="float32", always_2d=True, frames=frames, out=buffer)
+    for block in blocks:
+        mono[done : done + len(block)] = block.mean(axis=1)
+        done += len(block)
+    return mono[:done], rate
+
+
+# Read this much audio past the model's window before resampling: the resampling filter's reach
+# (about 30 input samples at the usual rates) is far inside it, so the window's samples are those
+# of resampling the whole file.
+RESAMPLING_MARGIN_S = 1.0
 
 
 def load_model_audio(path: str, *, rate: int, window_s: float, silence: bool) -> tuple[np.ndarray, str]:
-    """Mono float32 at ``rate``; silence of the same length for tokens_only; (audio, policy)."""
-    mono, source_rate = read_mono(path)
+    """Mono float32 at ``rate``; silence of the same length for tokens_only; (audio, policy).
+    Only the model's window (and a margin for the resampling filter) is read, so memory does not
+    grow with the file's length."""
+    info = sf.info(str(path))
+    mono, source_rate = read_mono(path, seconds=window_s + RESAMPLING_MARGIN_S)
     if source_rate != rate:
         # imported here: scipy.signal takes ~0.6 s to import, which every spawned LLD worker
         # (cuealign.features, which needs only read_mono) would otherwise pay at start-up
@@ -282,8 +303,9 @@ def load_model_audio(path: str, *, rate: int, window_s: float, silence: bool) ->
         mono = np.zeros_like(mono)
     policy = "full"
     limit = int(window_s * rate)
-    if mono.size > limit:
-        log.warning("%s: %.1f s is longer than the model's %.0f s window; truncated", path, mono.size / rate, window_s)
+    if info.frames > window_s * source_rate or mono.size > limit:
+        seconds = info.frames / source_rate
+        log.warning("%s: %.1f s is longer than the model's %.0f s window; truncated", path, seconds, window_s)
         mono = mono[:limit]
         policy = f"truncated to {window_s:g} s"
     return mono, policy

@@ -169,3 +169,34 @@ def test_a_folder_or_a_pipe_named_like_audio_is_not_called_missing(tmp_path):
     assert check_audio(tmp_path / "x.wav").status == "not a file: the path is a folder"
     os.mkfifo(tmp_path / "y.wav")
     assert check_audio(tmp_path / "y.wav").status.startswith("not a file: the path is not a regular file")
+
+
+def test_the_model_reads_only_its_window_and_gets_the_whole_files_samples(tmp_path):
+    """A long many-channel file: the model's audio is read up to its window (plus the resampling
+    filter's margin) and mixed down block by block, so memory does not grow with the file; its
+    samples are exactly those of reading, mixing and resampling the whole file."""
+    import tracemalloc
+
+    from scipy import signal
+
+    from cuealign.corpora.audio import load_model_audio, read_mono
+
+    rate, channels, seconds = 48000, 6, 60
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    sf.write(path, (0.2 * rng.standard_normal((rate * seconds, channels))).astype(np.float32), rate, subtype="PCM_16")
+    whole = sf.read(path, dtype="float32", always_2d=True)[0]  # 69 MB of float32
+    reference = signal.resample_poly(whole.mean(axis=1), 1, 3).astype(np.float32)[: 16000 * 4]
+    del whole
+    tracemalloc.start()
+    audio, policy = load_model_audio(str(path), rate=16000, window_s=4, silence=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(audio, reference) and policy == "truncated to 4 s"
+    assert peak < 30e6, f"{peak / 1e6:.0f} MB for 4 s of a 60 s file"  # a 10 s block of 6 channels is 11.5 MB
+    # the LLDs read the whole file, mixed down a block at a time: the mono signal and one block
+    tracemalloc.start()
+    mono, _ = read_mono(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert mono.size == rate * seconds and peak < 11.5e6 + mono.nbytes + 5e6, f"{peak / 1e6:.0f} MB"  # not 69 MB
