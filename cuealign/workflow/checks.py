@@ -91,12 +91,43 @@ def _check_finetune_split(config: dict, name: str, spec: dict) -> None:
     evaluated = corpus_setting(config, spec["corpus"], "evaluate_split")
     if spec.get("allow_evaluated_split"):
         return
+    if spec["split"] == "dev" and not _has_dev_split(config["corpora"][spec["corpus"]]):
+        raise ValueError(
+            f"config: finetune.{name}.split is 'dev', but corpus {spec['corpus']!r} has no dev split: train on "
+            f"'train', or give the corpus one ({_DEV_SETTING[config['corpora'][spec['corpus']]['type']]})"
+        )
     if spec["split"] == evaluated or "all" in (spec["split"], evaluated):
         raise ValueError(
             f"config: finetune.{name}.split is {spec['split']!r} and corpus {spec['corpus']!r} evaluates split "
             f"{evaluated!r}: the model would be tested on utterances it was trained on. Train on train (and "
             "evaluate test), or set finetune." + name + ".allow_evaluated_split: true knowingly"
         )
+
+
+_DEV_SETTING = {
+    "synthetic": "dev_speakers_per_gender: 1 or more",
+    "iemocap": "dev_sessions, e.g. [4]",
+    "aibo": "dev_fraction above 0, or dev_speakers",
+    "manifest": "rows with split dev in its table",
+}
+
+
+def _has_dev_split(spec: dict) -> bool:
+    """Whether a corpus' settings (and, for a table corpus, its split column) give a dev split."""
+    kind = spec["type"]
+    if kind == "synthetic":
+        return spec["dev_speakers_per_gender"] > 0
+    if kind == "iemocap":
+        return bool(spec["dev_sessions"]) and spec["folds"] == "none"
+    if kind == "aibo":
+        return bool(spec.get("dev_speakers")) or spec["dev_fraction"] > 0
+    table = Path(spec["table"]).expanduser()
+    if not table.is_file():
+        return True  # named by the table corpus check
+    with open(table, newline="", encoding="utf-8", errors="replace") as stream:
+        rows = csv.DictReader(stream, delimiter="\t" if table.suffix.lower() in {".tsv", ".tab"} else ",")
+        splits = {(row.get("split") or "").strip() for row in rows} if "split" in (rows.fieldnames or []) else set()
+    return "dev" in splits or (not splits and spec.get("default_split") == "dev")
 
 
 def _check_folds(config: dict) -> None:

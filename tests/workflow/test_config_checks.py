@@ -45,6 +45,18 @@ def _table_corpus_without_split(config, tmp_path):
     }
 
 
+def _fine_tuning_a_table_corpus_on_dev(config, tmp_path):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "meta.csv").write_text("path,label,speaker,split\na.wav,ang,s1,train\nb.wav,neu,s2,test\n")
+    config["corpora"]["mine"] = {
+        "type": "manifest",
+        "root": str(tmp_path / "audio"),
+        "table": str(tmp_path / "meta.csv"),
+        "label_map": {"ang": "angry", "neu": "neutral"},
+    }
+    config["finetune"]["demo-alm"] |= {"corpus": "mine", "split": "dev"}
+
+
 def _revision_on_a_local_folder(config, tmp_path):
     config["models"] = {"mine": {"family": "qwen2-audio", "path": str(tmp_path), "revision": "v2"}}
 
@@ -139,6 +151,14 @@ BAD = {
     "classes differing only in case": (
         _table_corpus_with({"ang": "Angry", "mad": "angry", "neu": "neutral"}),
         r"corpora\.mine\.label_map: classes \[\['Angry', 'angry'\]\] differ only in case",
+    ),
+    "fine-tuning on a dev split the corpus lacks": (
+        _set("finetune.demo-alm.split", "dev"),
+        r"finetune\.demo-alm\.split is 'dev', but corpus 'demo' has no dev split.*dev_speakers_per_gender: 1",
+    ),
+    "fine-tuning on a table corpus' dev split it lacks": (
+        _fine_tuning_a_table_corpus_on_dev,
+        r"finetune\.demo-alm\.split is 'dev', but corpus 'mine' has no dev split.*rows with split dev",
     ),
     "a cache_dir under a file": (_cache_dir_under_a_file, r"cache_dir .*a-file' is a file, not a folder"),
     "table corpus without split": (
