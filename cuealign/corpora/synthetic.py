@@ -19,6 +19,17 @@ def synthetic_size(options: dict) -> int:
     return (options["female_speakers"] + options["male_speakers"]) * options["utterances_per_class"] * len(CLASSES)
 
 
+def synthetic_split_size(options: dict, split: str) -> int:
+    """Utterances of ``split`` (train, dev, test or all) in a synthetic corpus with these options:
+    the last test_speakers_per_gender of each gender are test, the dev_speakers_per_gender before
+    them dev (cuealign.corpora.synthesis.assign_splits)."""
+    per_speaker = options["utterances_per_class"] * len(CLASSES)
+    speakers = options["female_speakers"] + options["male_speakers"]
+    test, dev = 2 * options["test_speakers_per_gender"], 2 * options["dev_speakers_per_gender"]
+    count = {"test": test, "dev": dev, "train": speakers - test - dev, "all": speakers}[split]
+    return max(count, 0) * per_speaker
+
+
 def read_synthetic_corpus(root: str | Path, **_generation: object) -> CorpusTable:
     """Read ``root``/ground_truth.csv (generation options are the generator's, not needed here)."""
     root = Path(root).resolve()

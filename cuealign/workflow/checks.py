@@ -130,6 +130,38 @@ def _has_dev_split(spec: dict) -> bool:
     return "dev" in splits or (not splits and spec.get("default_split") == "dev")
 
 
+def _check_shards(config: dict) -> None:
+    """A number of shards no larger than any corpus' evaluated utterances: each shard is an
+    inference job that loads the model (shards: auto follows each corpus' size)."""
+    if config["shards"] == "auto":
+        return
+    from cuealign.corpora import CorpusError, read_corpus
+    from cuealign.corpora.synthetic import synthetic_split_size
+
+    for name, spec in config["corpora"].items():
+        split = corpus_setting(config, name, "evaluate_split")
+        if spec["type"] == "synthetic":
+            evaluated = synthetic_split_size(spec, split)
+        else:
+            try:
+                table = read_corpus({k: v for k, v in spec.items() if k not in ("tokens", "evaluate_split", "folds")})
+            except (CorpusError, OSError):
+                continue  # its own check names what is wrong with the corpus
+            evaluated = len(table.table) if split == "all" else int((table.table["split"] == split).sum())
+        if config["shards"] > evaluated:
+            raise ValueError(
+                f"config: shards is {config['shards']}, but corpus {name!r} lists {evaluated} utterances in its "
+                f"evaluated split ({split!r}): every shard is an inference job that loads the model. Set shards "
+                f"to at most {max(evaluated, 1)}, or shards: auto (one per {_per_shard()} utterances)"
+            )
+
+
+def _per_shard() -> int:
+    from cuealign.workflow.resources import UTTERANCES_PER_SHARD
+
+    return UTTERANCES_PER_SHARD
+
+
 def _check_folds(config: dict) -> None:
     import copy
 
@@ -260,6 +292,7 @@ def check_config(config: dict, *, configfiles: Iterable[str | Path] = ()) -> Non
         lambda: _check_tokens(config, None),
     ]
     checks.append(lambda: _check_cache_dir(config))
+    checks.append(lambda: _check_shards(config))
     for name, spec in config["corpora"].items():
         checks.append(lambda name=name: _check_tokens(config, name))
         checks.append(lambda name=name, spec=spec: _check_label_map(name, spec))

@@ -63,6 +63,13 @@ def test_table_layout_speakers_and_splits(corpus):
     # the generating parameters are recorded per file
     angry = truth[truth["label"] == "angry"].iloc[0]
     assert angry["gain_db"] == EMOTIONS["angry"].gain_db and angry["tilt"] == EMOTIONS["angry"].tilt
+    # what the workflow computes at parse time, before the corpus exists (shards, resources)
+    from cuealign.corpora.synthetic import synthetic_size, synthetic_split_size
+
+    options = SMALL | {"dev_speakers_per_gender": 0}
+    assert synthetic_size(options) == len(truth) == synthetic_split_size(options, "all")
+    for split in ("train", "dev", "test"):
+        assert synthetic_split_size(options, split) == (truth["split"] == split).sum(), split
 
 
 def test_split_assignment_rejects_too_few_speakers():

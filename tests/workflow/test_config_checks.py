@@ -160,6 +160,10 @@ BAD = {
         _fine_tuning_a_table_corpus_on_dev,
         r"finetune\.demo-alm\.split is 'dev', but corpus 'mine' has no dev split.*rows with split dev",
     ),
+    "more shards than evaluated utterances": (
+        _set("shards", 1000),
+        r"shards is 1000, but corpus 'demo' lists 192 utterances in its evaluated split \('test'\).*at most 192",
+    ),
     "a cache_dir under a file": (_cache_dir_under_a_file, r"cache_dir .*a-file' is a file, not a folder"),
     "table corpus without split": (
         _table_corpus_without_split,
