@@ -88,12 +88,25 @@ def check_labels(labels: list[str]) -> None:
         raise ValueError(f"class labels {clashes} differ only in case: an answer cannot tell them apart")
 
 
+DETERMINERS = {"a", "an", "the", "my", "your", "his", "her", "its", "our", "their", "this", "that", "some", "any"}
+
+
+PREPOSITIONS = {"of", "in", "for", "from", "with", "to", "at", "on", "by", "about"}
+
+
+def _as_a_noun(words: list[str], start: int, end: int) -> bool:
+    """A class word used as a noun, after an article and ending its clause or before a
+    preposition ('I need a rest, she is angry', 'the rest of it': FAU-Aibo's class rest), is not
+    an answer; one before another word ('an angry tone') still is."""
+    return start > 0 and words[start - 1] in DETERMINERS and (end == len(words) or words[end] in PREPOSITIONS)
+
+
 def parse_answer(text: str, labels: list[str]) -> str:
     """The label a generated answer names, or 'unparsed': the first label (a word or several,
     any script, any case) or synonym the answer affirms. A label within four words after a negation
     in the same clause ('not angry', 'nicht wütend', 'neither happy nor sad') is not affirmed and
-    is skipped, so 'not angry, just frustrated' is unparsed rather than angry, and 'neither happy
-    nor sad; neutral' is neutral."""
+    is skipped, as is a class word used as a noun ('I need a rest'), so 'not angry, just
+    frustrated' is unparsed rather than angry, and 'neither happy nor sad; neutral' is neutral."""
     wanted = {tuple(re.findall(r"\w+", label.casefold())): label for label in labels}
     for clause in CLAUSE_BREAK.split(text.casefold()):
         words = re.findall(r"\w+", clause)
@@ -101,7 +114,8 @@ def parse_answer(text: str, labels: list[str]) -> str:
             if any(w in NEGATIONS for w in words[max(0, start - 4) : start]):
                 continue
             for phrase, label in wanted.items():
-                if tuple(words[start : start + len(phrase)]) == phrase:
+                end = start + len(phrase)
+                if tuple(words[start:end]) == phrase and not _as_a_noun(words, start, end):
                     return label
             if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
                 return wanted[(synonym,)]

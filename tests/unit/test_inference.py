@@ -322,6 +322,12 @@ def test_parse_answer_for_any_label_set():
     assert parse_answer("nicht wütend, eher traurig", german) == "traurig"
     assert parse_answer("weder fröhlich noch traurig, neutral", german) == "neutral"
     assert parse_answer("nicht wütend sondern traurig", german) == "traurig"
+    aibo = ["anger", "emphatic", "neutral", "positive", "rest"]  # FAU-Aibo's classes: rest is also a noun
+    assert parse_answer("I need a rest, she is angry", aibo) == UNPARSED  # not rest (angry is no Aibo class)
+    assert parse_answer("I need a rest, she sounds emphatic", aibo) == "emphatic"
+    assert parse_answer("rest", aibo) == "rest" and parse_answer("The class is rest.", aibo) == "rest"
+    assert parse_answer("It sounds like the rest of the recording: neutral", aibo) == "neutral"
+    assert parse_answer("an angry tone", LABELS) == "angry"  # a class word before another word still counts
     several = ["very happy", "happy", "sad"]  # the longer phrase where it is said
     assert parse_answer("I would say very happy", several) == "very happy"
     assert parse_answer("happy", several) == "happy"
