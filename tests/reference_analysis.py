@@ -361,7 +361,7 @@ def cue_following(
                 cue_alignment=alignment,
                 toward_pointed_class=float(np.mean(toward)) if n else float("nan"),
                 probability_moved=effect,
-                follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+                follows=bool(n and alignment > 0 and np.mean(toward) > 0.5 and effect >= min_probability_moved),
             )
         )
     return pd.DataFrame(rows, columns=CUE_COLUMNS)

@@ -13,7 +13,8 @@ more typical of than its old one. Three numbers per condition:
   over the labels) that moved to the classes the change pulls toward (those with a positive centred
   pull). A model that moves by 0.0004 in the right direction has the right direction and no effect.
 
-``follows`` needs both: a direction (cue_alignment > 0) and an effect of at least
+``follows`` needs all three: a direction (cue_alignment > 0), most utterances moving toward
+the pointed class (toward_pointed_class above one half), and an effect of at least
 ``min_probability_moved`` (config: analysis.cue_following_min_shift).
 """
 
@@ -115,8 +116,13 @@ def _summary(condition: str, pull, after, before, min_probability_moved: float) 
         cue_alignment=alignment,
         toward_pointed_class=float(np.mean(toward)) if n else float("nan"),
         probability_moved=effect,
-        follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+        follows=_follows(n, alignment, float(np.mean(toward)) if n else 0.0, effect, min_probability_moved),
     )
+
+
+def _follows(n: int, alignment: float, toward: float, effect: float, min_probability_moved: float) -> bool:
+    """A follower: the right direction on average, in most utterances, and a real effect."""
+    return bool(n and alignment > 0 and toward > 0.5 and effect >= min_probability_moved)
 
 
 def pool_cue_following(tables: list[pd.DataFrame], *, min_probability_moved: float = 0.05) -> pd.DataFrame:
@@ -136,15 +142,15 @@ def pool_cue_following(tables: list[pd.DataFrame], *, min_probability_moved: flo
             values = group[column].to_numpy(float)
             return float(np.sum(np.where(weights > 0, values, 0.0) * weights) / n) if n else float("nan")
 
-        alignment, effect = mean("cue_alignment"), mean("probability_moved")
+        alignment, effect, toward = mean("cue_alignment"), mean("probability_moved"), mean("toward_pointed_class")
         rows.append(
             dict(
                 condition=condition,
                 utterances=n,
                 cue_alignment=alignment,
-                toward_pointed_class=mean("toward_pointed_class"),
+                toward_pointed_class=toward,
                 probability_moved=effect,
-                follows=bool(n and alignment > 0 and effect >= min_probability_moved),
+                follows=_follows(n, alignment, toward, effect, min_probability_moved),
             )
         )
     return pd.DataFrame(rows, columns=COLUMNS)

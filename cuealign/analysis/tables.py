@@ -194,8 +194,8 @@ CUE_FOLLOWING_NOTE = (
     "cosine between the change of log-probability and the tokens' pull (-1 to 1); toward the pointed "
     "class: the share of utterances whose most-pulled class gained; probability moved: the mean "
     "probability moved to the pulled classes (the effect size). A model follows the tokens only with "
-    "both a positive direction and an effect of at least the configured minimum "
-    "(analysis.cue_following_min_shift)."
+    "a positive direction, most utterances moving toward the pointed class and an effect of at least "
+    "the configured minimum (analysis.cue_following_min_shift)."
 )
 ACCOUNTING_NOTE = (
     "Every utterance from the manifest to the tables: how many failed an audio check (listed in "

@@ -309,6 +309,29 @@ def test_a_model_that_barely_moves_is_not_called_a_follower():
     assert row["probability_moved"] == pytest.approx(0.0004, rel=0.01) and not row["follows"]
 
 
+def test_a_follower_moves_most_utterances_toward_the_pointed_class():
+    """The right direction on average and a large mean effect are not enough when under half of
+    the utterances move toward the pointed class (a few large moves): not a follower."""
+    from cuealign.analysis.cue_following import pool_cue_following
+
+    def table(toward):
+        return pd.DataFrame(
+            [
+                dict(
+                    condition="swap_ENERGY",
+                    utterances=148,
+                    cue_alignment=0.24,
+                    toward_pointed_class=toward,
+                    probability_moved=0.2,
+                    follows=None,
+                )
+            ]
+        )
+
+    assert not pool_cue_following([table(0.486)]).loc[0, "follows"]
+    assert pool_cue_following([table(0.52)]).loc[0, "follows"]
+
+
 def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():
     predictions = simulate(speakers=4, per_speaker=10).assign(pred="unparsed")
     for label in LABELS:
