@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
@@ -65,6 +65,4 @@ def spearman_permutation(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tupl
 def label_distribution(logp: np.ndarray) -> np.ndarray:
     """Rows of label log-probs as distributions over the labels (softmax over the labels only:
     a model's probability mass outside the label set is left out, as the argmax does)."""
-    logp = np.asarray(logp, dtype=float)
-    values = np.exp(logp - logp.max(axis=1, keepdims=True))
-    return values / values.sum(axis=1, keepdims=True)
+    return special.softmax(np.asarray(logp, dtype=float), axis=1)
