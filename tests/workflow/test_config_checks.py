@@ -276,3 +276,67 @@ def test_shards_auto_follows_the_corpus_size_and_a_number_is_kept(workflow):
     write_config(workflow, config | {"shards": 5})
     plan = snakemake(workflow, "-n", "--cores", "2", "--until", "extract_lld").stdout
     assert {s for _, s in re.findall(r"wildcards: corpus=(\w+), shard=(\d+)", plan)} == {str(i) for i in range(5)}
+
+
+STARTERS = sorted(path.name for path in (REPO / "config").glob("*.yaml"))
+
+
+def _fill_starter(name: str, tmp_path) -> dict:
+    """A starter config with its placeholders pointed at small corpora of the real layouts and a
+    tiny model of the family it names."""
+    from cuealign.models.tiny import build_tiny_alm
+    from tests.fakes import make_aibo, make_iemocap_sessions, write_tone
+
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    for corpus in config["corpora"].values():
+        root = tmp_path / "corpus"
+        if corpus["type"] == "iemocap":
+            make_iemocap_sessions(root)
+        elif corpus["type"] == "aibo":
+            make_aibo(root)
+        else:
+            rows = ["path,label,speaker,split"]
+            for i in range(16):
+                write_tone(root / f"u{i}.wav", freq=150.0 + 10 * i)
+                rows.append(f"u{i}.wav,{['ang', 'hap', 'neu', 'sad'][i % 4]},s{i % 4},{'test' if i >= 12 else 'train'}")
+            (root / "meta.csv").write_text("\n".join(rows) + "\n")
+            corpus["table"] = str(root / "meta.csv")
+        corpus["root"] = str(root)
+    for model in config["models"].values():
+        model["path"] = str(build_tiny_alm(model["family"], tmp_path / "model", ["angry happy neutral sad"] * 3))
+    return config
+
+
+@pytest.mark.parametrize("name", STARTERS)
+def test_a_starter_config_names_what_to_fill_and_then_passes(tmp_path, name):
+    """config/*.yaml, the starters of a study of one's own: as shipped, the checks name each
+    placeholder path to fill; filled, the config passes every parse-time check."""
+    assert len(STARTERS) >= 3  # a table corpus, IEMOCAP, FAU-Aibo
+    shipped = yaml.safe_load((REPO / "config" / name).read_text())
+    problems = parse_time_problems(copy.deepcopy(shipped), tmp_path)
+    # a placeholder or a model not fetched yet is named, with its key (a corpus root is named
+    # when the plan reads the corpus, still before any job: test_corpus_stage.py)
+    assert re.search(r"config: (models|corpora)\.\S+\.(path|root|table) '(/path/to/|nvidia/)", problems), problems
+    assert parse_time_problems(_fill_starter(name, tmp_path), tmp_path) == ""
+
+
+@pytest.mark.workflow
+def test_a_starter_config_runs_that_study_alone(workflow, tmp_path):
+    """--replace-workflow-config: the starter replaces config.yaml, so the plan holds its corpus and
+    model and no demo job (merged into config.yaml, the demo corpus and its training would stay)."""
+    config = _fill_starter("my-corpus.yaml", tmp_path)
+    (workflow / "my-study.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = snakemake(workflow, "-n", "--configfile", "my-study.yaml", "--replace-workflow-config", timeout=120)
+    text = plan.stdout + plan.stderr
+    corpora = set(re.findall(r"corpus=([\w-]+)", text))
+    assert corpora == {"mycorpus"}, corpora
+    for rule in (
+        "build_manifest",
+        "extract_lld",
+        "bin_tokens",
+        "build_prompts",
+        "run_inference",
+        "analyse_predictions",
+    ):
+        assert f"rule {rule}:" in text, rule
+    assert "finetune" not in re.findall(r"rule (\w+):", text)
