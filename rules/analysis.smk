@@ -90,8 +90,10 @@ rule analyse_predictions:
         runtime=get_analysis_runtime,
     params:
         options=config["analysis"],
-        # provenance: the whole config (its hash and seeds go into every table and RUN.json)
-        config=config,
+        # the whole config is provenance (its hash and seeds go into every table and RUN.json): any
+        # change reruns the analysis; the job reads it from snakemake.config, and the reason shows
+        # this hash changing, not the whole config twice
+        config_hash=config_hash(config),
         corpus_spec=lambda wildcards: config["corpora"][wildcards.corpus],
         specs=lambda wildcards: {
             corpus: model_spec(wildcards.model, corpus)

@@ -11,6 +11,7 @@ from cuealign.corpora import annotation_files, read_corpus
 from cuealign.workflow.folds import FOLD_OF, FOLD_SESSION
 from cuealign.models.numerics import job_threads
 from cuealign.prompts import prompt_variants
+from cuealign.analysis.provenance import config_hash
 from cuealign.models.identity import model_fingerprint
 from cuealign.corpora.synthetic import synthetic_size
 

@@ -55,6 +55,6 @@ rule write_config_page:
     resources:
         mem_mb=500,
     params:
-        config=config,
+        config_hash=config_hash(config),  # reruns on any change; the page is made from snakemake.config
     script:
         "../workflow_scripts/write_config_page.py"

@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         inputs=snakemake.input,
         outputs=snakemake.output,
         params=snakemake.params,
+        config=snakemake.config,
     )

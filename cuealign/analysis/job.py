@@ -213,9 +213,9 @@ def write_outputs(study: Study, outputs, *, run: dict, results: dict, across, cu
         _write(outputs[f"{name}_md"], f"\n{about_intervals}\n", mode="a")
 
 
-def run_analysis(*, corpus: str, model: str, inputs, outputs, params) -> None:
+def run_analysis(*, corpus: str, model: str, inputs, outputs, params, config: dict) -> None:
     """The whole job; ``inputs``, ``outputs`` and ``params`` are Snakemake's (attribute and item
-    access to the paths and values rules/analysis.smk names)."""
+    access to the paths and values rules/analysis.smk names), ``config`` the workflow's."""
     specs = params.specs  # {corpus or fold: the model as used there}
     study = read_study(corpus, model, list(specs), inputs.manifest, inputs.prompts)
     associations, evaluated_in = cue_associations(study, inputs.tokens, inputs.meta)
@@ -223,7 +223,7 @@ def run_analysis(*, corpus: str, model: str, inputs, outputs, params) -> None:
         study,
         inputs.predictions,
         options=params.options,
-        prompt_config=params.config["prompt"],
+        prompt_config=config["prompt"],
         associations=associations,
         evaluated_in=evaluated_in,
     )
@@ -241,7 +241,7 @@ def run_analysis(*, corpus: str, model: str, inputs, outputs, params) -> None:
     _say(study, "", accounting_line(counts))
     run = provenance_record(
         study,
-        config=params.config,
+        config=config,
         specs=specs,
         answers=answers,
         corpus_spec=params.corpus_spec,

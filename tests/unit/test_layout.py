@@ -129,6 +129,7 @@ def test_what_the_snakefile_imports_loads_no_torch():
         "import sys\n"
         "import cuealign.workflow.checks, cuealign.workflow.resources, cuealign.workflow.folds\n"
         "import cuealign.models.numerics, cuealign.models.identity, cuealign.corpora, cuealign.prompts\n"
+        "import cuealign.analysis.provenance\n"
         "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,6 +1,7 @@
 """The default config: its whole DAG, and a scaled-down run of it end to end with the report."""
 
 import base64
+import copy
 import html
 import io
 import json
@@ -141,6 +142,13 @@ def test_the_default_study_runs_end_to_end_with_its_report(default_study):
     # any config change also rewrites the report's config page (seconds)
     analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables", "write_config_page"}
     assert after(lambda c: c.setdefault("analysis", {}).update(resamples=300)) == analysis_only
+    # and says why in a few lines: the config's hash changed, not the whole config in every reason
+    changed = copy.deepcopy(original)
+    changed.setdefault("analysis", {})["resamples"] = 300
+    write_config(workflow, changed)
+    dry = snakemake(workflow, "--dry-run", "--cores", "2")
+    write_config(workflow, original)
+    assert re.search(r"before: 'cfg-[0-9a-f]{12}' now: 'cfg-[0-9a-f]{12}'", dry.stdout) and len(dry.stdout) < 12_000
     assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
     assert (
         after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5]))
