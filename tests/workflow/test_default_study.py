@@ -148,7 +148,8 @@ def test_the_default_study_runs_end_to_end_with_its_report(default_study):
     write_config(workflow, changed)
     dry = snakemake(workflow, "--dry-run", "--cores", "2")
     write_config(workflow, original)
-    assert re.search(r"before: 'cfg-[0-9a-f]{12}' now: 'cfg-[0-9a-f]{12}'", dry.stdout) and len(dry.stdout) < 12_000
+    said = dry.stdout + dry.stderr
+    assert re.search(r"before: 'cfg-[0-9a-f]{12}' now: 'cfg-[0-9a-f]{12}'", said) and len(said) < 12_000, said
     assert after(lambda c: c["finetune"]["demo-alm"].update(epochs=3)) == {"finetune", "run_inference"} | analysis_only
     assert (
         after(lambda c: c["conditions"].update(corrupt_p=[0.0, 0.5]))
