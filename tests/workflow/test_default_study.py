@@ -319,3 +319,21 @@ def test_the_readme_describes_the_default_corpus_as_configured():
     conditions = len(conditions_from_config(config["conditions"], concepts))
     wordings = ["one", "two", "three", "four", "five"][len(prompt_variants(config["prompt"])) - 1]
     assert f"under all {conditions} conditions, each in {wordings} wordings of the prompt" in readme
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_the_quick_demo_runs_every_stage_on_its_own(workflow):
+    """config/quick-demo.yaml with --replace-workflow-config: the whole chain on a small corpus in
+    about a minute, and only that study (results/quick, no results/demo): a starter config run end
+    to end exactly as the README says."""
+    (workflow / "config").mkdir()
+    shutil.copy(REPO / "config/quick-demo.yaml", workflow / "config/quick-demo.yaml")
+    run = snakemake(
+        workflow, "--cores", "2", "--configfile", "config/quick-demo.yaml", "--replace-workflow-config", timeout=600
+    )
+    assert not (workflow / "results/demo").exists()
+    uar = pd.read_csv(workflow / "results/quick/quick-alm/analysis/uar.csv").set_index("condition")
+    assert (uar.loc[["none", "aligned", "conflict", "tokens_only"], "n"] == 48).all() and uar["uar"].between(0, 1).all()
+    assert "quick / quick-alm: 96 in the manifest" in run.stderr
+    assert (workflow / "results/models_table.md").read_text().count("| quick ") == 1
