@@ -399,6 +399,8 @@ class _ShardRun:
         this one; an invalid answer is not stored, so it is asked again next time."""
         keys = group.keys
         answers = [self.fresh.get(k) for k in keys]
+        # asked already in this job (another wording's same prompt): not from the store
+        self.repeated += sum(answer is not None for answer in answers)
         from_store = [i for i, answer in enumerate(answers) if answer is None and keys[i] in self.stored]
         for i, answer in zip(from_store, self.cache.get_many([keys[i] for i in from_store]), strict=True):
             if answer is not None and self.spec["mode"] == "generate":  # read with today's parser

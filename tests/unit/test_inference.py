@@ -596,3 +596,22 @@ def test_prefixes_of_several_utterances_batched_give_the_answers_of_one_at_a_tim
     pd.testing.assert_frame_equal(batched[columns], one_by_one[columns])
     logprobs = [f"logprob_{label}" for label in LABELS]
     np.testing.assert_allclose(batched[logprobs].to_numpy(float), one_by_one[logprobs].to_numpy(float), atol=1e-5)
+
+
+def test_a_fresh_run_reports_no_answer_from_the_store(backend, prompts, tmp_path, caplog, tiny_qwen2_audio):
+    """A second wording that changes only the token block asks the same 'none' prompt as the main
+    one: answered once in this job, counted as such, never as 'from the cache' in a fresh run."""
+    from cuealign.runlog import PROGRESS
+
+    caplog.set_level("INFO", logger=PROGRESS)
+    other = prompts.assign(variant="measured", suffix_text=prompts["suffix_text"].str.replace("Acoustic", "Measured"))
+    swept = pd.concat([prompts.assign(variant="main"), other], ignore_index=True)
+    same = (other["suffix_text"] == prompts["suffix_text"]).sum()  # rows without a token block
+    assert same > 0
+    predict_shard(
+        swept, backend, labels=LABELS, spec=spec(tiny_qwen2_audio), cache=AnswerStore(tmp_path, "p"), progress=False
+    )
+    assert (
+        f"{len(swept)} predictions ({len(swept) - same} computed, 0 from the cache, {same} the same prompt"
+        in caplog.text
+    )
