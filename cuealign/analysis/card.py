@@ -128,9 +128,12 @@ def protocol_card(
     model: str,
     model_spec: dict,
     folds: list[str] | None = None,
+    from_scratch: bool = False,
 ) -> dict:
     """The card as a dict (JSON-ready). ``manifest`` is the (pooled) manifest the analysis used,
-    ``prompts`` every prompt it analysed, ``dropped`` the raw labels the label map dropped."""
+    ``prompts`` every prompt it analysed, ``dropped`` the raw labels the label map dropped.
+    ``from_scratch``: the model was trained by this workflow from a random initialisation (a
+    finetune entry without base), so no publisher's statement about training data applies."""
     usable = manifest[manifest["status"] == "ok"]
     label_map = spec.get("label_map") or {label: label for label in sorted(usable["label"].unique())}
     classes: dict[str, list[str]] = {}
@@ -142,7 +145,7 @@ def protocol_card(
         prompts = PromptCounts.of(prompts)
     evaluated = prompts.utterances
     overlap = list(model_spec.get("known_training_overlap") or [])
-    family = model_spec.get("family")
+    family = None if from_scratch else model_spec.get("family")
     warning = overlap_warning(corpus, spec["type"], overlap)
     mentions = published_mentions(family, corpus, spec["type"])
     return {
@@ -170,6 +173,7 @@ def protocol_card(
         },
         "model": model,
         "model_path": model_spec.get("path"),
+        "model_origin": "trained by this workflow from a random initialisation" if from_scratch else None,
         "known_training_overlap": overlap,
         "overlap_warning": warning,
         "published": (
@@ -205,13 +209,15 @@ def card_table(card: dict) -> pd.DataFrame:
         ("evaluated per class", ", ".join(f"{k} {v}" for k, v in evaluated["per_class"].items())),
         ("conditions", str(evaluated["conditions"])),
         ("model", f"{card['model']} ({card['model_path']})"),
+        *([("model origin", card["model_origin"])] if card.get("model_origin") else []),
         ("known training overlap", ", ".join(card["known_training_overlap"]) or "none recorded"),
     ]
     published = card.get("published")
     if published:
         rows.append(
             (
-                f"released {published['family']} checkpoints: stated by their publishers",
+                f"released {published['family']} checkpoints: stated by their publishers (for this model if "
+                "it is one of them or made from one)",
                 f"{published['training']} ({published['source']})",
             )
         )

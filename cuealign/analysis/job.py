@@ -154,6 +154,7 @@ def provenance_record(study: Study, *, config: dict, specs: dict, answers, corpu
         model=study.model,
         model_spec=spec,
         folds=study.folds if study.pooled else None,
+        from_scratch=study.model in config["finetune"] and not config["finetune"][study.model].get("base"),
     )
     return run
 

@@ -92,7 +92,11 @@ def test_what_the_publishers_state_is_on_the_card_and_a_note_when_the_config_doe
     assert "audio_speech_all" in card["published_note"] and "modelcard.md" in card["published_note"]
     table = card_table(card)
     assert table.iloc[0, 0] == "NOTE" and "does not name iemocap" in table.iloc[0, 1]
-    stated = table.set_index("").loc["released audio-flamingo-3 checkpoints: stated by their publishers"].iloc[0]
+    row = (
+        "released audio-flamingo-3 checkpoints: stated by their publishers "
+        "(for this model if it is one of them or made from one)"
+    )
+    stated = table.set_index("").loc[row].iloc[0]
     assert "MSP-Podcast" in stated and "modelcard.md" in stated
     # set from the card: a warning, and no note
     card = _card(manifest, prompts, dropped={}, overlap=["IEMOCAP"])
@@ -122,3 +126,23 @@ def test_the_readme_lists_what_the_code_shows_for_each_family():
         assert stated["training"] in row and stated["source"] in row, family
         for corpus in stated["mentions"]:
             assert corpus in row, (family, corpus)
+
+
+def test_a_model_trained_here_from_scratch_gets_no_publishers_statement():
+    """The demo ALM (a finetune entry without base) is no released checkpoint: no publisher's
+    training-data row or note, and the card says where it came from."""
+    manifest, prompts = _study()
+    card = protocol_card(
+        corpus="iemocap",
+        spec={"type": "iemocap", "label_map": IEMOCAP_MAP},
+        manifest=manifest,
+        prompts=prompts,
+        dropped={},
+        model="demo-alm",
+        model_spec={"path": "results/demo/demo-alm/finetune/model", "family": "audio-flamingo-3"},
+        from_scratch=True,
+    )
+    assert card["published"] is None and card["published_note"] is None
+    table = card_table(card).set_index("")
+    assert table.loc["model origin"].iloc[0] == "trained by this workflow from a random initialisation"
+    assert not any("stated by their publishers" in name for name in table.index)
