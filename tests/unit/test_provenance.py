@@ -71,30 +71,18 @@ def test_record_and_stamp_name_the_seeds_versions_and_model(tmp_path):
 def test_run_json_records_the_dtype_loaded_not_the_one_asked(tmp_path):
     config = load_config("config.yaml")
     spec = {"path": str(tmp_path), "family": "qwen2-audio", "dtype": "auto", "numerics": "auto", "mode": "score"}
-    asked = provenance.record(config, corpus="demo", model="m", spec=spec, fingerprint="f", workflow_dir=tmp_path)
-    assert (asked["model_source"]["dtype"], asked["model_source"]["numerics"]) == ("auto", "auto")  # nothing ran
-    ran = provenance.record(
-        config,
-        corpus="demo",
-        model="m",
-        spec=spec,
-        fingerprint="f",
-        workflow_dir=tmp_path,
-        ran_as={("bfloat16", "native")},
-    )
-    assert (ran["model_source"]["dtype"], ran["model_source"]["dtype_asked"]) == ("bfloat16", "auto")
-    assert ran["model_source"]["numerics"] == "native"
+
+    def source(ran_as=frozenset()):
+        run = provenance.record(
+            config, corpus="demo", model="m", spec=spec, fingerprint="f", workflow_dir=tmp_path, ran_as=ran_as
+        )
+        return run["model_source"]
+
+    assert (source()["dtype"], source()["numerics"]) == ("auto", "auto")  # nothing ran
+    ran = source({("bfloat16", "native")})
+    assert (ran["dtype"], ran["dtype_asked"], ran["numerics"]) == ("bfloat16", "auto", "native")
     # folds loaded differently: every one listed
-    mixed = provenance.record(
-        config,
-        corpus="demo",
-        model="m",
-        spec=spec,
-        fingerprint="f",
-        workflow_dir=tmp_path,
-        ran_as={("bfloat16", "native"), ("float32", "native")},
-    )
-    assert mixed["model_source"]["dtype"] == ["bfloat16", "float32"]
+    assert source({("bfloat16", "native"), ("float32", "native")})["dtype"] == ["bfloat16", "float32"]
 
 
 def manifest_prompts_predictions():

@@ -34,26 +34,24 @@ def _model_with_only_config_json(config, tmp_path):
     config["models"] = {"mine": {"family": "qwen2-audio", "path": str(folder)}}
 
 
-def _table_corpus_without_split(config, tmp_path):
+def _table_corpus(config, tmp_path, table: str, label_map: dict) -> None:
     (tmp_path / "audio").mkdir()
-    (tmp_path / "meta.csv").write_text("path,label,speaker\na.wav,ang,s1\n")
+    (tmp_path / "meta.csv").write_text(table)
     config["corpora"]["mine"] = {
         "type": "manifest",
         "root": str(tmp_path / "audio"),
         "table": str(tmp_path / "meta.csv"),
-        "label_map": {"ang": "angry"},
+        "label_map": label_map,
     }
+
+
+def _table_corpus_without_split(config, tmp_path):
+    _table_corpus(config, tmp_path, "path,label,speaker\na.wav,ang,s1\n", {"ang": "angry"})
 
 
 def _fine_tuning_a_table_corpus_on_dev(config, tmp_path):
-    (tmp_path / "audio").mkdir()
-    (tmp_path / "meta.csv").write_text("path,label,speaker,split\na.wav,ang,s1,train\nb.wav,neu,s2,test\n")
-    config["corpora"]["mine"] = {
-        "type": "manifest",
-        "root": str(tmp_path / "audio"),
-        "table": str(tmp_path / "meta.csv"),
-        "label_map": {"ang": "angry", "neu": "neutral"},
-    }
+    table = "path,label,speaker,split\na.wav,ang,s1,train\nb.wav,neu,s2,test\n"
+    _table_corpus(config, tmp_path, table, {"ang": "angry", "neu": "neutral"})
     config["finetune"]["demo-alm"] |= {"corpus": "mine", "split": "dev"}
 
 
