@@ -22,6 +22,7 @@ import yaml
 
 from cuealign.models.registry import check_finetune_spec, check_model_spec
 from cuealign.workflow.config import ConfigError, model_entries
+from cuealign.workflow.resources import UTTERANCES_PER_SHARD
 
 
 class _DuplicateKeyLoader(yaml.SafeLoader):
@@ -121,13 +122,19 @@ def _has_dev_split(spec: dict) -> bool:
         return bool(spec["dev_sessions"]) and spec["folds"] == "none"
     if kind == "aibo":
         return bool(spec.get("dev_speakers")) or spec["dev_fraction"] > 0
-    table = Path(spec["table"]).expanduser()
-    if not table.is_file():
-        return True  # named by the table corpus check
-    with open(table, newline="", encoding="utf-8", errors="replace") as stream:
-        rows = csv.DictReader(stream, delimiter="\t" if table.suffix.lower() in {".tsv", ".tab"} else ",")
-        splits = {(row.get("split") or "").strip() for row in rows} if "split" in (rows.fieldnames or []) else set()
-    return "dev" in splits or (not splits and spec.get("default_split") == "dev")
+    listed = _listed(spec)
+    return listed is None or bool((listed["split"] == "dev").any())  # None: the corpus' own check names it
+
+
+def _listed(spec: dict):
+    """The utterances a (non-synthetic) corpus lists, as its reader reads them, or None when it
+    cannot be read (its own check names why)."""
+    from cuealign.corpora import CorpusError, read_corpus
+
+    try:
+        return read_corpus({k: v for k, v in spec.items() if k not in ("tokens", "evaluate_split", "folds")}).table
+    except (CorpusError, OSError):
+        return None
 
 
 def _check_shards(config: dict) -> None:
@@ -135,31 +142,22 @@ def _check_shards(config: dict) -> None:
     inference job that loads the model (shards: auto follows each corpus' size)."""
     if config["shards"] == "auto":
         return
-    from cuealign.corpora import CorpusError, read_corpus
     from cuealign.corpora.synthetic import synthetic_split_size
 
     for name, spec in config["corpora"].items():
         split = corpus_setting(config, name, "evaluate_split")
         if spec["type"] == "synthetic":
             evaluated = synthetic_split_size(spec, split)
+        elif (listed := _listed(spec)) is None:
+            continue  # its own check names what is wrong with the corpus
         else:
-            try:
-                table = read_corpus({k: v for k, v in spec.items() if k not in ("tokens", "evaluate_split", "folds")})
-            except (CorpusError, OSError):
-                continue  # its own check names what is wrong with the corpus
-            evaluated = len(table.table) if split == "all" else int((table.table["split"] == split).sum())
+            evaluated = len(listed) if split == "all" else int((listed["split"] == split).sum())
         if config["shards"] > evaluated:
             raise ValueError(
                 f"config: shards is {config['shards']}, but corpus {name!r} lists {evaluated} utterances in its "
                 f"evaluated split ({split!r}): every shard is an inference job that loads the model. Set shards "
-                f"to at most {max(evaluated, 1)}, or shards: auto (one per {_per_shard()} utterances)"
+                f"to at most {max(evaluated, 1)}, or shards: auto (one per {UTTERANCES_PER_SHARD} utterances)"
             )
-
-
-def _per_shard() -> int:
-    from cuealign.workflow.resources import UTTERANCES_PER_SHARD
-
-    return UTTERANCES_PER_SHARD
 
 
 def _check_folds(config: dict) -> None:

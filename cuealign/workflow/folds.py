@@ -14,12 +14,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+# a fold's manifest and the pooled one (fold_manifest, pooled_manifest) live with the manifest
+from cuealign.corpora.manifest import FoldError
+
 FOLD_OF = "fold_of"  # the key a fold corpus' config entry carries: its parent corpus
 FOLD_SESSION = "fold_session"
-
-
-# a fold's manifest and the pooled one (fold_manifest, pooled_manifest) live with the manifest
-from cuealign.corpora.manifest import FoldError  # noqa: E402
 
 
 def fold_name(corpus: str, session: int) -> str:
