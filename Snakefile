@@ -1,10 +1,12 @@
 from snakemake.utils import min_version
 
 from cuealign.workflow.checks import check_config
-from cuealign.workflow.config import validate_config
+from cuealign.workflow.config import refuse_templates, validate_config
 from cuealign.workflow.folds import expand_folds
 
 min_version("9.0")
+# before config.yaml is loaded: a templated config (__use_yte__) would run code as it loads
+refuse_templates(["config.yaml", *workflow.overwrite_configfiles])
 
 
 configfile: "config.yaml"

@@ -38,6 +38,9 @@ rule build_manifest:
         corpus=lambda wildcards: corpus_spec(wildcards.corpus),
         checks=config["audio_checks"],
         leakage=config["leakage"],
+        evaluated=lambda wildcards: corpus_setting(
+            config, wildcards.corpus, "evaluate_split"
+        ),
         cache_dir=config["cache_dir"],
         audio_state=get_build_manifest_audio_state,
         fold_session=lambda wildcards: config["corpora"][wildcards.corpus].get(

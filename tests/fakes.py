@@ -17,11 +17,21 @@ def write_tone(
     channels: int = 1,
     subtype: str = "PCM_16",
     level: float = 0.3,
+    envelope: int | None = None,
 ) -> Path:
-    """A short sine tone: a valid audio file for importer and manifest tests."""
+    """A short sine tone: a valid audio file for importer and manifest tests. ``envelope``: a seed
+    for a syllable-like contour (loudness in 25 ms steps between 25 % and 100 % of ``level``, and a
+    partial at 4x the pitch with its own contour), so that the files of a fake corpus are different
+    sounds: steady tones of near pitches are one sound to the leakage check's fingerprint, as they
+    are to a listener."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * rate)) / rate
     tone = level * np.sin(2 * np.pi * freq * t)
+    if envelope is not None:
+        rng = np.random.default_rng([envelope, 7])
+        knots = np.linspace(0, seconds, max(int(seconds / 0.025), 2))
+        contour, overtone = (np.interp(t, knots, rng.uniform(0.25, 1.0, len(knots))) for _ in range(2))
+        tone = level * (0.75 * contour * np.sin(2 * np.pi * freq * t) + 0.25 * overtone * np.sin(8 * np.pi * freq * t))
     data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
     sf.write(path, data, rate, subtype=subtype)
     return path
@@ -52,7 +62,8 @@ def make_iemocap(root: Path, rows=IEMOCAP_ROWS, *, write_audio: bool = True) -> 
         line = f"[6.2901 - 8.2357]\t{utt}\t{emo}\t[2.5000, 2.5000, 2.5000]"
         by_file.setdefault((session, dialog), []).append(line)
         if write_audio:  # each its own tone: the same audio in two splits is leakage
-            write_tone(root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav", freq=180.0 + 3 * index)
+            path = root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav"
+            write_tone(path, freq=180.0 + 3 * index, envelope=index)
     for (session, dialog), lines in by_file.items():
         folder = root / f"Session{session}" / "dialog" / "EmoEvaluation"
         folder.mkdir(parents=True, exist_ok=True)
@@ -71,7 +82,9 @@ def make_iemocap(root: Path, rows=IEMOCAP_ROWS, *, write_audio: bool = True) -> 
             (folder / f"{dialog}.txt").write_text(f"[1.0 - 2.0]\t{utt}\tneu\t[2.5, 2.5, 2.5]\n")
             if write_audio:
                 write_tone(
-                    root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav", freq=150.0 + session
+                    root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav",
+                    freq=150.0 + session,
+                    envelope=1000 + session,
                 )
     return root
 
@@ -93,7 +106,7 @@ def make_aibo(root: Path, rows=AIBO_ROWS) -> Path:
     labels.parent.mkdir(parents=True, exist_ok=True)
     labels.write_text("".join(f"{chunk} {label} 1.0\n" for chunk, label in rows))
     for index, (chunk, _) in enumerate(rows):
-        write_tone(root / "wav" / f"{chunk}.wav", freq=180.0 + 3 * index)
+        write_tone(root / "wav" / f"{chunk}.wav", freq=180.0 + 3 * index, envelope=index)
     return root
 
 
@@ -116,5 +129,6 @@ def make_iemocap_sessions(root: Path, *, utterances_per_class: int = 2, seed: in
                         seconds=0.8,
                         freq=f0 * factor * (1 + 0.05 * rng.standard_normal()),
                         level=level * (1 + 0.2 * rng.random()),
+                        envelope=len(rows),
                     )
     return make_iemocap(root, rows, write_audio=False)

@@ -29,7 +29,7 @@ with log_to(snakemake.log[0]) as log:
             threads=snakemake.threads,
             cache=KeyedJsonCache(snakemake.params.cache_dir, "audio-checks"),  # unchanged files are not re-read
         )
-    check_leakage(manifest, **snakemake.params.leakage)
+    check_leakage(manifest, **snakemake.params.leakage, evaluated=snakemake.params.evaluated)
     manifest.to_parquet(snakemake.output.manifest, index=False)
     bad_files.to_csv(snakemake.output.bad_files, index=False)
     with open(snakemake.output.dropped, "w") as stream:

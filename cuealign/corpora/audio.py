@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from cuealign.corpora.fingerprint import Fingerprinter
+
 log = logging.getLogger(__name__)
 
 OK = "ok"
@@ -44,6 +46,7 @@ class AudioInfo:
     peak: float | None = None
     clipped_fraction: float | None = None
     sha256: str | None = None
+    fingerprint: str | None = None  # cuealign.corpora.fingerprint, for a file that passed its checks
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -164,18 +167,20 @@ def _judged(stream, checks: AudioChecks, duration: float, props: dict) -> AudioI
             ),
             **measured,
         )
-    return AudioInfo(status=OK, **measured)
+    fingerprint = stream.fingerprint.result()
+    return AudioInfo(status=OK, fingerprint=fingerprint.encode() if fingerprint else None, **measured)
 
 
 class _Measure:
     """What check_audio needs, accumulated block by block: counts, peak, clipped samples, sums
-    for the channels' and the downmix's levels, and the voicing of the downmix."""
+    for the channels' and the downmix's levels, the voicing of the downmix and its fingerprint."""
 
     def __init__(self, channels: int, rate: int, checks: AudioChecks):
         self.checks, self.frames, self.non_finite, self.peak, self.clipped = checks, 0, 0, 0.0, 0
         self.sums, self.squares = np.zeros(channels), np.zeros(channels)
         self.mono_sum = self.mono_square = 0.0
         self.voicing = _Voicing(rate)
+        self.fingerprint = Fingerprinter(rate)
 
     def add(self, block: np.ndarray) -> None:
         self.frames += len(block)
@@ -192,6 +197,7 @@ class _Measure:
         self.mono_sum += float(mono.sum())
         self.mono_square += float((mono**2).sum())
         self.voicing.add(mono)
+        self.fingerprint.add(mono)
 
     def mono_energy(self) -> float:
         """The downmix's level as a share of the channels' own (both without their DC offset)."""

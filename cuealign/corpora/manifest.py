@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cuealign.cache import KeyedJsonCache, content_key, file_state
-from cuealign.corpora import CorpusTable
+from cuealign.corpora import CorpusTable, fingerprint
 from cuealign.corpora.audio import OK, AudioChecks, AudioInfo, check_audio
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ MANIFEST_COLUMNS = [
     "clipped_fraction",
     "sha256",
     "status",
+    "fingerprint",
 ]
 BAD_FILE_COLUMNS = ["utt_id", "path", "label", "speaker", "split", "status"]
 
@@ -49,7 +50,9 @@ def _file_state(path: str, checks: AudioChecks) -> str | None:
     """The key of a file's check result: its state (cache.file_state) and the thresholds. None
     for a file that is not there."""
     state = file_state(path)
-    return None if state is None else content_key(state | {"checks": asdict(checks)})
+    return (
+        None if state is None else content_key(state | {"checks": asdict(checks), "fingerprint": fingerprint.VERSION})
+    )
 
 
 def check_files(
@@ -141,24 +144,27 @@ class LeakageError(ValueError):
     """Train and evaluated utterances share audio or speakers."""
 
 
-def check_leakage(manifest: pd.DataFrame, *, same_audio: str = "error", speaker_in_two_splits: str = "error") -> None:
-    """Refuse a manifest whose splits share audio content (one recording under two ids) or a
-    speaker (the corpora's protocols are speaker-disjoint), naming the rows and the override
-    (config: leakage)."""
-    usable = manifest[manifest["status"] == OK]
+def check_leakage(
+    manifest: pd.DataFrame,
+    *,
+    same_audio: str = "error",
+    speaker_in_two_splits: str = "error",
+    evaluated: str | None = None,
+) -> None:
+    """Refuse a manifest whose splits share a recording or a speaker (the corpora's protocols are
+    speaker-disjoint), naming the rows and the override (config: leakage).
+
+    A recording is shared when two ids hold the same bytes (SHA-256) or the same sound (the
+    acoustic fingerprint of cuealign.corpora.fingerprint: a copy re-encoded, resampled, at another
+    gain or with silence added): in two splits, or twice in the ``evaluated`` split (counted twice).
+    """
+    usable = manifest[manifest["status"] == OK].reset_index(drop=True)
     problems = []
     if same_audio == "error":
-        splits = usable.groupby("sha256")["split"].nunique()
-        if len(shared := splits[splits > 1]):
-            rows = usable[usable["sha256"].isin(shared.index)].sort_values(["sha256", "split"])
-            shown = "; ".join(
-                " = ".join(f"{r.utt_id} ({r.split})" for r in group.itertuples())
-                for _, group in list(rows.groupby("sha256", sort=False))[:5]
-            )
-            problems.append(
-                f"{len(shared)} recordings appear in two splits under different ids: {shown}. Remove the copies, "
-                "or set leakage.same_audio: allow"
-            )
+        if copies := _shared_recordings(usable, evaluated):
+            problems.append(_copies_problem(usable, copies, evaluated))
+    elif copies := _shared_recordings(usable, evaluated):
+        log.warning("leakage.same_audio: allow: %d pairs of ids hold the same recording, kept", len(copies))
     if speaker_in_two_splits == "error":
         splits = usable.groupby("speaker")["split"].unique()
         if len(shared := splits[splits.map(len) > 1]):
@@ -174,6 +180,40 @@ def check_leakage(manifest: pd.DataFrame, *, same_audio: str = "error", speaker_
             )
     if problems:
         raise LeakageError("train/test leakage in the manifest: " + " ".join(problems))
+
+
+def _shared_recordings(usable: pd.DataFrame, evaluated: str | None) -> dict[tuple[int, int], str]:
+    """{(i, j): how} for rows i < j holding one recording, in two splits or both in ``evaluated``;
+    how is 'identical bytes' or the fingerprints' correlation."""
+    found: dict[tuple[int, int], str] = {}
+    for _, rows in usable.groupby("sha256").groups.items():
+        rows = sorted(rows)
+        found.update({(i, j): "identical bytes" for k, i in enumerate(rows) for j in rows[k + 1 :]})
+    if "fingerprint" in usable:
+        for i, j, correlation in fingerprint.near_copies(usable["fingerprint"].tolist()):
+            found.setdefault((i, j), f"the same sound, fingerprints correlated {correlation:.3f}")
+    split = usable["split"].to_numpy()
+    return {
+        pair: how
+        for pair, how in sorted(found.items())
+        if split[pair[0]] != split[pair[1]] or (evaluated is not None and split[pair[0]] == evaluated)
+    }
+
+
+def _copies_problem(usable: pd.DataFrame, copies: dict[tuple[int, int], str], evaluated: str | None) -> str:
+    split, ids, paths = (usable[c].to_numpy() for c in ("split", "utt_id", "path"))
+    across = sum(split[i] != split[j] for i, j in copies)
+    shown = "; ".join(
+        f"{ids[i]} ({split[i]}, {paths[i]}) = {ids[j]} ({split[j]}, {paths[j]}): {how}"
+        for (i, j), how in list(copies.items())[:5]
+    )
+    where = [f"{across} across splits"] if across else []
+    if len(copies) > across:
+        where.append(f"{len(copies) - across} within the evaluated split '{evaluated}', where each would count twice")
+    return (
+        f"{len(copies)} pairs of utterance ids hold one recording ({', '.join(where)}): {shown}"
+        f"{'; ...' if len(copies) > 5 else ''}. Remove the copies, or set leakage.same_audio: allow"
+    )
 
 
 class FoldError(ValueError):

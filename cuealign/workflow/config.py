@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -157,3 +158,38 @@ def model_entry(path: str | Path, family: str = "qwen2-audio", **settings: Any) 
     except ConfigError as error:
         raise ConfigError(str(error).replace("config: models.model", "model entry")) from None
     return config["models"]["model"]
+
+
+ALLOW_TEMPLATES = "CUEALIGN_ALLOW_YTE"
+
+
+def refuse_templates(paths, *, environ=None) -> None:
+    """Refuse config files that ask Snakemake to evaluate them as YTE templates (a top-level
+    ``__use_yte__: true``): their Python expressions run when Snakemake loads the file, so a config
+    file received from someone else could run anything. Opting in: ``CUEALIGN_ALLOW_YTE=1`` on the
+    command line. Read as plain YAML (nothing evaluated); files that are not there or not YAML are
+    left to Snakemake's own messages.
+
+    Called before the workflow's ``configfile:`` line, so config.yaml is refused before Snakemake
+    evaluates it; a file given with --configfile Snakemake loads (and evaluates) before any
+    workflow code runs, so for it the refusal stops the run, not the expressions.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(ALLOW_TEMPLATES) == "1":
+        return
+    templated = []
+    for path in paths:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("__use_yte__"):
+            templated.append(str(path))
+    if templated:
+        raise ConfigError(
+            f"{', '.join(templated)}: __use_yte__: true makes Snakemake run the file's Python expressions (YTE "
+            "templates) when it loads it, so a config file could run any code. cuealign refuses templated "
+            f"configs unless you opt in: {ALLOW_TEMPLATES}=1 snakemake ... (only for a file you wrote or have "
+            "read). A file given with --configfile was loaded, and its expressions run, by Snakemake before "
+            "this check; nothing else ran. Or remove __use_yte__ and write the values out."
+        )

@@ -136,8 +136,8 @@ def test_aibo_unknown_school_names_the_line(tmp_path):
 
 def _table_corpus(tmp_path, text, *, name="meta.csv", label_map=None):
     root = tmp_path / "corpus"
-    for rel in ("a/x.wav", "a/y.wav", "b/z.wav"):
-        write_tone(root / rel)
+    for k, rel in enumerate(("a/x.wav", "a/y.wav", "b/z.wav")):
+        write_tone(root / rel, envelope=k)
     table = tmp_path / name
     table.write_text(text)
     spec = {

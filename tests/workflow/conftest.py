@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,11 +15,15 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "envs", "config.yaml", "profiles", "report"]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``snakemake ARGS`` in ``workdir``; output is captured and shown when it fails."""
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``snakemake ARGS`` in ``workdir`` (``env``: variables added to this process'); output is
+    captured and shown when it fails."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=workdir,
+        env=None if env is None else os.environ | env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -224,6 +224,31 @@ def test_a_key_written_twice_is_an_error_naming_both_lines(workflow):
 
 
 @pytest.mark.workflow
+def test_a_templated_config_is_refused_unless_opted_in(workflow):
+    """__use_yte__: Snakemake would run the file's expressions. config.yaml is refused before it is
+    evaluated; a --configfile file after Snakemake evaluated it (before any workflow code runs), and
+    the run stops; CUEALIGN_ALLOW_YTE=1 lets a template the user wrote through."""
+    default = (REPO / "config.yaml").read_text()
+    marker = workflow / "expression-ran"
+    write = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+    payload = f"__use_yte__: true\nevaluate_split: ?str({write})[:0] + 'test'\n"
+    (workflow / "config.yaml").write_text(payload + default)
+    result = snakemake(workflow, "-n", check=False, timeout=120)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "config.yaml: __use_yte__: true makes Snakemake run the file's Python expressions" in output
+    assert "CUEALIGN_ALLOW_YTE=1 snakemake" in output and not marker.exists()
+    (workflow / "config.yaml").write_text(default)
+    (workflow / "extra.yaml").write_text(payload)
+    result = snakemake(workflow, "-n", "--configfile", "extra.yaml", check=False, timeout=120)
+    assert result.returncode != 0 and "extra.yaml: __use_yte__: true" in result.stdout + result.stderr
+    assert "Building DAG of jobs" not in result.stdout + result.stderr
+    assert marker.exists()  # Snakemake ran it: said in the message and in docs/bad-input-and-security.md
+    (workflow / "extra.yaml").write_text("__use_yte__: true\nevaluate_split: ?'te' + 'st'\n")
+    snakemake(workflow, "-n", "--configfile", "extra.yaml", env={"CUEALIGN_ALLOW_YTE": "1"}, timeout=120)
+
+
+@pytest.mark.workflow
 def test_every_problem_is_reported_at_once(workflow):
     config = copy.deepcopy(DEFAULT)
     config["conditions"]["swap"] = ["LOUDNESS"]
@@ -296,7 +321,7 @@ def _fill_starter(name: str, tmp_path) -> dict:
         else:
             rows = ["path,label,speaker,split"]
             for i in range(16):
-                write_tone(root / f"u{i}.wav", freq=150.0 + 10 * i)
+                write_tone(root / f"u{i}.wav", freq=150.0 + 10 * i, envelope=i)
                 rows.append(f"u{i}.wav,{['ang', 'hap', 'neu', 'sad'][i % 4]},s{i % 4},{'test' if i >= 12 else 'train'}")
             (root / "meta.csv").write_text("\n".join(rows) + "\n")
             corpus["table"] = str(root / "meta.csv")

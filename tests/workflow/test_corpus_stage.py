@@ -66,11 +66,11 @@ def test_corpus_stage_runs_and_accounts_for_every_file(workflow, tmp_path):
     replaced = iemocap / "Session2/sentences/wav/Ses02F_impro02/Ses02F_impro02_F000.wav"
     times = (replaced.stat().st_atime_ns, replaced.stat().st_mtime_ns)
     old_hash = iem.set_index("utt_id").loc["Ses02F_impro02_F000", "sha256"]
-    write_tone(replaced, freq=333.0)
+    write_tone(replaced, freq=333.0, envelope=333)
     os.utime(replaced, ns=times)
     plan = snakemake(workflow, "--cores", "2", "-n", "results/iem/manifest.parquet").stdout
     assert "rule build_manifest:" in plan  # older than the manifest, and still seen
-    write_tone(broken, freq=300.0)
+    write_tone(broken, freq=300.0, envelope=300)
     snakemake(workflow, "--cores", "2", "results/iem/manifest.parquet")
     iem = pd.read_parquet(workflow / "results/iem/manifest.parquet").set_index("utt_id")
     assert (iem["status"] == "ok").all() and iem.loc["Ses02F_impro02_F000", "sha256"] != old_hash
