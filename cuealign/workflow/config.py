@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from functools import cache
 from importlib import resources
@@ -193,3 +194,54 @@ def refuse_templates(paths, *, environ=None) -> None:
             "read). A file given with --configfile was loaded, and its expressions run, by Snakemake before "
             "this check; nothing else ran. Or remove __use_yte__ and write the values out."
         )
+
+
+LAST_CONFIG = ".snakemake/cuealign-last-config.json"  # the config of the last run that completed
+
+
+def _flat(value, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out |= _flat(inner, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return {prefix: value}
+
+
+_MISSING = object()
+
+
+def changed_keys(previous: dict, current: dict) -> list[str]:
+    """The dotted keys whose value differs (added, removed or changed); the order of keys in a
+    mapping does not count, the order of a list does."""
+    before, after = (
+        _flat(json.loads(json.dumps(previous, default=str))),
+        _flat(json.loads(json.dumps(current, default=str))),
+    )
+    return sorted(key for key in before.keys() | after.keys() if before.get(key, _MISSING) != after.get(key, _MISSING))
+
+
+def change_summary(config: dict, last: str | Path = LAST_CONFIG) -> str | None:
+    """One line naming the config keys changed since the last completed run (None when none did,
+    or when there was no such run): what a rerun will be about, instead of whole configs."""
+    try:
+        previous = json.loads(Path(last).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (keys := changed_keys(previous, config)):
+        return None
+    shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+    return (
+        f"cuealign: {len(keys)} config key{'s' if len(keys) > 1 else ''} changed since the last completed run: "
+        f"{shown}. The stages that read {'them' if len(keys) > 1 else 'it'} rerun; `snakemake -n --quiet rules` "
+        "counts the jobs before you start."
+    )
+
+
+def remember_config(config: dict, last: str | Path = LAST_CONFIG) -> None:
+    """Keep ``config`` as the last completed run's (written then renamed: never half a file)."""
+    target = Path(last)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(config, sort_keys=True, default=str), encoding="utf-8")
+    partial.replace(target)

@@ -364,3 +364,89 @@ def test_a_starter_config_runs_that_study_alone(workflow, tmp_path):
     ):
         assert f"rule {rule}:" in text, rule
     assert "finetune" not in re.findall(r"rule (\w+):", text)
+
+
+@pytest.mark.workflow
+def test_the_slurm_profiles_dry_run_refuses_a_missing_partition_or_account(workflow):
+    """`snakemake --workflow-profile profiles/slurm -n` as a user first types it: refused, naming
+    what is missing and the command line that fixes it; with both given, the plan is made."""
+    result = snakemake(workflow, "-n", "--workflow-profile", "profiles/slurm", check=False, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "a SLURM run without slurm_partition or slurm_account" in output
+    assert "--default-resources slurm_partition=<partition> slurm_account=<account> runtime=60 mem_mb=2000" in output
+    assert "Building DAG of jobs" not in output
+    only_partition = ("--default-resources", "slurm_partition=cpu", "runtime=60", "mem_mb=2000")
+    result = snakemake(workflow, "-n", "--workflow-profile", "profiles/slurm", *only_partition, check=False)
+    assert result.returncode != 0 and "a SLURM run without slurm_account:" in result.stdout + result.stderr
+    plan = snakemake(workflow, "-n", "--workflow-profile", "profiles/slurm", *only_partition, "slurm_account=lab")
+    assert "rule finetune" in plan.stdout
+    # the site's defaults, knowingly; and the same workflow on a workstation is not concerned
+    snakemake(
+        workflow, "-n", "--quiet", "--workflow-profile", "profiles/slurm", env={"CUEALIGN_SLURM_SITE_DEFAULTS": "1"}
+    )
+    snakemake(workflow, "-n", "--quiet")
+
+
+def test_the_executor_is_read_as_snakemake_reads_it(tmp_path):
+    from cuealign.workflow.cluster import executor
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/config.yaml").write_text("executor: slurm\njobs: 10\n")
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local/config.yaml").write_text("cores: 2\n")
+    cases = {
+        ("snakemake", "-n"): None,
+        ("snakemake", "--executor", "slurm"): "slurm",
+        ("snakemake", "-e", "slurm", "-n"): "slurm",
+        ("snakemake", "--executor=cluster-generic"): "cluster-generic",
+        ("snakemake", "--profile", "site"): "slurm",
+        ("snakemake", "--workflow-profile=site", "--cores", "2"): "slurm",
+        ("snakemake", "--workflow-profile", "local"): None,
+        ("snakemake", "--profile", "site", "--executor", "local"): "local",
+    }
+    for argv, expected in cases.items():
+        assert executor(argv, {}, tmp_path) == expected, argv
+    assert executor(("snakemake",), {"SNAKEMAKE_PROFILE": "site"}, tmp_path) == "slurm"
+
+
+@pytest.mark.workflow
+def test_a_changed_key_is_named_in_one_line_before_the_rerun(workflow):
+    """After a completed run, changing one key: the dry run (and the run) say which key, in one
+    line, instead of whole configs in every job's reason; nothing is said when nothing changed."""
+    config = copy.deepcopy(DEFAULT)
+    config["corpora"]["demo"] |= {"female_speakers": 1, "male_speakers": 1, "utterances_per_class": 1}
+    config["corpora"]["demo"] |= {"test_speakers_per_gender": 0}
+    write_config(workflow, config)
+    snakemake(workflow, "--cores", "1", "results/demo/manifest.parquet")
+    quiet = snakemake(workflow, "-n", "results/demo/manifest.parquet")
+    assert "changed since the last completed run" not in quiet.stdout + quiet.stderr
+    config["audio_checks"] = {"min_duration_s": 0.3}
+    write_config(workflow, config)
+    plan = snakemake(workflow, "-n", "results/demo/manifest.parquet")
+    output = plan.stdout + plan.stderr
+    line = "cuealign: 1 config key changed since the last completed run: audio_checks.min_duration_s."
+    assert output.count(line) == 1 and "rule build_manifest" in output
+    assert "'corpora'" not in output and "female_speakers" not in output  # no config printed
+
+
+def test_changed_keys_ignore_the_order_of_keys_not_of_lists():
+    from cuealign.workflow.config import change_summary, changed_keys
+
+    before = {"a": {"x": 1, "y": [1, 2]}, "b": 2}
+    assert changed_keys(before, {"b": 2, "a": {"y": [1, 2], "x": 1}}) == []
+    assert changed_keys(before, {"a": {"x": 1, "y": [2, 1]}, "b": 2}) == ["a.y"]
+    assert changed_keys(before, {"a": {"x": 1, "y": [1, 2]}, "c": 3}) == ["b", "c"]
+    assert changed_keys(before, {"a": {"x": 1, "y": [1, 2], "z": {"deep": 0}}, "b": 2}) == ["a.z.deep"]
+    assert change_summary(before, last="/nonexistent/last.json") is None  # no completed run yet
+
+
+def test_the_remembered_config_is_the_one_compared(tmp_path):
+    from cuealign.workflow.config import change_summary, remember_config
+
+    last = tmp_path / ".snakemake/last.json"
+    remember_config({"a": 1, "b": {"c": 2}}, last)
+    assert change_summary({"a": 1, "b": {"c": 2}}, last) is None
+    many = {"a": 2, "b": {"c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8}}
+    assert change_summary(many, last).startswith(
+        "cuealign: 7 config keys changed since the last completed run: a, b.c, b.d, b.e, b.f, b.g and 1 more."
+    )

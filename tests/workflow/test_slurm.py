@@ -67,6 +67,7 @@ def test_the_study_on_slurm_equals_a_local_run(tmp_path, slurm_cluster, default_
         "profiles/slurm",
         "--default-resources",
         "slurm_partition=debug",
+        "slurm_account=root",  # the account slurmdbd gives root; the plugin checks it with sacctmgr
         "runtime=20",
         "mem_mb=1000",
         # the demo probes on CPU; ask for the GPU as a GPU model's jobs do, so they go through
