@@ -115,6 +115,7 @@ rule collect_main_tables:
             caption="../report/models_table.rst",
             category="1. Results",
             subcategory="all corpora and models",
+            labels={"table": "all models (Table II/III layout)"},
         ),
     log:
         "logs/collect_main_tables.log",

@@ -103,7 +103,7 @@ def get_all_targets():
         for target in ("analysis/table_main.md", "figures/confusion.png")
     ]
     if results:
-        results.append("results/models_table.md")
+        results += ["results/models_table.md", LANDING]
     results.append("results/config.html")
     # a corpus with folds is read once (its manifest) and studied through its folds
     studied = [corpus for corpus in config["corpora"] if corpus not in FOLDS]

@@ -11,6 +11,7 @@ rule finetune:
             caption="../report/loss_curve.rst",
             category="4. Fine-tuning",
             subcategory="{corpus} / {model}",
+            labels={"figure": "training loss"},
         ),
     log:
         "logs/{corpus}/{model}/finetune.log",

@@ -11,6 +11,7 @@ rule plot_results:
             caption="../report/confusion.rst",
             category="2. Figures",
             subcategory="{corpus} / {model}",
+            labels={"figure": "1 confusion matrices"},
         ),
         confusion_svg="results/{corpus}/{model}/figures/confusion.svg",
         curve_png=report(
@@ -18,6 +19,7 @@ rule plot_results:
             caption="../report/corruption_curve.rst",
             category="2. Figures",
             subcategory="{corpus} / {model}",
+            labels={"figure": "2 corruption curve"},
         ),
         curve_svg="results/{corpus}/{model}/figures/corruption_curve.svg",
         variants_png=report(
@@ -25,6 +27,7 @@ rule plot_results:
             caption="../report/variants_figure.rst",
             category="2. Figures",
             subcategory="{corpus} / {model}",
+            labels={"figure": "3 across prompt wordings"},
         ),
         variants_svg="results/{corpus}/{model}/figures/variants.svg",
     log:
@@ -46,6 +49,7 @@ rule write_config_page:
             "results/config.html",
             caption="../report/config.rst",
             category="5. Configuration",
+            labels={"page": "configuration"},
         ),
     log:
         "logs/write_config_page.log",
@@ -58,3 +62,23 @@ rule write_config_page:
         config_hash=config_hash(config),  # reruns on any change; the page is made from snakemake.config
     script:
         "../workflow_scripts/write_config_page.py"
+
+
+rule landing_page:
+    input:
+        text="report/workflow.rst",
+        mains=lambda wildcards: [
+            f"results/{corpus}/{model}/analysis/table_main.csv"
+            for corpus, model in model_runs()
+        ],
+    output:
+        page="results/report_landing.rst",
+    log:
+        "logs/landing_page.log",
+    conda:
+        "../envs/cuealign.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../workflow_scripts/landing_page.py"

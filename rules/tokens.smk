@@ -29,6 +29,7 @@ rule plot_token_diagnostics:
             caption="../report/token_distributions.rst",
             category="3. Concept tokens",
             subcategory="{corpus}",
+            labels={"figure": "1 token distributions per class"},
         ),
         svg="results/{corpus}/tokens/token_distributions.svg",
         correlations="results/{corpus}/tokens/token_correlations.csv",
@@ -38,12 +39,14 @@ rule plot_token_diagnostics:
             caption="../report/token_correlations.rst",
             category="3. Concept tokens",
             subcategory="{corpus}",
+            labels={"table": "2 token correlations"},
         ),
         association_html=report(
             "results/{corpus}/tokens/token_association.html",
             caption="../report/token_association.rst",
             category="3. Concept tokens",
             subcategory="{corpus}",
+            labels={"table": "3 token-label association"},
         ),
     log:
         "logs/{corpus}/plot_token_diagnostics.log",

@@ -9,29 +9,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+PANELS_PER_ROW = 3  # the report's frame on a laptop screen is ~1,100 px: 3 panels keep the numbers legible
+
 
 def confusion_grid(confusion: pd.DataFrame, conditions: list[str], labels: list[str], *, title: str = "") -> plt.Figure:
-    """Row-normalised confusion matrices side by side (the paper's Figure 2)."""
+    """Row-normalised confusion matrices (the paper's Figure 2), at most PANELS_PER_ROW a row, so
+    that each cell's share stays legible when the report fits the figure to its frame."""
     columns = labels + sorted(set(confusion["pred"]) - set(labels))  # 'unparsed' shown if present
-    fig, axes = plt.subplots(
-        1, len(conditions), figsize=(3.3 * len(conditions), 3.9), squeeze=False, layout="constrained"
-    )
-    for ax, condition in zip(axes[0], conditions, strict=True):
+    ncols = min(len(conditions), PANELS_PER_ROW)
+    nrows = -(-len(conditions) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.9 * nrows), squeeze=False, layout="constrained")
+    for ax, condition in zip(axes.flat, conditions, strict=False):
         rows = confusion[confusion["condition"] == condition]
         matrix = rows.pivot_table(index="label", columns="pred", values="share", fill_value=0.0)
         matrix = matrix.reindex(index=labels, columns=columns, fill_value=0.0)
         ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix.to_numpy()):
             ax.text(
-                j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value > 0.55 else "black"
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=11, color="white" if value > 0.55 else "black"
             )
-        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
-        ax.set_title(condition, fontsize=10)
-        ax.set_xlabel("predicted", fontsize=8)
-    axes[0][0].set_ylabel("true", fontsize=9)
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=10)
+        ax.set_yticks(range(len(labels)), labels, fontsize=10)
+        ax.set_title(condition, fontsize=12)
+        ax.set_xlabel("predicted", fontsize=10)
+        ax.set_ylabel("true", fontsize=10)
+    for ax in list(axes.flat)[len(conditions) :]:
+        ax.set_axis_off()  # the last row's empty places
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=13)
     return fig
 
 

@@ -202,3 +202,37 @@ ACCOUNTING_NOTE = (
     "bad_files.csv), how many were usable and evaluated, the prompts (utterances x conditions), the "
     "predictions and the unparsed answers (kept and scored as wrong)."
 )
+
+
+LANDING_COLUMNS = ("corpus", "model", "UAR without tokens", "UAR with tokens", "delta", "95% CI of delta")
+
+
+def landing_rst(text: str, mains: list[pd.DataFrame]) -> str:
+    """The report's landing page (``text``, reStructuredText) with the headline numbers of every
+    corpus x model (their table_main.csv rows) as a table before 'Where to look', so that the first
+    page of the report answers the study's question."""
+    rows = pd.concat(mains, ignore_index=True) if mains else pd.DataFrame(columns=list(LANDING_COLUMNS))
+    columns = [c for c in rows.columns if c in LANDING_COLUMNS or c.startswith("p (")]
+    if rows.empty:
+        return text
+
+    def line(cells) -> str:
+        return "   * - " + "\n     - ".join(
+            str(cell).replace("\n", " ") if str(cell) != "nan" else "" for cell in cells
+        )
+
+    table = "\n".join(
+        [
+            "Headline numbers (the Results pages give each with its note, the tests' families and the accounting):",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            line(columns),
+            *(line(row) for row in rows[columns].itertuples(index=False, name=None)),
+            "",
+            "",
+        ]
+    )
+    anchor = "Where to look"
+    return text.replace(anchor, table + anchor, 1) if anchor in text else text + "\n\n" + table

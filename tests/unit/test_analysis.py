@@ -236,7 +236,12 @@ def test_tables_in_markdown_and_latex(result):
     assert header[:3] == ["corpus", "model", "UAR without tokens"]
     assert [cell.strip() for cell in markdown.splitlines()[2].strip("|").split("|")][:2] == ["iemocap", "af3"]
     page = to_html(main, title="t <1>")
-    assert "<td>iemocap</td>" in page and f"<td>{row['UAR with tokens']}</td>" in page and "t &lt;1&gt;" in page
+    assert (
+        "<td>iemocap</td>" in page and f"<td class=num>{row['UAR with tokens']}</td>" in page and "t &lt;1&gt;" in page
+    )
+    # text left and wrapping, numbers right-aligned on one line, the table in a frame that scrolls
+    assert "<th class=num>UAR with tokens</th>" in page and "<th>corpus</th>" in page
+    assert '<div class="frame"><table>' in page
     latex = to_latex(intervention_table(result))
     assert (
         latex.startswith(r"\begin{tabular}")
@@ -256,6 +261,15 @@ def test_figures_are_drawn(result, tmp_path):
     assert list(line.get_xdata()) == [0.0, 0.5, 1.0]
     grid.savefig(tmp_path / "c.svg")
     assert "<svg" in (tmp_path / "c.svg").read_text()[:400]
+    # five conditions (the default study's figure): two rows of at most three, each share legible
+    # when the report fits the figure to a ~1,100 px frame (>= 10 pt at 100 dpi scaled to it)
+    five = ["aligned", "conflict", "none", "aligned", "none"]
+    grid = confusion_grid(result["confusion"], five, LABELS)
+    shown = [ax for ax in grid.axes if ax.axison]
+    assert len(shown) == 5 and len(grid.axes) == 6
+    width_px = grid.get_size_inches()[0] * 100
+    sizes = [text.get_fontsize() for ax in shown for text in ax.texts]
+    assert len(sizes) == 5 * len(LABELS) ** 2 and min(sizes) * min(1.0, 1100 / width_px) >= 10
 
 
 def _cue_data(shift: float):

@@ -139,8 +139,8 @@ def test_the_default_study_runs_end_to_end_with_its_report(default_study):
     original = yaml.safe_load((workflow / "config.yaml").read_text())
     (workflow / "config.yaml").write_text(yaml.safe_dump(original, sort_keys=True))  # keys moved: nothing reruns
     assert after(lambda c: None) == set()
-    # any config change also rewrites the report's config page (seconds)
-    analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables", "write_config_page"}
+    # any config change also rewrites the report's config page and its landing page (seconds)
+    analysis_only = {"analyse_predictions", "plot_results", "collect_main_tables", "write_config_page", "landing_page"}
     assert after(lambda c: c.setdefault("analysis", {}).update(resamples=300)) == analysis_only
     # and says why in a few lines: the config's hash changed, not the whole config in every reason
     changed = copy.deepcopy(original)
@@ -272,6 +272,41 @@ def _rendered_text(page: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"(?s)<(script|style)[^>]*>.*?</\1>", " ", dom)))
 
 
+# What a report page is given on a 1,400 px laptop screen: the report's menu takes ~280 px and
+# shows a table page in a frame as wide as the rest (an iframe, class w-full).
+FRAME_PX = 1400 - 280
+MEASURE = """<script>window.addEventListener('load', () => {
+  const frames = [...document.querySelectorAll('div.frame')].map(f => [f.scrollWidth, f.clientWidth]);
+  const right = Math.max(0, ...[...document.querySelectorAll('td, th')].map(c => c.getBoundingClientRect().right));
+  const out = document.createElement('pre'); out.id = 'measured';
+  out.textContent = JSON.stringify({page: document.documentElement.scrollWidth, view: innerWidth, frames, right});
+  document.body.appendChild(out);
+});</script>"""
+
+
+def _measured(page: Path, width: int) -> dict:
+    """Widths a real browser lays ``page`` out with in a ``width`` px window: the page's, each
+    table frame's (scroll and visible), the right edge of the rightmost cell."""
+    probe = page.with_name(page.stem + "-measured.html")
+    probe.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--window-size={width},900",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    return json.loads(html.unescape(re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S).group(1)))
+
+
 @pytest.mark.slow
 def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(default_study, tmp_path):
     assert CHROMIUM, "headless Chromium is needed (.ci/run installs chromium-headless-shell)"
@@ -279,6 +314,12 @@ def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(defaul
     report = workdir / "report.html"
     landing = " ".join(_rendered_text(report).split())
     assert "do audio-language models use acoustic cues?" in landing and "Where to look" in landing
+    # the landing page answers the question: the headline numbers of table_main.csv
+    headline = pd.read_csv(workdir / "results/demo/demo-alm/analysis/table_main.csv", dtype=str).iloc[0]
+    numbers = [
+        headline[c] for c in ("UAR without tokens", "UAR with tokens", "delta", "95% CI of delta", "p (McNemar)")
+    ]
+    assert "Headline numbers" in landing and all(n in landing for n in numbers), numbers
 
     text = report.read_text()
     results = json.loads(re.search(r"var results = (\{.*?\});?\s*</script>", text, re.S).group(1))
@@ -294,6 +335,18 @@ def test_the_report_shows_a_landing_text_and_readable_tables_in_a_browser(defaul
     main = pd.read_csv(workdir / "results/demo/demo-alm/analysis/table_main.csv", dtype=str).iloc[0]
     for column in ("UAR without tokens", "UAR with tokens", "delta", "95% CI of delta", "p (McNemar)"):
         assert f"{column}" in shown and main[column] in shown, f"{column} {main[column]} is not shown"
+    # at a laptop's 1,400 px every page fits its frame: the page never scrolls sideways; the
+    # headline, the protocol card, cue following and the accounting show every cell without
+    # scrolling; a wider table (every condition, the comparisons) scrolls inside its own frame
+    for name in (*REPORT_PAGES, "protocol_card.html"):
+        page = tmp_path / name
+        page.write_bytes(base64.b64decode(pages[name]["data_uri"].split(",", 1)[1]))
+        measured = _measured(page, FRAME_PX)
+        assert measured["page"] <= measured["view"], f"{name} scrolls sideways at {FRAME_PX} px: {measured}"
+        assert measured["frames"] or name == "config.html", f"{name} has no table frame"
+        if name in ("table_main.html", "protocol_card.html", "cue_following.html", "accounting.html"):
+            assert all(scroll <= visible for scroll, visible in measured["frames"]), f"{name}: {measured}"
+            assert measured["right"] <= measured["view"], f"{name}: a cell off-screen: {measured}"
 
 
 def test_the_readme_describes_the_default_corpus_as_configured():
