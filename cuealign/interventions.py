@@ -6,7 +6,7 @@ Conditions (their names are the ``condition`` column everywhere downstream):
   conflict          every ordinal bin inverted (VERY_LOW<->VERY_HIGH, LOW<->HIGH, MID stays), as
                     the paper; VOICE_QUALITY stays unless conditions.conflict_voice_quality, then
                     through CONFLICT_VOICE_QUALITY; UNVOICED stays
-  shuffle_s{seed}   token strings permuted across the utterances of the evaluated split
+  shuffle_s{seed}   token strings permuted across the utterances of the evaluated split, none kept
   corrupt_p{p}_s{seed}  each token, with probability p, replaced by a token drawn uniformly from
                     its concept's whole vocabulary (the paper's; it may stay the same), or with
                     conditions.corrupt_draw: other from the other tokens (p is then the share changed)
@@ -223,10 +223,21 @@ def corrupt_tokens(
     return out
 
 
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of range(n) that moves every element (where n > 1), uniform over all such:
+    random permutations drawn until one has no fixed point (about e = 2.7 draws on average)."""
+    while True:
+        order = rng.permutation(n)
+        if n < 2 or not (order == np.arange(n)).any():
+            return order
+
+
 def shuffle_rows(tokens: pd.DataFrame, *, seed: int) -> pd.DataFrame:
-    """The utterances' token sets permuted across utterances (marginals kept, alignment broken)."""
+    """The utterances' token sets permuted across utterances (marginals kept, alignment broken):
+    a derangement, so that every utterance gets another utterance's tokens, as the paper's
+    shuffle does (a plain permutation gave 0-2 of 192 utterances their own back)."""
     rng = np.random.default_rng([seed, 0x5EED])
-    shuffled = tokens.iloc[rng.permutation(len(tokens))].reset_index(drop=True)
+    shuffled = tokens.iloc[derangement(len(tokens), rng)].reset_index(drop=True)
     shuffled["utt_id"] = tokens["utt_id"].to_numpy()
     return shuffled
 

@@ -120,6 +120,25 @@ def test_corruption_changes_the_share_its_definition_says(p, draw):
         assert not corrupt_tokens(tokens, VOCAB, p=p, seed=4, draw=draw).equals(corrupted)
 
 
+def test_shuffle_gives_every_utterance_another_utterances_tokens():
+    """A derangement (the paper: tokens of another utterance), uniform over derangements."""
+    from collections import Counter
+    from itertools import permutations
+
+    from cuealign.interventions import derangement, shuffle_rows
+
+    tokens = pd.DataFrame({"utt_id": [f"u{i}" for i in range(192)], "ENERGY": [f"t{i}" for i in range(192)]})
+    for seed in range(50):
+        shuffled = shuffle_rows(tokens, seed=seed)
+        assert (shuffled["ENERGY"] != tokens["ENERGY"]).all() and sorted(shuffled["ENERGY"]) == sorted(tokens["ENERGY"])
+    rng = np.random.default_rng(0)
+    drawn = Counter(tuple(derangement(4, rng)) for _ in range(9000))
+    allowed = {p for p in permutations(range(4)) if all(p[i] != i for i in range(4))}
+    assert set(drawn) == allowed and len(allowed) == 9  # each of the 9 derangements of 4, ~1000 times
+    assert max(drawn.values()) < 1120 and min(drawn.values()) > 880  # 4 sd of a binomial(9000, 1/9)
+    assert derangement(1, rng).tolist() == [0] and derangement(2, rng).tolist() == [1, 0]
+
+
 def test_shuffle_preserves_marginals_and_breaks_alignment():
     tokens = make_tokens()
     table = condition_tokens(tokens, conditions_from_config(SPEC, NAMES), vocabularies=VOCAB, serialise=_serialise)
