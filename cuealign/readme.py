@@ -71,12 +71,20 @@ def demo_section(root: str | Path = ".") -> str:
     gain = comparisons.loc["aligned - none"]
     rho = spearman["rho"]
     family = comparisons[comparisons["family"] == "aligned vs perturbed"]
+    own = "the gain is a Holm family of its own, as in the paper"
+    if gain["test"] == "exact McNemar":
+        tested = (
+            f"exact McNemar p = {_p(gain['p_value'])} ({int(gain['a_right_b_wrong'])} utterances right only with "
+            f"tokens, {int(gain['a_wrong_b_right'])} only without; {own})"
+        )
+    elif pd.notna(gain["p_value"]):
+        tested = f"{gain['test']} p = {_p(gain['p_value'])} ({own})"
+    else:
+        tested = f"{gain['test']} ({own})"
     lines += [
         "",
         f"Aligned - none: {gain['delta_uar']:+.3f} UAR, 95 % CI [{gain['ci_low']:.3f}, {gain['ci_high']:.3f}], "
-        f"exact McNemar p = {_p(gain['p_value'])} ({int(gain['a_right_b_wrong'])} utterances right only with "
-        f"tokens, {int(gain['a_wrong_b_right'])} only without; the gain is a Holm family of its own, as in the "
-        "paper). Aligned against each full perturbation (Holm within that family of "
+        f"{tested}. Aligned against each full perturbation (Holm within that family of "
         f"{len(family)}): "
         + "; ".join(
             f"{row['b']} {row['delta_uar']:+.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}], {row['test']} "
@@ -107,7 +115,8 @@ def demo_section(root: str | Path = ".") -> str:
     lines += [
         "",
         f"The test split holds {len(test)} utterances of {speakers} speakers "
-        f"({', '.join(sorted(test['speaker'].unique()))}). Intervals: {METHOD_WORDS[about['method']]} "
+        f"({', '.join(sorted(test['speaker'].unique()))}). Every interval and test is {about['about']} "
+        f"(`analysis.target: {about['target_requested']}`). Intervals: {METHOD_WORDS[about['method']]} "
         f"over the {about['n_speakers']} test speakers"
         + (f", B = {about['resamples']}" if about["method"] != "jackknife-t" else "")
         + " "

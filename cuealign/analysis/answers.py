@@ -285,14 +285,22 @@ def analyse_answers(
     ci_method: str = intervals.DEFAULT_METHOD,
     min_speakers: int = intervals.MIN_SPEAKERS,
     families: dict[str, list[str]] | None = None,
+    target: str = "auto",
 ) -> dict[str, pd.DataFrame | dict]:
     """All tables of one corpus x model x split from its reduced predictions. The clustered
     intervals need only per-speaker x class hits; McNemar the discordant counts; the confusion
-    and shift tables counts per condition."""
+    and shift tables counts per condition.
+
+    ``target`` (analysis.target) is what every interval and test is about: ``speakers`` (the
+    population of speakers: speaker-clustered intervals by ``ci_method``, sign-flip tests over
+    speakers for every comparison), ``utterances`` (these speakers' utterances: within-speaker
+    intervals, exact McNemar where each side is one condition, a sign-flip test over utterances
+    pooled over seeds otherwise) or ``auto``: speakers from ``min_speakers`` test speakers up."""
     # the families in the order given (cuealign.workflow.config keeps it); the paper's by default
     families = PAPER_FAMILIES if families is None else families
-    # with fewer speakers than any clustered interval needs, describe these speakers only
-    used = ci_method if len(set(answers.speakers)) >= min_speakers else intervals.CONDITIONAL
+    n_speakers = len(set(answers.speakers))
+    chosen = resolve_target(target, n_speakers, min_speakers)
+    used = ci_method if chosen == SPEAKERS else intervals.CONDITIONAL
     design = intervals.SpeakerDesign(
         answers.truth,
         answers.speakers,
@@ -302,9 +310,11 @@ def analyse_answers(
         studentize=used == "studentized",
         within=used == intervals.CONDITIONAL,
     )
-    if used == intervals.CONDITIONAL:
-        log.warning("%s", conditional_warning(design.n_speakers, min_speakers))
-    study = _Resampled(answers, design, used, level)
+    warning = target_warning(chosen, target, n_speakers, min_speakers, level)
+    log.info("%s", target_line(chosen, target, n_speakers, min_speakers))
+    if warning:
+        log.warning("%s", warning)
+    study = _Resampled(answers, design, used, level, chosen)
     uar_table, members = study.uar_table()
     as_aligned = dict(zip(answers.conditions, answers.as_aligned, strict=True))
     same_as_aligned = {name for name, parts in members.items() if all(as_aligned[c] for c in parts)}
@@ -314,10 +324,13 @@ def analyse_answers(
         "intervals": {
             "method": used,
             "requested": ci_method,
+            "target": chosen,
+            "target_requested": target,
+            "about": about_words(chosen, n_speakers),
             "n_speakers": design.n_speakers,
             "level": level,
             "resamples": resamples,
-            "warning": conditional_warning(design.n_speakers, min_speakers) if used == intervals.CONDITIONAL else None,
+            "warning": warning,
         },
         "uar": uar_table,
         "comparisons": comparisons,
@@ -328,12 +341,69 @@ def analyse_answers(
     }
 
 
+SPEAKERS, UTTERANCES = "speakers", "utterances"
+
+
+def resolve_target(target: str, n_speakers: int, min_speakers: int) -> str:
+    """analysis.target as applied: auto is speakers from min_speakers test speakers up."""
+    if target == "auto":
+        return SPEAKERS if n_speakers >= min_speakers else UTTERANCES
+    if target not in (SPEAKERS, UTTERANCES):
+        raise ValueError(f"analysis.target must be auto, speakers or utterances, not {target!r}")
+    if target == SPEAKERS and n_speakers < 2:
+        raise ValueError(
+            f"analysis.target: speakers with {n_speakers} test speaker: nothing can be said about speakers from one; "
+            "set analysis.target: utterances (or auto)"
+        )
+    return target
+
+
+def about_words(target: str, n_speakers: int) -> str:
+    """What every number of an analysis is about, as a reader says it."""
+    if target == SPEAKERS:
+        return f"about speakers like these, the population the {n_speakers} test speakers come from"
+    return f"about these {n_speakers} speakers' utterances, conditional on them, not about other speakers"
+
+
+def target_line(chosen: str, requested: str, n_speakers: int, min_speakers: int) -> str:
+    how = (
+        f"analysis.target: auto, {n_speakers} test speakers {'>=' if chosen == SPEAKERS else '<'} "
+        f"analysis.min_speakers {min_speakers}"
+        if requested == "auto"
+        else f"analysis.target: {requested}"
+    )
+    return f"every interval and test is {about_words(chosen, n_speakers)} ({how})"
+
+
+def target_warning(chosen: str, requested: str, n_speakers: int, min_speakers: int, level: float) -> str | None:
+    """What a reader must be told about the target at hand."""
+    if chosen == UTTERANCES:
+        return (
+            f"the intervals and tests are about these {n_speakers} speakers' utterances: they say nothing about "
+            f"other speakers; for claims about speakers pool at least {min_speakers} test speakers (IEMOCAP: leave one "
+            "session out) and set analysis.target: speakers or auto"
+        )
+    notes = []
+    if n_speakers < min_speakers:
+        notes.append(
+            f"analysis.target: speakers with {n_speakers} test speakers, fewer than analysis.min_speakers = "
+            f"{min_speakers}: below 4 no speaker-clustered interval held its coverage (benchmarks/ci_coverage.py)"
+        )
+    if intervals.smallest_sign_flip_p(n_speakers) > 1 - level:
+        notes.append(
+            f"with {n_speakers} test speakers a sign-flip test over speakers can give no p below "
+            f"{intervals.smallest_sign_flip_p(n_speakers):.3g}, so no comparison is testable about speakers at "
+            f"{1 - level:.2g} (reported as not testable); analysis.target: utterances tests these speakers' utterances"
+        )
+    return "; ".join(notes) or None
+
+
 class _Resampled:
     """One analysis' speaker resamples: every condition's (and seed mean's) replicates and
     per-utterance correctness, and the interval each gets."""
 
-    def __init__(self, answers: Answers, design: intervals.SpeakerDesign, used: str, level: float):
-        self.answers, self.design, self.used, self.level = answers, design, used, level
+    def __init__(self, answers: Answers, design: intervals.SpeakerDesign, used: str, level: float, target: str):
+        self.answers, self.design, self.used, self.level, self.target = answers, design, used, level, target
         conditions = answers.conditions
         self.correct = {c: answers.correct(c) for c in conditions}
         every = design.replicates_many(np.stack([self.correct[c] for c in conditions], axis=1))
@@ -420,22 +490,15 @@ class _Resampled:
         return members
 
     def comparisons(self, pairs: list[tuple[str, str, str]], members: dict[str, list[str]]) -> pd.DataFrame:
-        """Every planned test: the paper's exact McNemar where each side is one prediction per
-        utterance, else the speaker sign-flip test over every seed; Holm within each family."""
+        """Every planned test, about the analysis' target (analyse_answers); Holm within each family
+        over the testable comparisons."""
         rows = []
         for family, a, b in pairs:
             difference = self.replicates[a] - self.replicates[b]
             row = dict(
                 family=family, comparison=f"{a} - {b}", a=a, b=b, delta_uar=difference.estimate, **self.ci(difference)
             )
-            if len(members[a]) == 1 and len(members[b]) == 1:
-                a_only, b_only, pvalue = mcnemar_exact(self.correct[a].astype(bool), self.correct[b].astype(bool))
-                row |= dict(test="exact McNemar", a_right_b_wrong=a_only, a_wrong_b_right=b_only, p_value=pvalue)
-            else:  # every seed counts: speakers' UAR contributions, signs flipped
-                change = self.correct[a].astype(float) - self.correct[b].astype(float)
-                pvalue, test = intervals.sign_flip_test(self.design, change)
-                row |= dict(test=test, a_right_b_wrong=np.nan, a_wrong_b_right=np.nan, p_value=pvalue)
-            rows.append(row)
+            rows.append(row | self._test(a, b, single=len(members[a]) == 1 and len(members[b]) == 1))
         columns = [
             "family", "comparison", "a", "b", "test", "delta_uar", "ci_low", "ci_high", "ci_level", "ci_method",
             "n_speakers", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
@@ -443,8 +506,28 @@ class _Resampled:
         comparisons = pd.DataFrame(rows, columns=columns)
         comparisons["p_holm"] = np.nan
         for _, group in comparisons.groupby("family", sort=False):
-            comparisons.loc[group.index, "p_holm"] = holm(group["p_value"].tolist())
+            testable = group[group["p_value"].notna()]
+            comparisons.loc[testable.index, "p_holm"] = holm(testable["p_value"].tolist())
         return comparisons
+
+    def _test(self, a: str, b: str, *, single: bool) -> dict:
+        """One comparison's test: about utterances, the paper's exact McNemar where each side is one
+        prediction per utterance, else a sign-flip test over utterances with every seed counted;
+        about speakers, a sign-flip test over speakers (not testable where it cannot reach the level)."""
+        counts = dict(a_right_b_wrong=np.nan, a_wrong_b_right=np.nan)
+        change = self.correct[a].astype(float) - self.correct[b].astype(float)
+        if self.target == UTTERANCES and single:
+            a_only, b_only, pvalue = mcnemar_exact(self.correct[a].astype(bool), self.correct[b].astype(bool))
+            return dict(test="exact McNemar", a_right_b_wrong=a_only, a_wrong_b_right=b_only, p_value=pvalue)
+        if self.target == UTTERANCES:
+            pvalue, test = intervals.utterance_sign_flip_test(self.design, change)
+            return counts | dict(test=test, p_value=pvalue)
+        smallest = intervals.smallest_sign_flip_p(self.design.n_speakers)
+        if smallest > 1 - self.level:
+            test = f"not testable about speakers: {self.design.n_speakers} speakers give no p below {smallest:.3g}"
+            return counts | dict(test=test, p_value=np.nan)
+        pvalue, test = intervals.sign_flip_test(self.design, change)
+        return counts | dict(test=f"{test} over speakers", p_value=pvalue)
 
 
 def _corruption_curve(uar_table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -511,15 +594,6 @@ def confusion_table(answers: Answers) -> pd.DataFrame:
     confusion = pd.concat(parts, ignore_index=True).sort_values(["condition", "label", "pred"], ignore_index=True)
     confusion["share"] = confusion["count"] / confusion.groupby(["condition", "label"])["count"].transform("sum")
     return confusion
-
-
-def conditional_warning(n_speakers: int, min_speakers: int) -> str:
-    return (
-        f"only {n_speakers} test speakers, fewer than analysis.min_speakers = {min_speakers} (below 4, no "
-        "speaker-clustered interval both held its coverage and said anything in benchmarks/ci_coverage.py): the "
-        f"intervals are within-speaker, conditional on these {n_speakers} speakers, and say nothing about other "
-        "speakers; pool more test speakers (IEMOCAP: leave one session out) for intervals about speakers"
-    )
 
 
 def comparison_plan(

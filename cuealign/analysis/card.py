@@ -208,6 +208,7 @@ def card_table(card: dict) -> pd.DataFrame:
         ("evaluated", f"{evaluated['utterances']} utterances of {evaluated['speakers']} speakers"),
         ("evaluated per class", ", ".join(f"{k} {v}" for k, v in evaluated["per_class"].items())),
         ("conditions", str(evaluated["conditions"])),
+        *([("intervals and tests", card["inference"])] if card.get("inference") else []),
         ("model", f"{card['model']} ({card['model_path']})"),
         *([("model origin", card["model_origin"])] if card.get("model_origin") else []),
         ("known training overlap", ", ".join(card["known_training_overlap"]) or "none recorded"),

@@ -283,25 +283,63 @@ def sign_flip_test(
     one, and doubles the smaller tail, which for this symmetric null is the share of |sum| at least
     the observed, exactly when enumerated).
     """
+    totals = np.zeros(design.n_speakers)
+    np.add.at(totals, design.index, _weighted(design, difference))
+    exact = design.n_speakers <= exact_up_to or 2**design.n_speakers <= resamples  # scipy enumerates them then
+    return _flip_p(totals, exact, resamples, seed), "exact sign-flip" if exact else "Monte Carlo sign-flip"
+
+
+def _weighted(design: SpeakerDesign, difference: np.ndarray) -> np.ndarray:
+    """Each utterance's paired difference weighted by 1 / (classes x utterances of its class): they
+    sum to the UAR difference."""
     difference = np.asarray(difference, dtype=np.float64)
     if np.any(np.isnan(difference)):
         raise ValueError("the per-utterance difference has NaN; every utterance needs a prediction in both conditions")
     per_class = design.onehot.sum(axis=0)
-    weight = (design.onehot / (per_class * len(design.classes))).sum(axis=1)
-    totals = np.zeros(design.n_speakers)
-    np.add.at(totals, design.index, weight * difference)
-    exact = design.n_speakers <= exact_up_to or 2**design.n_speakers <= resamples  # scipy enumerates them then
+    return (design.onehot / (per_class * len(design.classes))).sum(axis=1) * difference
+
+
+def _flip_p(values: np.ndarray, exact: bool, resamples: int, seed: int) -> float:
+    """Two-sided sign-flip p of sum(values): scipy.stats.permutation_test, one sample, signs flipped."""
     result = stats.permutation_test(
-        (totals,),
+        (values,),
         _sum,
         permutation_type="samples",
         vectorized=True,
         n_resamples=np.inf if exact else resamples,
-        batch=max(1, BLOCK // design.n_speakers),
+        batch=max(1, BLOCK // len(values)),
         alternative="two-sided",
         rng=np.random.default_rng(seed),
     )
-    return float(result.pvalue), "exact sign-flip" if exact else "Monte Carlo sign-flip"
+    return float(result.pvalue)
+
+
+def utterance_sign_flip_test(
+    design: SpeakerDesign, difference: np.ndarray, *, resamples: int = 100_000, seed: int = 0
+) -> tuple[float, str]:
+    """Two-sided sign-flip permutation test of a paired UAR difference over these utterances
+    (conditional on the speakers at hand; analysis.target: utterances).
+
+    ``difference`` is per utterance, as for ``sign_flip_test`` (a side may be a mean over seeds, so
+    every seed counts); each is weighted by 1 / (classes x utterances of its class), so their sum
+    is the UAR difference. Under the null that the two conditions are exchangeable for each
+    utterance, each weighted difference is as likely negative as positive: the p-value is the share
+    of sign patterns whose |sum| is at least the observed one, over all of them for up to 16
+    utterances that differ, else ``resamples`` random ones plus the observed (seeded). Utterances
+    with no difference do not move the sum and are left out.
+    """
+    weighted = _weighted(design, difference)
+    moving = weighted[weighted != 0]
+    if len(moving) == 0:
+        return 1.0, "exact sign-flip over utterances"
+    exact = len(moving) <= 16
+    test = ("exact" if exact else "Monte Carlo") + " sign-flip over utterances"
+    return _flip_p(moving, exact, resamples, seed), test
+
+
+def smallest_sign_flip_p(n_speakers: int) -> float:
+    """The smallest two-sided p-value a sign-flip test over ``n_speakers`` can give (2 / 2^G)."""
+    return min(1.0, 2.0 / 2.0**n_speakers)
 
 
 BLOCK = 4_000_000  # numbers in a batch of sign patterns at once (memory bound)

@@ -118,6 +118,7 @@ def analyse_wordings(study: Study, prediction_paths, *, options: dict, prompt_co
         ci_method=options["ci_method"],
         min_speakers=options["min_speakers"],
         families=options["families"],
+        target=options["target"],
     )
     results = {variant: analyse_answers(answers[variant], **settings) for variant in answers}
     return answers, answered, results, pool_cue_following(cue_tables, min_probability_moved=shift)
@@ -235,7 +236,9 @@ def run_analysis(*, corpus: str, model: str, inputs, outputs, params, config: di
     across.to_csv(outputs.variants_summary, index=False)
     if len(results) > 1:
         log.info("prompt wordings %s; the token effect across them: %s", list(results), variants.robust_cell(across))
-    if warning := result["intervals"]["warning"]:
+    about = result["intervals"]
+    _say(study, "", f"every interval and test is {about['about']} (analysis.target: {about['target_requested']})")
+    if warning := about["warning"]:
         _say(study, "WARNING", warning)
     counts = accounting(study.manifest, study.prompts, answered, result["uar"])
     counts.to_csv(outputs.accounting, index=False)
@@ -249,6 +252,7 @@ def run_analysis(*, corpus: str, model: str, inputs, outputs, params, config: di
         dropped=json.loads(Path(inputs.dropped[0]).read_text()),
     )
     card = run["protocol_card"]
+    card["inference"] = f"{about['about']} (analysis.target: {about['target_requested']})"
     if card["overlap_warning"]:
         _say(study, "WARNING", card["overlap_warning"])
     if card["published_note"]:

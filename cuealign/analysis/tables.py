@@ -24,6 +24,22 @@ def ci_label(method: str, n_speakers: int) -> str:
     return f"{method}, {n_speakers} speakers"
 
 
+def _about_short(result: dict) -> str:
+    about = result["intervals"]
+    return (
+        "speakers like these" if about["target"] == "speakers" else f"these {about['n_speakers']} speakers' utterances"
+    )
+
+
+def _test_short(test: str) -> str:
+    """The gain's test in a few words: exact McNemar, or a sign-flip test over speakers or over utterances."""
+    if test == "exact McNemar":
+        return test
+    if test.startswith("not testable"):
+        return "sign-flip over speakers"
+    return "sign-flip over " + test.rsplit(" over ", 1)[-1]
+
+
 def _level(result: dict) -> str:
     return f"{round(100 * result['intervals']['level'])}%"
 
@@ -38,11 +54,19 @@ METHOD_WORDS = {
 
 
 def interval_note(result: dict) -> str:
-    """What every interval of these tables is, and the warnings a reader must see."""
+    """What every interval and test of these tables is about and how it is made, and the warnings
+    a reader must see."""
     about = result["intervals"]
+    tests = (
+        "Tests: a sign-flip test over speakers for every comparison. "
+        if about["target"] == "speakers"
+        else "Tests: exact McNemar where each side is one condition, else a sign-flip test over utterances with "
+        "every seed counted. "
+    )
     text = (
+        f"Every interval and test here is {about['about']} (analysis.target: {about['target_requested']}). "
         f"Intervals: {METHOD_WORDS[about['method']]}, {_level(result)}, over {about['n_speakers']} test speakers; "
-        "paired (every condition on the same resamples). "
+        f"paired (every condition on the same resamples). {tests}"
     )
     if about["warning"]:
         text = f"WARNING: {about['warning']}. " + text
@@ -65,7 +89,9 @@ def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
                 "delta": _fmt(gain["delta_uar"]),
                 f"{_level(result)} CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
                 "CI method": ci_label(gain["ci_method"], gain["n_speakers"]),
-                "p (McNemar)": _p(gain["p_value"]),
+                "about": _about_short(result),
+                "test": _test_short(gain["test"]),
+                "p": _p(gain["p_value"]) if pd.notna(gain["p_value"]) else "not testable",
                 "p (Holm in family)": _p(gain["p_holm"]),
                 "unparsed (none / aligned)": (
                     f"{_fmt(table.loc['none', 'unparsed_rate'])} / {_fmt(table.loc['aligned', 'unparsed_rate'])}"
@@ -170,15 +196,18 @@ def cue_following_table(cues: pd.DataFrame) -> pd.DataFrame:
 
 MAIN_NOTE = (
     "The paper's Table II/III row: UAR with audio only (none) and with aligned concept tokens, the gain "
-    "with its paired CI, the exact McNemar p-value and its Holm adjustment within its family (the paper's "
-    "default: the gain is a family of its own), and the share of unparsed answers."
+    "with its paired CI, what the interval and the test are about (analysis.target: speakers like these, or "
+    "these speakers' utterances), the gain's test (a sign-flip test over speakers; about utterances the "
+    "paper's exact McNemar), its p-value and Holm adjustment within its family (the paper's default: the "
+    "gain is a family of its own), and the share of unparsed answers."
 )
 INTERVENTIONS_NOTE = (
     "UAR per condition with its CI; seeded conditions per seed and as the mean over seeds (rows ending in "
     "_mean, which carry the tests); for corruption, the share of tokens that really changed. Where aligned "
-    "was compared with the condition: the difference, its CI, the test (exact McNemar for one prediction per "
-    "utterance on each side, a speaker-clustered sign-flip permutation test where a side is a mean over "
-    "seeds), its p and the Holm adjustment within the comparison's family. Neutral shift: the change in the "
+    "was compared with the condition: the difference, its CI, the test (about speakers, a sign-flip test over "
+    "speakers; about these speakers' utterances, exact McNemar for one prediction per utterance on each side "
+    "and a sign-flip test over utterances where a side is a mean over seeds), its p and the Holm adjustment "
+    "within the comparison's family. Neutral shift: the change in the "
     "share of neutral answers against aligned; flip rate: the share of answers that differ from aligned."
 )
 COMPARISONS_NOTE = (
@@ -204,7 +233,9 @@ ACCOUNTING_NOTE = (
 )
 
 
-LANDING_COLUMNS = ("corpus", "model", "UAR without tokens", "UAR with tokens", "delta", "95% CI of delta")
+LANDING_COLUMNS = (
+    "corpus", "model", "UAR without tokens", "UAR with tokens", "delta", "about", "test", "p", "p (Holm in family)"
+)  # fmt: skip
 
 
 def landing_rst(text: str, mains: list[pd.DataFrame]) -> str:
@@ -212,7 +243,7 @@ def landing_rst(text: str, mains: list[pd.DataFrame]) -> str:
     corpus x model (their table_main.csv rows) as a table before 'Where to look', so that the first
     page of the report answers the study's question."""
     rows = pd.concat(mains, ignore_index=True) if mains else pd.DataFrame(columns=list(LANDING_COLUMNS))
-    columns = [c for c in rows.columns if c in LANDING_COLUMNS or c.startswith("p (")]
+    columns = [c for c in rows.columns if c in LANDING_COLUMNS or c.endswith("CI of delta")]
     if rows.empty:
         return text
 

@@ -65,8 +65,11 @@ def summary(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
             agrees = (np.sign(estimates) == direction) & (direction != 0)
             p = group["p_holm"].to_numpy(dtype=float)
             entry["holds_in"] = int(np.sum(agrees & (p < alpha)))
-            entry["p_all"] = float(p.max()) if agrees.all() else 1.0
-            entry["robust"] = bool(entry["p_all"] < alpha)
+            if np.isnan(p).any():  # not testable about speakers (too few): no verdict either way
+                entry["p_all"], entry["robust"] = np.nan, None
+            else:
+                entry["p_all"] = float(p.max()) if agrees.all() else 1.0
+                entry["robust"] = bool(entry["p_all"] < alpha)
         rows.append(entry)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -77,6 +80,8 @@ def robust_cell(summary_table: pd.DataFrame, comparison: str = "aligned - none")
     if row.empty:
         return ""
     row = row.iloc[0]
+    if pd.isna(row["p_all"]):
+        return "not testable about speakers (too few test speakers)"
     verdict = "yes" if row["robust"] else "no"
     return f"{verdict}: holds in {int(row['holds_in'])} of {int(row['n_variants'])} (p_all {row['p_all']:.3g})"
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cuealign.analysis.answers import analyse, check_complete
-from cuealign.analysis.stats import mcnemar_exact, uar
+from cuealign.analysis.stats import uar
 from cuealign.interventions import Condition
 from cuealign.tokens import token_column
 
@@ -103,29 +103,121 @@ def test_comparisons_by_family_each_test_once(result):
         np.testing.assert_allclose(family["p_holm"].to_numpy()[order], adjusted)
 
 
-def test_single_conditions_get_mcnemar_seeded_ones_the_sign_flip_test(result):
-    from cuealign.analysis.intervals import SpeakerDesign, sign_flip_test
+def _weighted(truth: np.ndarray, difference: np.ndarray) -> np.ndarray:
+    """Each utterance's difference weighted by 1 / (classes x its class' utterances): they sum to
+    the UAR difference (from the definition of UAR)."""
+    classes = sorted(set(truth))
+    counts = {c: np.sum(truth == c) for c in classes}
+    return np.array([d / (len(classes) * counts[t]) for t, d in zip(truth, difference, strict=True)])
 
-    comparisons = result["comparisons"].set_index("comparison")
-    predictions = simulate()
+
+def _flip_p_exact(values: np.ndarray) -> float:
+    """Two-sided sign-flip p from its definition: the share of all 2^n sign patterns whose |sum|
+    reaches the observed |sum| (itertools, no scipy)."""
+    from itertools import product
+
+    observed = abs(values.sum())
+    sums = [abs(np.dot(signs, values)) for signs in product((1.0, -1.0), repeat=len(values))]
+    return float(np.mean(np.array(sums) >= observed - 1e-12))
+
+
+def _paired(predictions: pd.DataFrame, a: list[str], b: list[str]):
+    """(truth, speakers, per-utterance correctness of a minus b, a and b each a mean over conditions)."""
     wide = predictions.pivot(index="utt_id", columns="condition", values="pred")
     first = predictions.drop_duplicates("utt_id").set_index("utt_id").loc[wide.index]
-    truth = first["label"]
-    expected = mcnemar_exact((wide["aligned"] == truth).to_numpy(), (wide["conflict"] == truth).to_numpy())
+    truth = first["label"].to_numpy()
+
+    def correct(names):
+        return np.mean([(wide[c].to_numpy() == truth) for c in names], axis=0)
+
+    return truth, first["speaker"].to_numpy(), correct(a) - correct(b), wide, first
+
+
+def test_about_speakers_every_comparison_is_a_sign_flip_test_over_speakers(result):
+    """8 test speakers, analysis.target auto: every test is about speakers, single conditions too,
+    each p the exact sign-flip p of the speakers' contributions to the UAR difference."""
+    assert result["intervals"]["target"] == "speakers" and result["intervals"]["target_requested"] == "auto"
+    comparisons = result["comparisons"].set_index("comparison")
+    assert (comparisons["test"] == "exact sign-flip over speakers").all()
+    predictions = simulate()
+    for name, a, b in (
+        ("aligned - conflict", ["aligned"], ["conflict"]),
+        ("aligned - shuffle_mean", ["aligned"], ["shuffle_s0", "shuffle_s1"]),
+        ("conflict - none", ["conflict"], ["none"]),
+    ):
+        truth, speakers, difference, _, _ = _paired(predictions, a, b)
+        weighted = _weighted(truth, difference)
+        totals = np.array([weighted[speakers == s].sum() for s in sorted(set(speakers))])
+        row = comparisons.loc[name]
+        assert row["p_value"] == pytest.approx(_flip_p_exact(totals), abs=1e-12), name
+        assert row["delta_uar"] == pytest.approx(weighted.sum()) and np.isnan(row["a_right_b_wrong"])
+    family = comparisons[comparisons["family"] == "aligned vs perturbed"]
+    from cuealign.analysis.stats import holm
+
+    assert family["p_holm"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
+
+
+def test_about_utterances_single_conditions_get_mcnemar_seeded_ones_a_sign_flip_over_utterances():
+    predictions = simulate()
+    result = analyse(predictions, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, target="utterances")
+    assert result["intervals"]["target"] == "utterances" and result["intervals"]["method"] == "within-speaker"
+    comparisons = result["comparisons"].set_index("comparison")
+    truth, _, _, wide, _ = _paired(predictions, ["aligned"], ["conflict"])
+    a_right = wide["aligned"].to_numpy() == truth
+    b_right = wide["conflict"].to_numpy() == truth
+    from scipy.stats import binomtest
+
+    only_a, only_b = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
     row = comparisons.loc["aligned - conflict"]
-    assert row["test"] == "exact McNemar"
-    assert (row["a_right_b_wrong"], row["a_wrong_b_right"], row["p_value"]) == expected
-    assert row["p_holm"] >= row["p_value"] and row["p_holm"] < 1e-6 and row["ci_low"] > 0
-    # shuffle: both seeds count, through the speakers' contributions to the UAR difference
-    shuffled = comparisons.loc["aligned - shuffle_mean"]
-    design = SpeakerDesign(truth.to_numpy(), first["speaker"].to_numpy(), LABELS, resamples=10)
-    difference = (wide["aligned"] == truth).to_numpy() - np.mean(
-        [(wide[c] == truth).to_numpy() for c in ("shuffle_s0", "shuffle_s1")], axis=0
-    )
-    assert shuffled["test"] == "exact sign-flip" and np.isnan(shuffled["a_right_b_wrong"])
-    assert shuffled["p_value"] == pytest.approx(sign_flip_test(design, difference)[0])
-    uars = result["uar"].set_index("condition")["uar"]
-    assert shuffled["delta_uar"] == pytest.approx(uars["aligned"] - uars["shuffle_mean"])
+    assert row["test"] == "exact McNemar" and (row["a_right_b_wrong"], row["a_wrong_b_right"]) == (only_a, only_b)
+    assert row["p_value"] == pytest.approx(binomtest(only_a, only_a + only_b, 0.5).pvalue, rel=1e-9)
+    # shuffle: every seed counts, signs flipped per utterance (Monte Carlo: within its error)
+    truth, _, difference, _, _ = _paired(predictions, ["aligned"], ["corrupt_p0.5_s0", "corrupt_p0.5_s1"])
+    weighted = _weighted(truth, difference)
+    weighted = weighted[weighted != 0]
+    rng = np.random.default_rng(12345)
+    signs = rng.choice((-1.0, 1.0), size=(20_000, len(weighted)))
+    by_definition = (1 + np.sum(np.abs(signs @ weighted) >= abs(weighted.sum()) - 1e-12)) / 20_001
+    row = comparisons.loc["aligned - corrupt_p0.5_mean"]
+    assert row["test"] == "Monte Carlo sign-flip over utterances"
+    assert row["p_value"] == pytest.approx(by_definition, abs=0.01) and 0.0 < row["p_value"] < 1.0
+
+
+def test_the_utterance_sign_flip_test_is_exact_for_few_utterances_that_differ():
+    from cuealign.analysis.intervals import SpeakerDesign, utterance_sign_flip_test
+
+    rng = np.random.default_rng(3)
+    truth = rng.choice(LABELS, 40)
+    difference = np.zeros(40)
+    difference[:12] = rng.choice((-1.0, -0.5, 0.5, 1.0), 12)  # 12 utterances differ
+    design = SpeakerDesign(truth, np.repeat(["a", "b"], 20), LABELS, resamples=10, within=True)
+    p, test = utterance_sign_flip_test(design, difference)
+    weighted = _weighted(truth, difference)
+    assert test == "exact sign-flip over utterances"
+    assert p == pytest.approx(_flip_p_exact(weighted[weighted != 0]), abs=1e-12)
+    assert utterance_sign_flip_test(design, np.zeros(40)) == (1.0, "exact sign-flip over utterances")
+
+
+def test_a_large_shuffle_effect_at_two_speakers_is_significant_about_utterances_not_testable_about_speakers():
+    """The paper's setting (IEMOCAP Session 5: 2 test speakers): a shuffle that costs 0.3 of UAR."""
+    two = simulate(speakers=2, per_speaker=120)
+    auto = analyse(two, labels=LABELS, expected_conditions=CONDITIONS, resamples=200)
+    assert auto["intervals"]["target"] == "utterances"  # auto: fewer than min_speakers
+    shuffled = auto["comparisons"].set_index("comparison").loc["aligned - shuffle_mean"]
+    assert shuffled["delta_uar"] > 0.2 and shuffled["p_value"] < 1e-3 and shuffled["p_holm"] < 0.01
+    speakers = analyse(two, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, target="speakers")
+    comparisons = speakers["comparisons"]
+    assert comparisons["p_value"].isna().all() and comparisons["p_holm"].isna().all()
+    assert comparisons["test"].str.startswith("not testable about speakers: 2 speakers give no p below 0.5").all()
+    assert "can give no p below 0.5" in speakers["intervals"]["warning"]
+    from cuealign.analysis.tables import interval_note, main_table
+
+    row = main_table(speakers, model="m", corpus="c").iloc[0]
+    assert (row["test"], row["p"], row["about"]) == ("sign-flip over speakers", "not testable", "speakers like these")
+    assert "about speakers like these" in interval_note(speakers)
+    row = main_table(auto, model="m", corpus="c").iloc[0]
+    assert row["about"] == "these 2 speakers' utterances" and row["test"] == "exact McNemar"
+    assert "about these 2 speakers' utterances" in interval_note(auto)
 
 
 def test_every_interval_says_how_it_was_made(result):
@@ -144,18 +236,21 @@ def test_with_fewer_speakers_than_min_speakers_the_intervals_are_conditional_and
     result = analyse(two, labels=LABELS, expected_conditions=CONDITIONS, resamples=200)
     about = result["intervals"]
     assert about["method"] == "within-speaker" and about["requested"] == "jackknife-t" and about["n_speakers"] == 2
-    assert "conditional on these 2 speakers" in about["warning"] and "analysis.min_speakers = 4" in about["warning"]
+    assert (
+        "about these 2 speakers' utterances" in about["warning"] and "pool at least 4 test speakers" in about["warning"]
+    )
     for table in (result["uar"], result["comparisons"]):
         assert (table["ci_method"] == "within-speaker").all() and (table["n_speakers"] == 2).all()
     from cuealign.analysis.tables import interval_note, main_table
 
-    assert interval_note(result).startswith("WARNING: only 2 test speakers")
+    assert interval_note(result).startswith("WARNING: the intervals and tests are about these 2 speakers' utterances")
     assert main_table(result, model="m", corpus="c").iloc[0]["CI method"] == (
         "within-speaker, conditional on these 2 speakers"
     )
-    # min_speakers is the user's to lower, at their own risk
+    # min_speakers is the user's to lower, at their own risk: about speakers, and not testable at 2
     lowered = analyse(two, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, min_speakers=2)
-    assert lowered["intervals"]["warning"] is None and (lowered["uar"]["ci_method"] == "jackknife-t").all()
+    assert lowered["intervals"]["target"] == "speakers" and (lowered["uar"]["ci_method"] == "jackknife-t").all()
+    assert "no comparison is testable about speakers" in lowered["intervals"]["warning"]
 
 
 def test_corruption_curve_falls_and_spearman_says_so(result):
@@ -350,7 +445,9 @@ def test_a_model_that_emits_nothing_parsable_scores_zero_and_says_why():
     predictions = simulate(speakers=4, per_speaker=10).assign(pred="unparsed")
     for label in LABELS:
         predictions[f"logprob_{label}"] = np.nan  # generate mode keeps no label scores
-    result = analyse(predictions, labels=LABELS, expected_conditions=CONDITIONS, resamples=50, seed=0, level=0.95)
+    result = analyse(
+        predictions, labels=LABELS, expected_conditions=CONDITIONS, resamples=50, seed=0, target="utterances"
+    )
     table = result["uar"].set_index("condition")
     assert (table.loc[CONDITIONS, "uar"] == 0).all() and (table.loc[CONDITIONS, "unparsed_rate"] == 1).all()
     assert (table.loc[CONDITIONS, "n"] == 40).all()  # every utterance kept, none dropped or filled

@@ -179,6 +179,26 @@ def test_sign_flip_holds_its_level_at_ten_speakers():
     assert rejected / runs <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / runs)
 
 
+def test_the_utterance_tests_hold_their_level_at_two_speakers():
+    """Reduced form of benchmarks/target_tests.py: no difference between the conditions, 2 test
+    speakers (analysis.target: utterances): the sign-flip test over utterances (3 seeds) and McNemar
+    (one condition each) reject at most at their 5 % level."""
+    from cuealign.analysis.stats import mcnemar_exact
+
+    rng = np.random.default_rng(11)
+    null = simulation.Heterogeneity(0.7, 0.5, 0.0)
+    flips = mcnemars = 0
+    runs = 200
+    for run in range(runs):
+        ev = simulation.evaluation(rng, speakers=2, spread=null, effect=0.0, seeds=3)
+        design = intervals.SpeakerDesign(ev.truth, ev.speakers, LABELS, resamples=10, seed=run, within=True)
+        change = ev.correct_a.astype(float) - ev.correct_b.mean(axis=0)
+        flips += intervals.utterance_sign_flip_test(design, change, resamples=1000, seed=run)[0] <= 0.05
+        mcnemars += mcnemar_exact(ev.correct_a, ev.correct_b[0])[2] <= 0.05
+    bound = 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / runs)  # Monte Carlo SE at 200 runs: 1.5 points
+    assert flips / runs <= bound and mcnemars / runs <= bound
+
+
 def test_coverage_reduced_form():
     """Reduced form of benchmarks/ci_coverage.py: the default method covers the population UAR and
     the paired difference at MIN_SPEAKERS; the plain percentile bootstrap at 2 speakers does not
