@@ -72,7 +72,8 @@ def read_iemocap(
     if overlap := set(test_sessions) & set(dev_sessions):
         raise CorpusError(f"IEMOCAP: sessions {sorted(overlap)} are in both test_sessions and dev_sessions")
     records = []
-    for path in iemocap_annotation_files(root, sessions=sessions):
+    files = iemocap_annotation_files(root, sessions=sessions)
+    for path in files:
         for utt_id, emo in _parse_evaluation(path):
             match = _UTT.match(utt_id)
             if match is None:
@@ -95,13 +96,12 @@ def read_iemocap(
     table = pd.DataFrame.from_records(records)
     require_unique_ids(table, source=f"IEMOCAP at {root}")
     table, dropped = apply_label_map(table, label_map, source=f"IEMOCAP at {root}")
-    files = len(iemocap_annotation_files(root, sessions=sessions))
     if len(table) + sum(dropped.values()) != len(records):  # every turn line read is kept or counted
         raise CorpusError(f"IEMOCAP at {root}: {len(records)} turn lines read, but {len(table)} kept and {dropped}")
     log.info(
         "IEMOCAP: %d turn lines in %d annotation files: %d utterances kept, dropped by label map: %s",
         len(records),
-        files,
+        len(files),
         len(table),
         dropped or "none",
     )

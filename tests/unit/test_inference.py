@@ -91,15 +91,14 @@ def test_score_mode_gives_a_row_per_utterance_and_condition(backend, prompts, tm
     assert set(table["backend"]) == {"transformers:qwen2-audio"} and set(table["mode"]) == {"score"}
 
 
+def _generated(prompts, backend, model, store):
+    """The shard's table in generate mode."""
+    spec_ = spec(model, mode="generate")
+    return predict_shard(prompts, backend, labels=LABELS, spec=spec_, cache=store, progress=False)
+
+
 def test_generate_mode_keeps_unparsed_answers(backend, prompts, tmp_path, tiny_qwen2_audio):
-    table = predict_shard(
-        prompts,
-        backend,
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio, mode="generate"),
-        cache=AnswerStore(tmp_path, "p"),
-        progress=False,
-    )
+    table = _generated(prompts, backend, tiny_qwen2_audio, AnswerStore(tmp_path, "p"))
     assert len(table) == len(prompts) and table["raw_output"].map(type).eq(str).all()
     parsed = table["raw_output"].map(lambda t: parse_answer(t, LABELS))
     assert (table["pred"] == parsed).all()
@@ -111,9 +110,7 @@ def test_stored_generated_answers_are_read_with_todays_parser(backend, prompts, 
     """The store keeps what the model said; what it means is parsed when the table is made, so a
     better parser (or a stored answer parsed by an older one) never leaves a stale label."""
     store = AnswerStore(tmp_path, "p")
-    first = predict_shard(
-        prompts, backend, labels=LABELS, spec=spec(tiny_qwen2_audio, mode="generate"), cache=store, progress=False
-    )
+    first = _generated(prompts, backend, tiny_qwen2_audio, store)
     # rewrite every stored answer as an older parser would have left it: a wrong label for its text
     store.close()
     with sqlite3.connect(store.writer_path) as db:
@@ -121,14 +118,7 @@ def test_stored_generated_answers_are_read_with_todays_parser(backend, prompts, 
             entry = json.loads(value) | {"raw_output": "neither happy nor sad; neutral", "pred": "happy"}
             db.execute("UPDATE answers SET value = ? WHERE key = ?", (json.dumps(entry), key))
     counting = Counting(backend)
-    again = predict_shard(
-        prompts,
-        counting,
-        labels=LABELS,
-        spec=spec(tiny_qwen2_audio, mode="generate"),
-        cache=AnswerStore(tmp_path, "p"),
-        progress=False,
-    )
+    again = _generated(prompts, counting, tiny_qwen2_audio, AnswerStore(tmp_path, "p"))
     assert counting.calls == 0 and len(again) == len(first)  # every answer from the store
     assert (again["pred"] == "neutral").all()
 
