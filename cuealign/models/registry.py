@@ -28,24 +28,43 @@ class Family:
     # "alm": a chat audio-language model (cuealign/models/transformers_alm.py); "clap": a
     # contrastive audio-text model scoring label prompts, with no token channel (backends/clap.py).
     backend: str = "alm"
+    # config.json's model_type of the checkpoints this family loads (checked at parse time: under
+    # another family a checkpoint builds that family's class with missing, random weights)
+    model_types: tuple[str, ...] = ()
+    # What the chat template renders for one audio item; the head is checked for it once, so a
+    # template of another family (or none) cannot prompt the model in a foreign format unseen.
+    audio_slot: str = "<|audio_bos|><|AUDIO|><|audio_eos|>"
+    # The chat template must be the checkpoint's own file: the processor class this family loads
+    # with has a default template of another model (Qwen2AudioProcessor: Qwen2-Audio's), which a
+    # folder saved without its template would silently get.
+    own_template: bool = False
 
 
 FAMILIES: dict[str, Family] = {
     # Qwen2-Audio encodes exactly 3000 mel frames (30 s) and silently drops the rest.
-    "qwen2-audio": Family("qwen2-audio", "Qwen2AudioForConditionalGeneration"),
+    "qwen2-audio": Family("qwen2-audio", "Qwen2AudioForConditionalGeneration", model_types=("qwen2_audio",)),
     # The Qwen2.5-Omni thinker (text out, no talker). Its own processor loads a video processor
     # that needs torchvision; the audio inputs it makes are those of a Qwen2AudioProcessor with
     # the Omni tokenizer (same Whisper features, same count of <|AUDIO|> tokens), checked in tests,
     # loaded from the model folder with its chat template (chat_template.jinja or .json).
     "qwen2.5-omni": Family(
-        "qwen2.5-omni", "Qwen2_5OmniThinkerForConditionalGeneration", processor="qwen2-audio", mrope=True
+        "qwen2.5-omni",
+        "Qwen2_5OmniThinkerForConditionalGeneration",
+        processor="qwen2-audio",
+        mrope=True,
+        own_template=True,
+        model_types=("qwen2_5_omni", "qwen2_5_omni_thinker"),  # as released (thinker + talker), a thinker
     ),
     # CLAP (the paper's contrastive baseline): 48 kHz, a 10 s window (its feature extractor would
     # crop longer clips at random; the runner truncates them first), score mode only.
-    "clap": Family("clap", "ClapModel", sampling_rate=48000, window_s=10.0, backend="clap"),
+    "clap": Family("clap", "ClapModel", sampling_rate=48000, window_s=10.0, backend="clap", model_types=("clap",)),
     # Audio Flamingo 3 windows long audio itself, up to its processor's max_audio_len (600 s).
     "audio-flamingo-3": Family(
-        "audio-flamingo-3", "AudioFlamingo3ForConditionalGeneration", feature_mask="input_features_mask"
+        "audio-flamingo-3",
+        "AudioFlamingo3ForConditionalGeneration",
+        feature_mask="input_features_mask",
+        model_types=("audioflamingo3",),
+        audio_slot="<sound>",
     ),
 }
 
@@ -84,13 +103,16 @@ def _check_weights(where: str, path: str, names: list[str], allow_pickle: bool) 
         )
 
 
-def _check_path(where: str, path: str, revision: str | None = None, *, allow_pickle: bool = False) -> None:
+def _check_path(
+    where: str, path: str, revision: str | None = None, *, allow_pickle: bool = False, family: Family | None = None
+) -> None:
     """A local model folder with a config.json, or a hub id whose config is in the local cache;
-    its weights in safetensors unless pickle is allowed."""
+    its weights in safetensors unless pickle is allowed; its model_type the family's."""
     if Path(path).is_dir():
         if not (Path(path) / "config.json").is_file():
             raise ValueError(f"{where} {path!r} holds no config.json: not a saved transformers model")
         _check_weights(where, path, [p.name for p in Path(path).iterdir()], allow_pickle)
+        _check_model_type(where, path, Path(path) / "config.json", family)
     elif path.startswith((".", "/", "~")) or Path(path).exists():
         raise ValueError(f"{where} {path!r} does not exist")
     else:
@@ -103,6 +125,29 @@ def _check_path(where: str, path: str, revision: str | None = None, *, allow_pic
                 f"nothing is downloaded at run time: fetch it once with `hf download {path}`"
             )
         _check_weights(where, path, [p.name for p in Path(found).parent.iterdir()], allow_pickle)
+        _check_model_type(where, path, Path(found), family)
+
+
+def _check_model_type(where: str, path: str, config: Path, family: Family | None) -> None:
+    """The checkpoint's model_type (config.json) is one the family loads; else the family that does."""
+    import json
+
+    if family is None or not family.model_types:
+        return
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{where} {path!r}: its config.json cannot be read as JSON ({error})") from None
+    if model_type in family.model_types:
+        return
+    fits = sorted(name for name, f in FAMILIES.items() if model_type in f.model_types)
+    fix = f"set family: {fits[0]}" if fits else f"cuealign's families load {sorted(FAMILIES)} only"
+    key = where.rsplit(".", 1)[0] + ".family"
+    raise ValueError(
+        f"{where} {path!r} is a {model_type!r} checkpoint (config.json model_type), but {key} is {family.name!r}, "
+        f"which loads {list(family.model_types)}: it would build {family.model_class} with missing, random weights; "
+        f"{fix}"
+    )
 
 
 def _same_model(recorded: str, path: str) -> bool:
@@ -164,7 +209,7 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         )
     allow_pickle = spec["allow_pickle"]
     if not finetuned or spec.get("adapter"):
-        _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle)
+        _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle, family=entry)
     if not finetuned and spec.get("adapter"):
         adapter = Path(spec["adapter"])
         if not (adapter / "adapter_config.json").is_file():
@@ -207,7 +252,7 @@ def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
             f"{where}: method lora trains an adapter on a pretrained model; set base to its folder or hub id"
         )
     if spec["base"]:
-        _check_path(f"{where}.base", spec["base"], allow_pickle=spec["allow_pickle"])
+        _check_path(f"{where}.base", spec["base"], allow_pickle=spec["allow_pickle"], family=family(spec["family"]))
     _check_numerics(where, spec)
     window = spec["architecture"]["audio_window_s"]
     if not spec["base"] and window != 30 and spec["family"] != "qwen2-audio":

@@ -26,7 +26,7 @@ import transformers
 from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.models.devices import resolve_device
-from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared
+from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared, returned_cache
 from cuealign.models.registry import GREEDY_DECODING, Family
 from cuealign.models.weights import DTYPES, damaged_weights, load_error, loaded_dtype
 
@@ -45,12 +45,41 @@ def load_processor(path: str, family: Family, **options):
         processor = Qwen2AudioProcessor.from_pretrained(path, **options)
     else:
         raise ValueError(f"family {family.name}: unknown processor {family.processor!r}")
-    if processor.chat_template is None:
+    if processor.chat_template is None or (family.own_template and not has_own_template(path, options)):
         raise ValueError(
-            f"model {path!r} has no chat template (chat_template.jinja, chat_template.json or tokenizer_config.json): "
-            "copy the one of the checkpoint it was trained from into the folder"
+            f"model {path!r} has no chat template of its own (chat_template.jinja, chat_template.json, or "
+            f"chat_template in tokenizer_config.json or processor_config.json)"
+            + (
+                f": family {family.name}'s processor would prompt it in Qwen2-Audio's format without a word"
+                if family.own_template
+                else ""
+            )
+            + "; copy the template of the checkpoint it was trained from into the folder"
         )
     return processor
+
+
+def has_own_template(path: str, options: dict) -> bool:
+    """Whether the model folder (or the cached hub snapshot) holds a chat template of its own."""
+    import json
+
+    folder = Path(path)
+    if not folder.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(path, "config.json", revision=options.get("revision"))
+        if not isinstance(found, str):
+            return True  # not found locally: from_pretrained has already said so
+        folder = Path(found).parent
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        try:
+            if "chat_template" in json.loads((folder / name).read_text()):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def audio_window(processor) -> float:
@@ -193,7 +222,7 @@ class TransformersALM(PrefixEncoding):
                 out = self.model(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),
-                    past_key_values=self._cache(prefix, len(rows)),
+                    **self._cache_argument(self._cache(prefix, len(rows))),
                     use_cache=True,
                     **self._positions(prefix, [0] * len(rows), ids.shape[1]),
                 )
@@ -208,7 +237,7 @@ class TransformersALM(PrefixEncoding):
             if several:
                 self._score_label_tails(
                     prefix,
-                    out.past_key_values,
+                    returned_cache(out),
                     mask,
                     rows,
                     suffix_ids,
@@ -233,7 +262,7 @@ class TransformersALM(PrefixEncoding):
                 logits = self.model(
                     input_ids=ids.to(self.device),
                     attention_mask=torch.cat([mask[pick], label_mask], dim=1).to(self.device),
-                    past_key_values=branch,
+                    **self._cache_argument(branch),
                     use_cache=True,
                     **self._positions(prefix, [len(suffix_ids[i]) for _, i, _ in batch], ids.shape[1], always=True),
                 ).logits
@@ -319,7 +348,7 @@ class TransformersALM(PrefixEncoding):
             result = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
-                past_key_values=cache,
+                **self._cache_argument(cache),
                 use_cache=True,
                 **self._positions(prefix, [0] * len(rows), ids.shape[1]),
             )
@@ -340,7 +369,7 @@ class TransformersALM(PrefixEncoding):
                 result = self.model(
                     input_ids=step_ids.to(self.device),
                     attention_mask=mask.to(self.device),
-                    past_key_values=result.past_key_values,
+                    **self._cache_argument(returned_cache(result)),
                     use_cache=True,
                     **self._positions(prefix, [n + step for n in lengths], 1, always=True),
                 )
@@ -356,7 +385,7 @@ class TransformersALM(PrefixEncoding):
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                past_key_values=self._cache(prefix, 1),
+                **self._cache_argument(self._cache(prefix, 1)),
                 generation_config=self._greedy_config(max_new_tokens),
             )
         return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

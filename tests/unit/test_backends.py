@@ -37,6 +37,22 @@ def test_cached_prefix_gives_the_full_recompute_log_probs(backend):
         np.testing.assert_allclose(cached[i], backend.score_full(audio(0), PREFIX, suffix, LABELS), atol=1e-5)
 
 
+def test_a_prefix_forward_makes_logits_for_its_last_position_only(backend):
+    """Nobody reads a prefix's logits: the head runs on each row's last position (a 600 s clip's
+    full-vocabulary logits are GiBs), and scoring after it is unchanged (the test above)."""
+    head = backend.model.get_output_embeddings()
+    seen = []
+    handle = head.register_forward_hook(lambda _module, _args, out: seen.append(tuple(out.shape)))
+    try:
+        prefix = backend.encode_prefix(audio(12), PREFIX)
+        assert prefix.ids.shape[1] > 20 and seen and all(shape[1] == 1 for shape in seen), seen
+        seen.clear()
+        backend.score(audio(12), PREFIX, SUFFIXES[1:2], LABELS)  # the suffix forward: every suffix position
+        assert max(shape[1] for shape in seen) > 1
+    finally:
+        handle.remove()
+
+
 def test_labels_of_many_tokens_branch_off_the_suffix_cache_exactly(backend):
     # Labels the tokenizer never saw split into up to 7 tokens; their tails run on each suffix's
     # own cache (after its padding), in batches that cut across suffixes.
@@ -88,7 +104,10 @@ def test_generation_from_the_prefix_cache_equals_generation_from_scratch(backend
         full = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **features, **settings)
         prefix = backend.encode_prefix(audio(9), PREFIX)
         cached = backend.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=backend._cache(prefix, 1), **settings
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            **backend._cache_argument(backend._cache(prefix, 1)),
+            **settings,
         )
     assert torch.equal(full.sequences, cached.sequences)
     for a, b in zip(full.logits, cached.logits, strict=True):
@@ -173,6 +192,13 @@ def test_prefix_and_suffix_are_tokenised_separately(backend):
         ({"path": "someone/not-cached-model"}, "neither a local folder nor in the local Hugging Face cache"),
         ({"corpora": ["iemocap"]}, r"corpora names \['iemocap'\]"),
         ({"device": "cuda", "gpus": 2}, "gpus 2 with device 'cuda' would leave all but one idle; set device: auto"),
+        # a checkpoint under another family would build that family's class with random weights
+        (
+            {"family": "audio-flamingo-3"},
+            r"is a 'qwen2_audio' checkpoint \(config.json model_type\), but config: models.m.family is "
+            r"'audio-flamingo-3'.*set family: qwen2-audio",
+        ),
+        ({"family": "qwen2.5-omni"}, r"'qwen2_audio' checkpoint.*set family: qwen2-audio"),
     ],
 )
 def test_model_config_errors_come_before_any_model_work(tiny_qwen2_audio, change, message):

@@ -130,6 +130,30 @@ def test_the_omni_release_reads_its_chat_template_json(layouts):
     assert "<|audio_bos|><|AUDIO|><|audio_eos|>" + PREFIX in head and tail == "<|im_end|>\n<|im_start|>assistant\n"
 
 
+def test_an_omni_folder_without_its_chat_template_is_refused(layouts, tmp_path):
+    """A fine-tune saved without chat_template.jinja: Qwen2AudioProcessor would fall back to
+    Qwen2-Audio's default template ("Audio 1: ...") and every check would pass."""
+    import shutil
+
+    folder = tmp_path / "omni-without-template"
+    shutil.copytree(layouts("qwen2.5-omni"), folder)
+    (folder / "chat_template.jinja").unlink()
+    with pytest.raises(ValueError, match="has no chat template of its own.*Qwen2-Audio's format"):
+        load_backend(spec(folder, "qwen2.5-omni"))
+
+
+def test_a_template_of_another_family_is_refused(layouts, tmp_path):
+    """Audio Flamingo 3's folder with Qwen2-Audio's template: the head has no <sound>."""
+    import shutil
+
+    folder = tmp_path / "af3-with-qwen-template"
+    shutil.copytree(layouts("audio-flamingo-3"), folder)
+    (folder / "chat_template.jinja").write_text((layouts("qwen2.5-omni") / "chat_template.jinja").read_text())
+    backend = load_backend(spec(folder, "audio-flamingo-3"))
+    with pytest.raises(ValueError, match="renders 0 audio placeholders \(<sound>\)"):
+        backend.split_template(PREFIX)
+
+
 def test_templates_that_test_for_an_audio_key_render_the_audio(layouts):
     """Qwen2-Audio's hub PR #13 template renders audio only for content items with an 'audio' key."""
     backend = load_backend(spec(layouts("qwen2-audio-pr13"), "qwen2-audio-pr13"))
