@@ -58,6 +58,60 @@ def resolve_device(device: str) -> tuple[str, str | None]:
 
         count = torch.cuda.device_count()
         if count == 0:
-            raise RuntimeError("config: a model's device is 'cuda' but no GPU is visible; use device: cpu")
+            raise RuntimeError(no_gpu_message(torch.__version__, torch.version.cuda))
         return f"cuda:{claim_device(count)}", None
     return device, None
+
+
+# The oldest NVIDIA Linux driver each CUDA major version runs on (NVIDIA's CUDA toolkit release
+# notes, "CUDA Toolkit and Corresponding Driver Versions", minor-version compatibility)
+MIN_DRIVER = {11: 450, 12: 525, 13: 580}
+DRIVER_FILE = Path("/proc/driver/nvidia/version")
+
+
+def driver_version(path: Path = DRIVER_FILE) -> str | None:
+    """The loaded NVIDIA kernel driver's version ('NVRM version: NVIDIA UNIX ... Kernel Module
+    535.104.05 ...'), or None where no NVIDIA driver is loaded."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    words = text.split()
+    for before, word in zip(words, words[1:], strict=False):
+        if before == "Module" and word[:1].isdigit():
+            return word
+    return None
+
+
+def no_gpu_message(torch_version: str, torch_cuda: str | None, driver: str | None = None, environ=None) -> str:
+    """Why torch sees no GPU, and the way out: a CPU build of torch, a CUDA build newer than the
+    node's driver, no driver at all, or devices hidden from the job."""
+    environ = os.environ if environ is None else environ
+    driver = driver if driver is not None else driver_version()
+    start = f"config: a model's device is 'cuda' but torch {torch_version} sees no GPU"
+    install = (
+        "install the torch build for a CUDA version the driver supports, e.g. `pip install torch==2.13.0 "
+        "--index-url https://download.pytorch.org/whl/cu126` where PyTorch publishes one for that release "
+        '(README, "On a GPU node"), or use device: cpu'
+    )
+    if torch_cuda is None:
+        return f"{start}: it is a CPU-only build (no CUDA); {install}"
+    if driver is None:
+        hidden = environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None else ""
+        return (
+            f"{start}: no NVIDIA driver is loaded on this machine{where}; run the job on a GPU node (on SLURM: "
+            "slurm_extra '--gpus=1' in the model's resources, docs/cluster.md), or use device: cpu"
+        )
+    major = int(torch_cuda.split(".")[0])
+    needed = MIN_DRIVER.get(major)
+    if needed and int(driver.split(".")[0]) < needed:
+        return (
+            f"{start}: it is built for CUDA {torch_cuda}, which needs NVIDIA driver {needed} or newer, and this "
+            f"node's driver is {driver}; {install}"
+        )
+    return (
+        f"{start} although NVIDIA driver {driver} is loaded (torch built for CUDA {torch_cuda}): the job's devices "
+        f"may be hidden (CUDA_VISIBLE_DEVICES={environ.get('CUDA_VISIBLE_DEVICES')!r}) or in use by another "
+        "process in exclusive mode; see nvidia-smi, or use device: cpu"
+    )

@@ -473,11 +473,29 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
         from peft import LoraConfig, get_peft_model
 
         lora = spec["lora"]
-        config = LoraConfig(
-            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["target_modules"]
-        )
+        targets = lora["target_modules"]
+        if lora["scope"] == "language_model":
+            targets = language_model_targets(alm.model, targets)
+        config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=targets)
         alm.model = get_peft_model(alm.model, config)
     return alm
+
+
+def language_model_targets(model, names: list[str]) -> str:
+    """PEFT's target_modules (a regex matched against whole module names) for the modules called
+    ``names`` inside the language model only: the audio encoders of all three families name their
+    attention projections q_proj, k_proj, v_proj, o_proj too (in AF3 at r 16, ~3.9M of ~14.0M
+    adapter parameters would otherwise sit in the encoder)."""
+    import re
+
+    decoder = model.get_decoder()
+    prefix = next((name for name, module in model.named_modules() if module is decoder), None)
+    if not prefix:
+        raise ValueError(
+            f"finetune: cannot find the language model inside {type(model).__name__} to put the LoRA adapter on; "
+            "set finetune.<name>.lora.scope: everywhere to adapt every module named in target_modules"
+        )
+    return rf"{re.escape(prefix)}\..*\.({'|'.join(re.escape(name) for name in names)})"
 
 
 def finetune(

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,5 +85,28 @@ def test_resolve_device():
     assert resolve_device("cpu") == ("cpu", None)
     assert resolve_device("auto") == ("cpu", "auto")
     assert resolve_device("cuda:1") == ("cuda:1", None)
-    with pytest.raises(RuntimeError, match="no GPU is visible"):
+    with pytest.raises(RuntimeError, match="sees no GPU"):
         resolve_device("cuda")
+
+
+def test_no_gpu_says_why_and_the_way_out(tmp_path):
+    from cuealign.models.devices import driver_version, no_gpu_message
+
+    # torch 2.13.0 from PyPI is a CUDA 13.0 build: an R535 node has a GPU torch cannot use
+    message = no_gpu_message("2.13.0+cu130", "13.0", driver="535.104.05", environ={})
+    assert "built for CUDA 13.0, which needs NVIDIA driver 580 or newer" in message
+    assert "this node's driver is 535.104.05" in message and "whl/cu126" in message
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert 'README, "On a GPU node"' in message and "On a GPU node: PyPI's torch 2.13.0" in readme
+    assert "CPU-only build" in no_gpu_message("2.13.0+cpu", None, driver="535.104.05", environ={})
+    none = no_gpu_message("2.13.0+cu130", "13.0", driver=None, environ={"CUDA_VISIBLE_DEVICES": ""})
+    assert "no NVIDIA driver is loaded" in none and "CUDA_VISIBLE_DEVICES=''" in none
+    hidden = no_gpu_message("2.13.0+cu130", "13.0", driver="580.65.06", environ={"CUDA_VISIBLE_DEVICES": "-1"})
+    assert "may be hidden (CUDA_VISIBLE_DEVICES='-1')" in hidden
+    # the kernel module's own line, as /proc/driver/nvidia/version writes it
+    proc = tmp_path / "version"
+    proc.write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
+        "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
+    )
+    assert driver_version(proc) == "535.104.05" and driver_version(tmp_path / "absent") is None

@@ -108,6 +108,28 @@ def test_lora_trains_an_adapter_that_the_backend_loads(tiny_study, family, fixtu
     assert np.abs(test_scores(base, tiny_study, labels) - in_memory).max() > 1e-3  # the adapter does something
 
 
+@pytest.mark.parametrize("family", ["qwen2-audio", "qwen2.5-omni", "audio-flamingo-3"])
+def test_lora_adapts_the_language_model_only_unless_asked(family, tmp_path):
+    """The audio encoders name their attention projections as the language model does: the default
+    scope puts the adapter on the language model's alone; scope everywhere on both."""
+    from cuealign.models.finetune import load_for_training
+    from cuealign.models.tiny import build_tiny_alm
+
+    base = build_tiny_alm(family, tmp_path / family, ["angry happy neutral sad"])
+    lora = {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    adapted = {}
+    for scope in ("language_model", "everywhere"):
+        spec = finetune_spec(family=family, method="lora", base=str(base), lora=lora | {"scope": scope})
+        model = load_for_training(spec, [], tmp_path).model
+        adapted[scope] = {name.rsplit(".lora_A", 1)[0] for name, _ in model.named_modules() if name.endswith("lora_A")}
+        decoder = model.get_base_model().get_decoder()
+        layers = len(decoder.layers)
+    in_audio = {name for name in adapted["everywhere"] if "audio" in name}
+    assert in_audio and not any("audio" in name for name in adapted["language_model"])
+    assert len(adapted["language_model"]) == 4 * layers  # every projection of every decoder layer
+    assert adapted["language_model"] == adapted["everywhere"] - in_audio
+
+
 def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
     """Training sees the backend's own prefix and suffix ids; the loss reads the label's tokens."""
     alm = load_backend(model_entry(tiny_qwen2_audio, dtype="float32"))
