@@ -28,6 +28,34 @@ def conditional_warning(n_speakers: int, min_speakers: int) -> str:
     )
 
 
+def leave_one_out_matrix(totals: np.ndarray) -> np.ndarray:
+    """A (G x G*C): the delete-one-speaker UARs as a linear map of the speaker x class recalls,
+    written from the definition (speaker g left out: each class' recall is the utterance-weighted
+    mean of the other speakers' recalls; UAR their mean over classes)."""
+    g, c = totals.shape
+    a = np.zeros((g, g, c))
+    for left_out in range(g):
+        for h in range(g):
+            for k in range(c):
+                rest = totals[:, k].sum() - totals[left_out, k]
+                if h != left_out and rest > 0:
+                    a[left_out, h, k] = totals[h, k] / rest / c
+    return a.reshape(g, g * c)
+
+
+def bell_mccaffrey_df(totals: np.ndarray) -> float:
+    """Satterthwaite's df of the quadratic form J' P J (J = A y; P centres over speakers), y
+    independent with variance 1 / n_hc (Bell and McCaffrey's working model of independent
+    utterances), from the dense matrices: tr(PB)^2 / tr(PBPB), B = A Var(y) A'; within [1, G - 1]."""
+    a = leave_one_out_matrix(totals)
+    b = a @ np.diag(1 / np.maximum(totals.reshape(-1), 1)) @ a.T
+    g = totals.shape[0]
+    if g < 2:
+        return 1.0
+    pb = (np.eye(g) - 1 / g) @ b
+    return float(np.clip(np.trace(pb) ** 2 / np.trace(pb @ pb), 1, g - 1))
+
+
 class SpeakerDesign:
     """The resamples every condition of one evaluation shares: ``resamples`` speaker draws (with
     replacement), the G delete-one-speaker jackknife sets and ``resamples`` within-speaker
@@ -51,6 +79,7 @@ class SpeakerDesign:
         self.n_speakers = len(self.speakers)
         self.studentize = studentize
         self.totals = self._per_speaker(self.onehot)  # (G, C)
+        self.df = bell_mccaffrey_df(self.totals)
         rng = np.random.default_rng(seed)
         draws = rng.integers(0, self.n_speakers, size=(resamples, self.n_speakers))
         self.counts = np.zeros((resamples, self.n_speakers))
@@ -89,6 +118,7 @@ class SpeakerDesign:
             within=None if self.within is None else intervals._uar(self.within @ hit, self.within_totals),
             cluster_jackknife=cluster_jackknife,
             counts=self.counts,
+            df=self.df,
         )
 
 
@@ -137,6 +167,8 @@ def analyse(
             ci_level=level,
             ci_method=used,
             n_speakers=design.n_speakers,
+            cluster="speaker",
+            n_clusters=design.n_speakers,
             ci_zero_width=bool(high - low <= 1e-12),
         )
 
@@ -208,7 +240,7 @@ def analyse(
         comparisons.append(row)
     columns = [
         "family", "comparison", "a", "b", "test", "delta_uar", "ci_low", "ci_high", "ci_level", "ci_method",
-        "n_speakers", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
+        "n_speakers", "cluster", "n_clusters", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
     ]  # fmt: skip
     comparisons = pd.DataFrame(comparisons, columns=columns)
     comparisons["p_holm"] = np.nan

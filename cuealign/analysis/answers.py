@@ -286,6 +286,8 @@ def analyse_answers(
     min_speakers: int = intervals.MIN_SPEAKERS,
     families: dict[str, list[str]] | None = None,
     target: str = "auto",
+    folds: dict | pd.Series | None = None,
+    cluster: str = "auto",
 ) -> dict[str, pd.DataFrame | dict]:
     """All tables of one corpus x model x split from its reduced predictions. The clustered
     intervals need only per-speaker x class hits; McNemar the discordant counts; the confusion
@@ -295,26 +297,34 @@ def analyse_answers(
     population of speakers: speaker-clustered intervals by ``ci_method``, sign-flip tests over
     speakers for every comparison), ``utterances`` (these speakers' utterances: within-speaker
     intervals, exact McNemar where each side is one condition, a sign-flip test over utterances
-    pooled over seeds otherwise) or ``auto``: speakers from ``min_speakers`` test speakers up."""
+    pooled over seeds otherwise) or ``auto``: speakers from ``min_speakers`` test speakers up.
+
+    ``folds`` ({utt_id: fold}, for a corpus pooled over folds) and ``cluster`` (analysis.cluster):
+    about speakers, what one resample draws: each ``speaker``, or each ``fold`` with all its
+    speakers (they share the fold's tokens and fine-tuned model, so their errors move together);
+    ``auto``: fold where ``folds`` is given. Then G counts folds (min_speakers, the sign-flip
+    tests' smallest p, the t degrees of freedom)."""
     # the families in the order given (cuealign.workflow.config keeps it); the paper's by default
     families = PAPER_FAMILIES if families is None else families
-    n_speakers = len(set(answers.speakers))
-    chosen = resolve_target(target, n_speakers, min_speakers)
+    units = Units.of(answers.speakers, _per_utterance(folds, answers.utt_ids), cluster)
+    chosen = resolve_target(target, units, min_speakers)
+    if chosen == UTTERANCES:  # conditional on the speakers: resampled within each speaker
+        units = Units.of(answers.speakers, None, SPEAKER)
     used = ci_method if chosen == SPEAKERS else intervals.CONDITIONAL
     design = intervals.SpeakerDesign(
         answers.truth,
-        answers.speakers,
+        units.labels,
         labels,
         resamples=resamples,
         seed=seed,
         studentize=used == "studentized",
         within=used == intervals.CONDITIONAL,
     )
-    warning = target_warning(chosen, target, n_speakers, min_speakers, level)
-    log.info("%s", target_line(chosen, target, n_speakers, min_speakers))
+    warning = target_warning(chosen, target, units, min_speakers, level)
+    log.info("%s", target_line(chosen, target, units, min_speakers))
     if warning:
         log.warning("%s", warning)
-    study = _Resampled(answers, design, used, level, chosen)
+    study = _Resampled(answers, design, used, level, chosen, units)
     uar_table, members = study.uar_table()
     as_aligned = dict(zip(answers.conditions, answers.as_aligned, strict=True))
     same_as_aligned = {name for name, parts in members.items() if all(as_aligned[c] for c in parts)}
@@ -326,8 +336,11 @@ def analyse_answers(
             "requested": ci_method,
             "target": chosen,
             "target_requested": target,
-            "about": about_words(chosen, n_speakers),
-            "n_speakers": design.n_speakers,
+            "about": about_words(chosen, units),
+            "n_speakers": units.n_speakers,
+            "cluster": units.unit,
+            "n_clusters": units.n,
+            "df": design.df if used == "jackknife-t" else None,
             "level": level,
             "resamples": resamples,
             "warning": warning,
@@ -342,58 +355,115 @@ def analyse_answers(
 
 
 SPEAKERS, UTTERANCES = "speakers", "utterances"
+SPEAKER, FOLD = "speaker", "fold"
 
 
-def resolve_target(target: str, n_speakers: int, min_speakers: int) -> str:
-    """analysis.target as applied: auto is speakers from min_speakers test speakers up."""
+def _per_utterance(folds: dict | pd.Series | None, utt_ids: np.ndarray) -> np.ndarray | None:
+    if folds is None:
+        return None
+    found = pd.Series(folds, dtype=object).reindex(utt_ids)
+    if found.isna().any():
+        missing = list(found.index[found.isna()][:3])
+        raise ValueError(f"{int(found.isna().sum())} evaluated utterances have no fold, e.g. {missing}")
+    return found.to_numpy(dtype=object)
+
+
+@dataclass(frozen=True)
+class Units:
+    """What one speaker-clustered resample draws (analysis.cluster): each speaker, or each fold of a
+    corpus pooled over folds, with every speaker in it."""
+
+    unit: str  # SPEAKER or FOLD
+    labels: np.ndarray  # (n,) each utterance's speaker or fold
+    n: int  # how many units (G)
+    n_speakers: int
+
+    @classmethod
+    def of(cls, speakers: np.ndarray, folds: np.ndarray | None, cluster: str) -> Units:
+        if cluster not in ("auto", SPEAKER, FOLD):
+            raise ValueError(f"analysis.cluster must be auto, speaker or fold, not {cluster!r}")
+        if cluster == FOLD and folds is None:
+            raise ValueError(
+                "analysis.cluster: fold needs a corpus pooled over folds (corpora.<name>.folds); this one is "
+                "not: set analysis.cluster: auto or speaker"
+            )
+        unit = FOLD if folds is not None and cluster != SPEAKER else SPEAKER
+        labels = np.asarray(folds if unit == FOLD else speakers, dtype=object)
+        return cls(unit, labels, len(set(labels)), len(set(speakers)))
+
+    @property
+    def plural(self) -> str:
+        return f"{self.unit}s"
+
+    def counted(self) -> str:
+        """'8 speakers', or '10 speakers in 5 folds'."""
+        if self.unit == FOLD:
+            return f"{self.n_speakers} speakers in {self.n} folds"
+        return f"{self.n_speakers} speakers"
+
+
+def resolve_target(target: str, units: Units, min_speakers: int) -> str:
+    """analysis.target as applied: auto is speakers from min_speakers test speakers (folds, when
+    folds are what is resampled) up."""
     if target == "auto":
-        return SPEAKERS if n_speakers >= min_speakers else UTTERANCES
+        return SPEAKERS if units.n >= min_speakers else UTTERANCES
     if target not in (SPEAKERS, UTTERANCES):
         raise ValueError(f"analysis.target must be auto, speakers or utterances, not {target!r}")
-    if target == SPEAKERS and n_speakers < 2:
+    if target == SPEAKERS and units.n < 2:
         raise ValueError(
-            f"analysis.target: speakers with {n_speakers} test speaker: nothing can be said about speakers from one; "
-            "set analysis.target: utterances (or auto)"
+            f"analysis.target: speakers with {units.n} test {units.unit}: nothing can be said about speakers from "
+            "one; set analysis.target: utterances (or auto)"
         )
     return target
 
 
-def about_words(target: str, n_speakers: int) -> str:
+def about_words(target: str, units: Units) -> str:
     """What every number of an analysis is about, as a reader says it."""
+    if target == SPEAKERS and units.unit == FOLD:
+        return (
+            f"about speakers like these, the population the {units.n_speakers} test speakers come from, resampled "
+            f"fold by fold ({units.n} folds: a fold's speakers share its tokens and model)"
+        )
     if target == SPEAKERS:
-        return f"about speakers like these, the population the {n_speakers} test speakers come from"
-    return f"about these {n_speakers} speakers' utterances, conditional on them, not about other speakers"
+        return f"about speakers like these, the population the {units.n_speakers} test speakers come from"
+    return f"about these {units.n_speakers} speakers' utterances, conditional on them, not about other speakers"
 
 
-def target_line(chosen: str, requested: str, n_speakers: int, min_speakers: int) -> str:
+def target_line(chosen: str, requested: str, units: Units, min_speakers: int) -> str:
     how = (
-        f"analysis.target: auto, {n_speakers} test speakers {'>=' if chosen == SPEAKERS else '<'} "
+        f"analysis.target: auto, {units.n} test {units.plural} {'>=' if chosen == SPEAKERS else '<'} "
         f"analysis.min_speakers {min_speakers}"
         if requested == "auto"
         else f"analysis.target: {requested}"
     )
-    return f"every interval and test is {about_words(chosen, n_speakers)} ({how})"
+    return f"every interval and test is {about_words(chosen, units)} ({how})"
 
 
-def target_warning(chosen: str, requested: str, n_speakers: int, min_speakers: int, level: float) -> str | None:
+def target_warning(chosen: str, requested: str, units: Units, min_speakers: int, level: float) -> str | None:
     """What a reader must be told about the target at hand."""
     if chosen == UTTERANCES:
         return (
-            f"the intervals and tests are about these {n_speakers} speakers' utterances: they say nothing about "
-            f"other speakers; for claims about speakers pool at least {min_speakers} test speakers (IEMOCAP: leave one "
-            "session out) and set analysis.target: speakers or auto"
+            f"the intervals and tests are about these {units.n_speakers} speakers' utterances: they say nothing "
+            f"about other speakers; for claims about speakers pool at least {min_speakers} test speakers (IEMOCAP: "
+            "leave one session out) and set analysis.target: speakers or auto"
         )
     notes = []
-    if n_speakers < min_speakers:
+    if units.n < min_speakers:
         notes.append(
-            f"analysis.target: speakers with {n_speakers} test speakers, fewer than analysis.min_speakers = "
+            f"analysis.target: speakers with {units.n} test {units.plural}, fewer than analysis.min_speakers = "
             f"{min_speakers}: below 4 no speaker-clustered interval held its coverage (benchmarks/ci_coverage.py)"
         )
-    if intervals.smallest_sign_flip_p(n_speakers) > 1 - level:
+    smallest = intervals.smallest_sign_flip_p(units.n)
+    if smallest > 1 - level:
+        why = (
+            " (the folds are resampled whole: a fold's speakers share its tokens and model)"
+            if units.unit == FOLD
+            else ""
+        )
         notes.append(
-            f"with {n_speakers} test speakers a sign-flip test over speakers can give no p below "
-            f"{intervals.smallest_sign_flip_p(n_speakers):.3g}, so no comparison is testable about speakers at "
-            f"{1 - level:.2g} (reported as not testable); analysis.target: utterances tests these speakers' utterances"
+            f"with {units.n} test {units.plural} a sign-flip test over {units.plural} can give no p below "
+            f"{smallest:.3g}, so no comparison is testable about speakers at {1 - level:.2g} (reported as not "
+            f"testable){why}; analysis.target: utterances tests these speakers' utterances"
         )
     return "; ".join(notes) or None
 
@@ -402,8 +472,11 @@ class _Resampled:
     """One analysis' speaker resamples: every condition's (and seed mean's) replicates and
     per-utterance correctness, and the interval each gets."""
 
-    def __init__(self, answers: Answers, design: intervals.SpeakerDesign, used: str, level: float, target: str):
+    def __init__(
+        self, answers: Answers, design: intervals.SpeakerDesign, used: str, level: float, target: str, units: Units
+    ):
         self.answers, self.design, self.used, self.level, self.target = answers, design, used, level, target
+        self.units = units
         conditions = answers.conditions
         self.correct = {c: answers.correct(c) for c in conditions}
         every = design.replicates_many(np.stack([self.correct[c] for c in conditions], axis=1))
@@ -416,7 +489,9 @@ class _Resampled:
             ci_high=high,
             ci_level=self.level,
             ci_method=self.used,
-            n_speakers=self.design.n_speakers,
+            n_speakers=self.units.n_speakers,
+            cluster=self.units.unit,
+            n_clusters=self.units.n,
             ci_zero_width=bool(high - low <= 1e-12),
         )
 
@@ -501,7 +576,7 @@ class _Resampled:
             rows.append(row | self._test(a, b, single=len(members[a]) == 1 and len(members[b]) == 1))
         columns = [
             "family", "comparison", "a", "b", "test", "delta_uar", "ci_low", "ci_high", "ci_level", "ci_method",
-            "n_speakers", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
+            "n_speakers", "cluster", "n_clusters", "ci_zero_width", "a_right_b_wrong", "a_wrong_b_right", "p_value",
         ]  # fmt: skip
         comparisons = pd.DataFrame(rows, columns=columns)
         comparisons["p_holm"] = np.nan
@@ -522,12 +597,13 @@ class _Resampled:
         if self.target == UTTERANCES:
             pvalue, test = intervals.utterance_sign_flip_test(self.design, change)
             return counts | dict(test=test, p_value=pvalue)
-        smallest = intervals.smallest_sign_flip_p(self.design.n_speakers)
+        units = self.units
+        smallest = intervals.smallest_sign_flip_p(units.n)
         if smallest > 1 - self.level:
-            test = f"not testable about speakers: {self.design.n_speakers} speakers give no p below {smallest:.3g}"
+            test = f"not testable about speakers: {units.n} {units.plural} give no p below {smallest:.3g}"
             return counts | dict(test=test, p_value=np.nan)
         pvalue, test = intervals.sign_flip_test(self.design, change)
-        return counts | dict(test=f"{test} over speakers", p_value=pvalue)
+        return counts | dict(test=f"{test} over {units.plural}", p_value=pvalue)
 
 
 def _corruption_curve(uar_table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -119,9 +119,20 @@ def analyse_wordings(study: Study, prediction_paths, *, options: dict, prompt_co
         min_speakers=options["min_speakers"],
         families=options["families"],
         target=options["target"],
+        cluster=options["cluster"],
+        folds=folds_of(study),
     )
     results = {variant: analyse_answers(answers[variant], **settings) for variant in answers}
     return answers, answered, results, pool_cue_following(cue_tables, min_probability_moved=shift)
+
+
+def folds_of(study: Study) -> pd.Series | None:
+    """Each utterance's fold in a corpus pooled over folds (None otherwise): the unit resampled
+    whole by default (analysis.cluster), as a fold's speakers share its tokens and fine-tuned model."""
+    if not study.pooled:
+        return None
+    tested = study.manifest[study.manifest["fold"].notna()]
+    return tested.set_index("utt_id")["fold"]
 
 
 def provenance_record(study: Study, *, config: dict, specs: dict, answers, corpus_spec: dict, dropped: dict) -> dict:

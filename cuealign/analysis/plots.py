@@ -50,7 +50,10 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "", spear
     band = "CI"
     if len(means) and "ci_method" in means:
         first = means.iloc[0]
-        band = f"{100 * first['ci_level']:g}% CI ({first['ci_method']}, {int(first['n_speakers'])} speakers)"
+        units = f"{int(first['n_speakers'])} speakers"
+        if first.get("cluster") == "fold" and first["ci_method"] != "within-speaker":
+            units += f" in {int(first['n_clusters'])} folds"
+        band = f"{100 * first['ci_level']:g}% CI ({first['ci_method']}, {units})"
     ax.fill_between(means["p"], means["ci_low"], means["ci_high"], alpha=0.25, label=band)
     ax.plot(means["p"], means["uar"], marker="o", label="corrupted tokens (mean over seeds)")
     ax.scatter(points["p"], points["uar"], s=12, color="black", alpha=0.5, label="single seeds")

@@ -17,10 +17,13 @@ def _p(value: float) -> str:
     return "" if value is None or np.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
 
 
-def ci_label(method: str, n_speakers: int) -> str:
-    """How a table names its intervals' method (the conditional one says what it covers)."""
+def ci_label(method: str, n_speakers: int, cluster: str = "speaker", n_clusters: int | None = None) -> str:
+    """How a table names its intervals' method (the conditional one says what it covers; one
+    resampled by fold says how many)."""
     if method == CONDITIONAL:
         return f"within-speaker, conditional on these {n_speakers} speakers"
+    if cluster == "fold":
+        return f"{method}, {n_speakers} speakers in {n_clusters} folds"
     return f"{method}, {n_speakers} speakers"
 
 
@@ -31,12 +34,13 @@ def _about_short(result: dict) -> str:
     )
 
 
-def _test_short(test: str) -> str:
-    """The gain's test in a few words: exact McNemar, or a sign-flip test over speakers or over utterances."""
+def _test_short(test: str, cluster: str = "speaker") -> str:
+    """The gain's test in a few words: exact McNemar, or a sign-flip test over speakers (folds) or
+    over utterances."""
     if test == "exact McNemar":
         return test
     if test.startswith("not testable"):
-        return "sign-flip over speakers"
+        return f"sign-flip over {cluster}s"
     return "sign-flip over " + test.rsplit(" over ", 1)[-1]
 
 
@@ -46,26 +50,38 @@ def _level(result: dict) -> str:
 
 METHOD_WORDS = {
     "studentized": "speaker-clustered studentized bootstrap (bootstrap-t, delete-one-speaker jackknife SEs)",
-    "jackknife-t": "delete-one-speaker jackknife standard error with t quantiles (G - 1 degrees of freedom)",
+    "jackknife-t": "delete-one-speaker jackknife standard error with t quantiles (Bell-McCaffrey degrees of freedom)",
     "bca": "speaker-clustered BCa bootstrap",
     "percentile": "speaker-clustered percentile bootstrap",
     CONDITIONAL: "within-speaker bootstrap (utterances resampled within each speaker)",
 }
 
 
+def method_words(about: dict) -> str:
+    """The interval method in words, with its unit (a fold for a corpus pooled by fold) and the
+    jackknife-t degrees of freedom."""
+    words = METHOD_WORDS[about["method"]]
+    if about.get("cluster") == "fold" and about["method"] != CONDITIONAL:
+        words = words.replace("speaker", "fold")
+    if about.get("df") is not None:
+        words = words.replace("degrees of freedom)", f"degrees of freedom: {about['df']:.1f})")
+    return words
+
+
 def interval_note(result: dict) -> str:
     """What every interval and test of these tables is about and how it is made, and the warnings
     a reader must see."""
     about = result["intervals"]
+    unit = about.get("cluster", "speaker")
     tests = (
-        "Tests: a sign-flip test over speakers for every comparison. "
+        f"Tests: a sign-flip test over {unit}s for every comparison. "
         if about["target"] == "speakers"
         else "Tests: exact McNemar where each side is one condition, else a sign-flip test over utterances with "
         "every seed counted. "
     )
     text = (
         f"Every interval and test here is {about['about']} (analysis.target: {about['target_requested']}). "
-        f"Intervals: {METHOD_WORDS[about['method']]}, {_level(result)}, over {about['n_speakers']} test speakers; "
+        f"Intervals: {method_words(about)}, {_level(result)}, over {_over(about)}; "
         f"paired (every condition on the same resamples). {tests}"
     )
     if about["warning"]:
@@ -73,6 +89,12 @@ def interval_note(result: dict) -> str:
     if result["uar"]["ci_zero_width"].any() or result["comparisons"]["ci_zero_width"].any():
         text += "* marks an interval of zero width: every resample gave the same value, not certainty. "
     return text
+
+
+def _over(about: dict) -> str:
+    if about.get("cluster") == "fold" and about["target"] == "speakers":
+        return f"{about['n_speakers']} test speakers in {about['n_clusters']} folds, each fold resampled whole"
+    return f"{about['n_speakers']} test speakers"
 
 
 def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
@@ -88,9 +110,9 @@ def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
                 "UAR with tokens": _fmt(table.loc["aligned", "uar"]),
                 "delta": _fmt(gain["delta_uar"]),
                 f"{_level(result)} CI of delta": f"[{_fmt(gain['ci_low'])}, {_fmt(gain['ci_high'])}]",
-                "CI method": ci_label(gain["ci_method"], gain["n_speakers"]),
+                "CI method": ci_label(gain["ci_method"], gain["n_speakers"], gain["cluster"], gain["n_clusters"]),
                 "about": _about_short(result),
-                "test": _test_short(gain["test"]),
+                "test": _test_short(gain["test"], gain["cluster"]),
                 "p": _p(gain["p_value"]) if pd.notna(gain["p_value"]) else "not testable",
                 "p (Holm in family)": _p(gain["p_holm"]),
                 "unparsed (none / aligned)": (
@@ -197,17 +219,17 @@ def cue_following_table(cues: pd.DataFrame) -> pd.DataFrame:
 MAIN_NOTE = (
     "The paper's Table II/III row: UAR with audio only (none) and with aligned concept tokens, the gain "
     "with its paired CI, what the interval and the test are about (analysis.target: speakers like these, or "
-    "these speakers' utterances), the gain's test (a sign-flip test over speakers; about utterances the "
-    "paper's exact McNemar), its p-value and Holm adjustment within its family (the paper's default: the "
-    "gain is a family of its own), and the share of unparsed answers."
+    "these speakers' utterances), the gain's test (a sign-flip test over speakers, over folds for a corpus "
+    "pooled over folds; about utterances the paper's exact McNemar), its p-value and Holm adjustment within "
+    "its family (the paper's default: the gain is a family of its own), and the share of unparsed answers."
 )
 INTERVENTIONS_NOTE = (
     "UAR per condition with its CI; seeded conditions per seed and as the mean over seeds (rows ending in "
     "_mean, which carry the tests); for corruption, the share of tokens that really changed. Where aligned "
     "was compared with the condition: the difference, its CI, the test (about speakers, a sign-flip test over "
-    "speakers; about these speakers' utterances, exact McNemar for one prediction per utterance on each side "
-    "and a sign-flip test over utterances where a side is a mean over seeds), its p and the Holm adjustment "
-    "within the comparison's family. Neutral shift: the change in the "
+    "speakers, or folds for a pooled corpus; about these speakers' utterances, exact McNemar for one "
+    "prediction per utterance on each side and a sign-flip test over utterances where a side is a mean over "
+    "seeds), its p and the Holm adjustment within the comparison's family. Neutral shift: the change in the "
     "share of neutral answers against aligned; flip rate: the share of answers that differ from aligned."
 )
 COMPARISONS_NOTE = (

@@ -56,4 +56,18 @@ def expand_folds(config: dict[str, Any]) -> dict[str, list[str]]:
                 FOLD_SESSION: session,
             }
             pooled[name].append(fold)
+    _check_cluster(config, pooled)
     return pooled
+
+
+def _check_cluster(config: dict[str, Any], pooled: dict[str, list[str]]) -> None:
+    """analysis.cluster: fold resamples folds, which only a corpus pooled over folds has."""
+    if config.get("analysis", {}).get("cluster") != "fold":
+        return
+    unpooled = [name for name, spec in config["corpora"].items() if FOLD_OF not in spec and name not in pooled]
+    if unpooled:
+        raise FoldError(
+            f"config: analysis.cluster: fold resamples the folds of a corpus pooled over folds, but {unpooled} "
+            "are not (corpora.<name>.folds: none); set analysis.cluster: auto (folds where there are folds, "
+            "speakers elsewhere) or speaker"
+        )

@@ -220,6 +220,50 @@ def test_a_large_shuffle_effect_at_two_speakers_is_significant_about_utterances_
     assert "about these 2 speakers' utterances" in interval_note(auto)
 
 
+def test_a_corpus_pooled_over_folds_is_resampled_fold_by_fold():
+    """IEMOCAP leave one session out: 10 speakers in 5 folds (two per session). By default every
+    interval draws whole folds and every test flips whole folds: 5 folds give no p below 0.0625,
+    so the comparisons are not testable about speakers at 0.05, and every table says so."""
+    from cuealign.analysis.intervals import SpeakerDesign, interval
+    from cuealign.analysis.tables import interval_note, main_table
+
+    pooled = simulate(speakers=10, per_speaker=30)
+    utterances = pooled.drop_duplicates("utt_id")
+    folds = {
+        u: f"iemocap-s{int(s[1:]) // 2 + 1}" for u, s in zip(utterances["utt_id"], utterances["speaker"], strict=True)
+    }
+    result = analyse(pooled, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, folds=folds)
+    about = result["intervals"]
+    assert (about["cluster"], about["n_clusters"], about["n_speakers"], about["target"]) == ("fold", 5, 10, "speakers")
+    assert "resampled fold by fold (5 folds" in about["about"] and "no p below 0.0625" in about["warning"]
+    comparisons = result["comparisons"]
+    assert comparisons["test"].str.startswith("not testable about speakers: 5 folds give no p below 0.0625").all()
+    assert comparisons["p_value"].isna().all() and (comparisons["n_clusters"] == 5).all()
+    # the interval is jackknife-t over the five folds (from the definition, with the design's df)
+    truth = utterances.set_index("utt_id")["label"].sort_index()
+    correct = {
+        c: (pooled[pooled["condition"] == c].set_index("utt_id").sort_index()["pred"] == truth).to_numpy()
+        for c in ("aligned", "none")
+    }
+    design = SpeakerDesign(truth.to_numpy(), [folds[u] for u in truth.index], LABELS, resamples=10, within=False)
+    expected = interval(design.replicates(correct["aligned"]) - design.replicates(correct["none"]), "jackknife-t")
+    gain = comparisons.set_index("comparison").loc["aligned - none"]
+    assert (gain["ci_low"], gain["ci_high"]) == pytest.approx(expected)
+    row = main_table(result, model="m", corpus="iemocap").iloc[0]
+    assert row["CI method"] == "jackknife-t, 10 speakers in 5 folds" and row["test"] == "sign-flip over folds"
+    assert "in 5 folds, each fold resampled whole" in interval_note(result)
+    assert "delete-one-fold jackknife" in interval_note(result)
+    # by speaker on request: 10 units, testable
+    by_speaker = analyse(
+        pooled, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, folds=folds, cluster="speaker"
+    )
+    assert by_speaker["intervals"]["n_clusters"] == 10 and by_speaker["comparisons"]["p_value"].notna().all()
+    with pytest.raises(ValueError, match="analysis.cluster: fold needs a corpus pooled over folds"):
+        analyse(pooled, labels=LABELS, expected_conditions=CONDITIONS, resamples=200, cluster="fold")
+    with pytest.raises(ValueError, match="have no fold"):
+        analyse(pooled, labels=LABELS, expected_conditions=CONDITIONS, folds=dict(list(folds.items())[1:]))
+
+
 def test_every_interval_says_how_it_was_made(result):
     # 8 test speakers: the default speaker-clustered method, named beside every interval
     assert (

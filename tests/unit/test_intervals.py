@@ -9,6 +9,7 @@ from scipy import stats
 
 from cuealign.analysis import intervals, simulation
 from cuealign.analysis.stats import uar
+from tests import reference_analysis
 
 LABELS = simulation.LABELS
 
@@ -63,14 +64,40 @@ def test_combinations_are_taken_on_every_replicate(small):
     assert diff.bounds == (-1.0, 1.0) and mean.bounds == (0.0, 1.0)
 
 
+def test_the_jackknife_uars_are_the_linear_map_the_degrees_of_freedom_assume(small):
+    ev, design = small
+    rep = design.replicates(ev.correct_a)
+    recalls = np.array(
+        [[ev.correct_a[(ev.speakers == s) & (ev.truth == label)].mean() for label in LABELS] for s in design.speakers]
+    )
+    assert reference_analysis.leave_one_out_matrix(design.totals) @ recalls.reshape(-1) == pytest.approx(rep.jackknife)
+
+
+def test_bell_mccaffrey_degrees_of_freedom_from_their_definition():
+    rng = np.random.default_rng(5)
+    for g in (2, 3, 4, 7, 12, 30):
+        totals = rng.integers(0, 60, size=(g, 5)).astype(float)
+        totals[:, 0] += 1  # every class present
+        expected = min(g - 1, max(1.0, reference_analysis.bell_mccaffrey_df(totals)))
+        assert intervals.bell_mccaffrey_df(totals) == pytest.approx(expected, rel=1e-9)
+    # equal speakers: G - 1 (the t interval of a plain mean of speakers)
+    assert intervals.bell_mccaffrey_df(np.full((8, 4), 12.0)) == pytest.approx(7.0)
+    # one speaker holding most utterances: the variance rests on it, far fewer than G - 1
+    lopsided = np.vstack([np.full((1, 4), 300.0), np.full((9, 4), 5.0)])
+    assert intervals.bell_mccaffrey_df(lopsided) < 4
+
+
 def test_jackknife_t_from_its_definition(small):
     ev, design = small
     rep = design.replicates(ev.correct_a)
     g = design.n_speakers
     theta = rep.jackknife
     se = np.sqrt((g - 1) / g * np.sum((theta - theta.mean()) ** 2))
-    half = stats.t.ppf(0.975, g - 1) * se
+    df = reference_analysis.bell_mccaffrey_df(design.totals)
+    assert 4 < df < g - 1  # 5-15 utterances of each class per speaker: a little under G - 1
+    half = stats.t.ppf(0.975, df) * se
     assert intervals.interval(rep, "jackknife-t") == pytest.approx((rep.estimate - half, rep.estimate + half))
+    assert intervals.interval(rep - design.replicates(ev.correct_b[0]), "jackknife-t")[1] > rep.estimate - 1
 
 
 def test_bca_from_its_definition_on_one_utterance_per_speaker():
@@ -223,6 +250,61 @@ def test_coverage_reduced_form():
     assert covered["percentile at 2"] / runs < 0.7, covered
 
 
+def _jackknife_t(rep: intervals.Replicates, df: float) -> tuple[float, float]:
+    se = float(
+        np.sqrt((len(rep.jackknife) - 1) / len(rep.jackknife) * np.sum((rep.jackknife - rep.jackknife.mean()) ** 2))
+    )
+    half = stats.t.ppf(0.975, df) * se
+    return rep.estimate - half, rep.estimate + half
+
+
+def test_coverage_with_unequal_speakers_and_unbalanced_classes_reduced_form():
+    """Reduced form of benchmarks/ci_coverage.py's unequal design: 6 speakers of 20-300 utterances,
+    5 unbalanced classes. The default interval covers the population UAR and difference; t with
+    G - 1 degrees of freedom (the plain jackknife-t) falls short, which is why the default takes
+    Bell-McCaffrey's."""
+    rng = np.random.default_rng(21)
+    labels = simulation.labels_of(5)
+    covered = {"default": np.zeros(2), "G - 1": np.zeros(2)}
+    runs = 800
+    for run in range(runs):
+        ev = simulation.evaluation(
+            rng, speakers=6, spread=simulation.Heterogeneity(), effect=-0.5, sizes=(20, 300), classes=5
+        )
+        design = intervals.SpeakerDesign(ev.truth, ev.speakers, labels, resamples=10, seed=run, studentize=False)
+        a, b = design.replicates(ev.correct_a), design.replicates(ev.correct_b[0])
+        for j, (rep, truth) in enumerate([(a, ev.true_uar_a), (b - a, ev.true_uar_b - ev.true_uar_a)]):
+            low, high = intervals.interval(rep, intervals.DEFAULT_METHOD)
+            covered["default"][j] += low <= truth <= high
+            low, high = _jackknife_t(rep, design.n_speakers - 1)
+            covered["G - 1"][j] += low <= truth <= high
+    se = np.sqrt(0.95 * 0.05 / runs)  # 0.8 points
+    assert (covered["default"] / runs >= 0.95 - 2.5 * se).all(), covered
+    assert (covered["G - 1"] < covered["default"] - 0.02 * runs).all(), covered
+
+
+def test_pooled_folds_with_a_fold_effect_are_covered_when_resampled_by_fold():
+    """IEMOCAP leave-one-session-out in small: 10 speakers in 5 folds, each fold's tokens and model
+    shifting the effect of the second condition (SD 0.6 logits). Resampled by fold (the default for
+    a pooled corpus) the difference's interval covers; by speaker it does not."""
+    rng = np.random.default_rng(8)
+    spread = simulation.Heterogeneity(fold=0.6)
+    covered = {"fold": 0, "speaker": 0}
+    runs = 800
+    for run in range(runs):
+        ev = simulation.evaluation(rng, speakers=10, spread=spread, effect=-0.5, folds=5)
+        truth = ev.true_uar_b - ev.true_uar_a
+        for unit, labels in (("fold", ev.folds), ("speaker", ev.speakers)):
+            design = intervals.SpeakerDesign(ev.truth, labels, LABELS, resamples=10, seed=run, studentize=False)
+            low, high = intervals.interval(
+                design.replicates(ev.correct_b[0]) - design.replicates(ev.correct_a), intervals.DEFAULT_METHOD
+            )
+            covered[unit] += low <= truth <= high
+    se = np.sqrt(0.95 * 0.05 / runs)
+    assert covered["fold"] / runs >= 0.95 - 2.5 * se, covered
+    assert covered["speaker"] / runs < 0.9, covered
+
+
 def test_the_population_uar_is_what_many_speakers_average_to():
     """The quadrature's population UAR against 4,000 simulated speakers (SE about 0.003)."""
     rng = np.random.default_rng(1)
@@ -231,3 +313,15 @@ def test_the_population_uar_is_what_many_speakers_average_to():
     assert ev.these_speakers_uar_a == pytest.approx(ev.true_uar_a, abs=0.01)
     assert ev.these_speakers_uar_b == pytest.approx(ev.true_uar_b, abs=0.01)
     assert ev.true_uar_b < ev.true_uar_a - 0.05
+    # and so with a fold effect (its variance is the population's too), unequal speakers, 5 classes
+    folded = simulation.evaluation(
+        rng,
+        speakers=4000,
+        spread=simulation.Heterogeneity(fold=0.6),
+        effect=-0.5,
+        folds=400,
+        sizes=(20, 300),
+        classes=5,
+    )
+    assert folded.these_speakers_uar_b == pytest.approx(folded.true_uar_b, abs=0.01)
+    assert folded.these_speakers_uar_a == pytest.approx(folded.true_uar_a, abs=0.01)
