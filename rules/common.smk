@@ -274,6 +274,27 @@ def get_run_inference_spec(wildcards):
     return spec
 
 
+def get_run_inference_mem_mb(wildcards):
+    """The model's weights as loaded, and the runtime (resources.model_mem_mb); a fine-tuned
+    model from its base (its own folder is made later)."""
+    spec = MODELS[wildcards.model]
+    path = spec["path"]
+    if wildcards.model in config["finetune"]:
+        path = config["finetune"][wildcards.model]["base"] or path
+    return resources.model_mem_mb(
+        path, spec["dtype"], spec["device"], spec.get("revision")
+    )
+
+
+def get_finetune_mem_mb(wildcards):
+    spec = config["finetune"][wildcards.model]
+    if not spec["base"]:  # built from config: architecture (small)
+        return resources.MODEL_MEM_MB
+    return resources.model_mem_mb(
+        spec["base"], spec["dtype"], spec["device"], train=spec["method"]
+    )
+
+
 def get_run_inference_resources_gpu(wildcards):
     spec = MODELS[wildcards.model]
     return 0 if spec["device"] == "cpu" else spec["gpus"]

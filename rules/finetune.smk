@@ -23,7 +23,7 @@ rule finetune:
         "../envs/cuealign.yaml"
     threads: get_finetune_threads
     resources:
-        mem_mb=8000,
+        mem_mb=get_finetune_mem_mb,
         gpu=get_finetune_resources_gpu,
     params:
         spec=lambda wildcards: config["finetune"][wildcards.model],

@@ -13,7 +13,7 @@ rule run_inference:
         "../envs/cuealign.yaml"
     threads: get_run_inference_threads
     resources:
-        mem_mb=8000,
+        mem_mb=get_run_inference_mem_mb,
         gpu=get_run_inference_resources_gpu,
     params:
         spec=get_run_inference_spec,

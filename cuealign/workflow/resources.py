@@ -10,7 +10,12 @@ and given a margin of about 2x:
   ~2.7 KB per prompt row of the shard (30,000 x 33 in 8 shards: 124k rows, 523 MB);
 - analyse_predictions: a shard's predictions in memory (~3 KB per row), 2 bytes per answer kept,
   and the resamples (B x conditions; B x speakers per quantity with the studentized method);
-- extract_lld: openSMILE at a real-time factor of ~0.04 per core.
+- extract_lld: openSMILE at a real-time factor of ~0.04 per core;
+- run_inference and finetune: the model's weights as loaded (their size on disk in the dtype
+  config.json records, scaled to the dtype asked for), on CPU all of them, on a GPU the largest
+  weights file (transformers loads shard by shard to the device); full fine-tuning on CPU adds the
+  gradients and Adam's two float32 moments; plus the runtime (``RUNTIME_MB``). The workflow's
+  8,000 MB stays the floor (the demo and tiny models).
 """
 
 from __future__ import annotations
@@ -30,6 +35,62 @@ MIN_SHARDS = 2
 # linear, which the margin covers
 LLD_REAL_TIME_FACTOR = 0.04
 MARGIN = 2.0
+
+
+MODEL_MEM_MB = 8000  # the floor of a model job (and its value where the weights are not on disk yet)
+RUNTIME_MB = 4000  # torch, the processor, a clip's features, activations and KV cache on the host
+WEIGHTS_MARGIN = 1.25
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+def model_folder(path: str, revision: str | None = None) -> Path | None:
+    """A model's folder: the local one, or the cached hub snapshot (None where neither exists)."""
+    if Path(path).is_dir():
+        return Path(path)
+    if path.startswith((".", "/", "~")):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(path, "config.json", revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def stored_weights(path: str, revision: str | None = None) -> tuple[int, int, str] | None:
+    """(bytes of all weights files, bytes of the largest, the dtype config.json records) of a
+    model on disk, or None where it is not there yet (a model this workflow trains)."""
+    import json
+
+    folder = model_folder(path, revision)
+    if folder is None:
+        return None
+    sizes = [f.stat().st_size for f in folder.iterdir() if f.name.endswith(WEIGHT_FILES) and f.is_file()]
+    if not sizes:
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    nested = config.get("text_config") or config.get("thinker_config") or {}
+    stored = config.get("dtype") or config.get("torch_dtype") or nested.get("dtype") or nested.get("torch_dtype")
+    return sum(sizes), max(sizes), str(stored or "float32")
+
+
+def model_mem_mb(path: str, dtype: str, device: str, revision: str | None = None, *, train: str | None = None) -> int:
+    """Host memory (MB) of a job that loads the model at ``path`` in ``dtype`` (auto: as stored)
+    on ``device``; ``train`` 'full' or 'lora' for a fine-tuning job."""
+    found = stored_weights(path, revision)
+    if found is None:
+        return MODEL_MEM_MB
+    total, largest, stored = found
+    stored_bytes = DTYPE_BYTES.get(stored, 4)
+    loaded_bytes = DTYPE_BYTES.get(dtype, stored_bytes)
+    ratio = loaded_bytes / stored_bytes
+    on_cpu = device == "cpu"
+    held = (total if on_cpu else largest) * ratio
+    if train == "full" and on_cpu:  # gradients in the weights' dtype, Adam's two moments in float32
+        held += total / stored_bytes * (loaded_bytes + 8)
+    return max(MODEL_MEM_MB, int(WEIGHTS_MARGIN * held / 2**20 + RUNTIME_MB))
 
 
 def auto_shards(utterances: int) -> int:

@@ -2,6 +2,7 @@
 and cover what benchmarks/scale.py measured."""
 
 import pandas as pd
+import pytest
 
 from cuealign.workflow import resources
 from cuealign.workflow.config import validate_config
@@ -56,3 +57,38 @@ def test_auto_shards_keep_each_shard_under_its_utterances():
     assert resources.auto_shards(300_000) == 60
     for n in (1, 4_999, 5_001, 123_456):
         assert n / resources.auto_shards(n) <= resources.UTTERANCES_PER_SHARD
+
+
+def _weights_folder(folder, dtype, sizes_gib):
+    """A model folder whose weights files have the given sizes (sparse: no disk used)."""
+    import json
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_audio", "dtype": dtype}))
+    for k, size in enumerate(sizes_gib):
+        with open(folder / f"model-{k:05d}.safetensors", "wb") as handle:
+            handle.truncate(int(size * 2**30))
+    return folder
+
+
+def test_a_model_job_asks_for_the_memory_its_weights_take(tmp_path):
+    from cuealign.workflow.resources import MODEL_MEM_MB, RUNTIME_MB, model_mem_mb
+
+    # a 7B model released in bfloat16: ~15 GiB in four files, the largest 4 GiB
+    seven = str(_weights_folder(tmp_path / "seven", "bfloat16", [4, 4, 4, 3.2]))
+    as_stored = 1.25 * 15.2 * 1024 + RUNTIME_MB
+    assert model_mem_mb(seven, "auto", "cpu") == pytest.approx(as_stored, abs=1)
+    assert model_mem_mb(seven, "bfloat16", "cpu") == model_mem_mb(seven, "auto", "cpu")
+    # float32 on the host doubles the weights: the ~31 GB copy the issue measured, not 8,000 MB
+    assert model_mem_mb(seven, "float32", "cpu") == pytest.approx(1.25 * 30.4 * 1024 + RUNTIME_MB, abs=1)
+    # on a GPU the host holds one weights file at a time while loading
+    assert model_mem_mb(seven, "auto", "cuda") == pytest.approx(1.25 * 4 * 1024 + RUNTIME_MB, abs=1)
+    # full fine-tuning on CPU in float32: weights, gradients and Adam's two float32 moments
+    params = 15.2 * 2**30 / 2
+    full = 1.25 * (30.4 * 2**30 + params * (4 + 8)) / 2**20 + RUNTIME_MB
+    assert model_mem_mb(seven, "float32", "cpu", train="full") == pytest.approx(full, abs=1)
+    assert model_mem_mb(seven, "auto", "cpu", train="lora") == model_mem_mb(seven, "auto", "cpu")
+    # small models keep the floor; a model not on disk yet (trained by the workflow) too
+    tiny = str(_weights_folder(tmp_path / "tiny", "float32", [0.001]))
+    assert model_mem_mb(tiny, "auto", "cpu") == MODEL_MEM_MB
+    assert model_mem_mb(str(tmp_path / "not-yet"), "auto", "cpu") == MODEL_MEM_MB
