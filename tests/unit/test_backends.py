@@ -120,14 +120,17 @@ def test_omni_audio_inputs_are_those_of_omnis_own_processor(tiny_omni, monkeypat
     """The qwen2.5-omni entry assembles a Qwen2AudioProcessor because Qwen2_5OmniProcessor loads a
     video processor (torchvision). Its audio path, run here with its processor class check
     bypassed and no image or video processor, must produce exactly the same inputs."""
+    from types import SimpleNamespace
+
     from transformers import ProcessorMixin, Qwen2_5OmniProcessor
 
     backend = load_backend(spec(tiny_omni, family="qwen2.5-omni"))
     assert type(backend.processor).__name__ == "Qwen2AudioProcessor"
     monkeypatch.setattr(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: None)
     omni = Qwen2_5OmniProcessor(
-        image_processor=None,
-        video_processor=None,
+        # releases before 5.24 read merge_size and temporal_patch_size even for audio-only calls
+        image_processor=SimpleNamespace(merge_size=2, temporal_patch_size=2),
+        video_processor=SimpleNamespace(merge_size=2, temporal_patch_size=2),
         feature_extractor=backend.processor.feature_extractor,
         tokenizer=backend.tokenizer,
         chat_template=backend.processor.chat_template,
