@@ -52,7 +52,10 @@ def model_folder(path: str, revision: str | None = None) -> Path | None:
         return None
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(path, "config.json", revision=revision)
+    try:
+        found = try_to_load_from_cache(path, "config.json", revision=revision)
+    except ValueError:  # not a hub id either: a folder this workflow has yet to make
+        return None
     return Path(found).parent if isinstance(found, str) else None
 
 

@@ -92,3 +92,5 @@ def test_a_model_job_asks_for_the_memory_its_weights_take(tmp_path):
     tiny = str(_weights_folder(tmp_path / "tiny", "float32", [0.001]))
     assert model_mem_mb(tiny, "auto", "cpu") == MODEL_MEM_MB
     assert model_mem_mb(str(tmp_path / "not-yet"), "auto", "cpu") == MODEL_MEM_MB
+    # a relative folder the workflow will make (a fine-tuned model) is no hub id either
+    assert model_mem_mb("results/demo/demo-alm/finetune/model", "auto", "cpu") == MODEL_MEM_MB
