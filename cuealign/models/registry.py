@@ -164,19 +164,91 @@ def _same_model(recorded: str, path: str) -> bool:
             return p.parent.parent.name.removeprefix("models--").replace("--", "/")
         return None
 
-    return hub_id(b) == recorded or hub_id(a) == path
+    return hub_id(b) == recorded or hub_id(a) == path or _copy_of_hub_model(recorded, b)
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def _copy_of_hub_model(recorded: str, folder: Path) -> bool:
+    """Whether a local ``folder`` is a copy of the hub model ``recorded`` (the usual case on a
+    cluster without internet: `hf download <id> --local-dir <folder>`). Where the hub snapshot is
+    in the local cache, by content: the same config.json and the same weights files (names, sizes,
+    safetensors headers and sampled bytes). Where it is not, by name: the folder is called as the
+    repository, said in the log."""
+    if not (_is_hub_id(recorded) and folder.is_dir()):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(recorded, "config.json")
+    except ValueError:
+        return False
+    if isinstance(found, str):
+        return _same_files(Path(found).parent, folder)
+    if folder.name.lower() != recorded.split("/")[1].lower():
+        return False
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "%s is taken as a copy of %s (its folder is named as the repository; the hub snapshot is not in the "
+        "local cache to compare contents)",
+        folder,
+        recorded,
+    )
+    return True
+
+
+def _same_files(a: Path, b: Path, samples: int = 16, width: int = 1 << 16) -> bool:
+    """Two model folders with the same config.json (less transformers' own bookkeeping) and the
+    same weights files: names, sizes and ``samples`` stretches of ``width`` bytes of each."""
+    import json
+
+    def config(folder: Path) -> dict:
+        values = json.loads((folder / "config.json").read_text())
+        return {k: v for k, v in values.items() if k not in ("transformers_version", "_name_or_path")}
+
+    def weights(folder: Path) -> dict[str, int]:
+        return {f.name: f.stat().st_size for f in folder.iterdir() if f.name.endswith(WEIGHT_SUFFIXES) and f.is_file()}
+
+    try:
+        if config(a) != config(b) or weights(a) != weights(b) or not weights(a):
+            return False
+        for name, size in weights(a).items():
+            with open(a / name, "rb") as one, open(b / name, "rb") as other:
+                for k in range(samples):
+                    offset = max(0, (size - width) * k // max(1, samples - 1))
+                    one.seek(offset)
+                    other.seek(offset)
+                    if one.read(width) != other.read(width):
+                        return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 
 def check_adapter_base(where: str, adapter: str, path: str) -> None:
     """A PEFT adapter records the base it was trained on; put on another model of the same shape it
-    loads silently and answers wrongly, so a different base is refused, naming both."""
+    loads silently and answers wrongly, so a different base is refused, naming both. A local copy
+    of the hub model it names is the same base (``_copy_of_hub_model``)."""
     import json
 
     recorded = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if recorded and not _same_model(recorded, path):
+        copy = (
+            f"; if {path!r} is a copy of {recorded!r}, put the hub snapshot in the local cache (`hf download "
+            f"{recorded}`) so the two are compared, or name the folder {recorded.split('/')[1]!r}"
+            if _is_hub_id(recorded)
+            else ""
+        )
         raise ValueError(
             f"{where}.adapter {adapter!r} was trained on {recorded!r}, not on {path!r} (models path): put it on "
-            "the model it was trained on, or set allow_adapter_transfer: true for a deliberate transfer"
+            f"the model it was trained on{copy}; for a deliberate transfer to another base, set "
+            "allow_adapter_transfer: true"
         )
 
 

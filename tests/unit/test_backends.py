@@ -367,6 +367,53 @@ def test_an_adapter_trained_on_another_base_is_refused_naming_both(tiny_qwen2_au
     check_model_spec("m", entry | {"path": str(other), "allow_adapter_transfer": True}, ["demo"])
 
 
+def test_an_adapter_naming_a_hub_model_fits_a_local_copy_of_it(tiny_qwen2_audio, tmp_path, monkeypatch, caplog):
+    """The usual cluster case: the adapter records the hub id it was trained on, the config gives a
+    local copy of that model (no internet). Where the hub snapshot is cached, the copy is compared
+    by content; where it is not, a folder named as the repository is taken as the copy, in the log."""
+    import json
+    import shutil
+
+    import huggingface_hub.constants
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from cuealign.models.registry import check_model_spec
+
+    base = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "adapter")
+    settings = tmp_path / "adapter/adapter_config.json"
+    recorded = json.loads(settings.read_text()) | {"base_model_name_or_path": "Qwen/Qwen2-Audio-7B-Instruct"}
+    settings.write_text(json.dumps(recorded))
+    copy = tmp_path / "local/Qwen2-Audio-7B-Instruct"  # hf download ... --local-dir
+    shutil.copytree(tiny_qwen2_audio, copy)
+    entry = spec(copy, adapter=str(tmp_path / "adapter")) | {"device": "cpu", "gpus": 1}
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    # not cached: by the folder's name, said in the log; another name is refused, saying what to do
+    with caplog.at_level("WARNING"):
+        check_model_spec("m", entry, ["demo"])
+    assert "taken as a copy of Qwen/Qwen2-Audio-7B-Instruct" in caplog.text
+    renamed = tmp_path / "local/my-model"
+    shutil.copytree(copy, renamed)
+    with pytest.raises(ValueError, match=r"hf download Qwen/Qwen2-Audio-7B-Instruct.*name the folder"):
+        check_model_spec("m", entry | {"path": str(renamed)}, ["demo"])
+    # cached: by content, whatever the folder is called; a model of the same shape with other weights is not it
+    snapshot = hub / "models--Qwen--Qwen2-Audio-7B-Instruct/snapshots" / ("c" * 40)
+    shutil.copytree(tiny_qwen2_audio, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs/main").write_text("c" * 40)
+    check_model_spec("m", entry | {"path": str(renamed)}, ["demo"])
+    other = tmp_path / "local/Qwen2-Audio-7B-Instruct-retrained"
+    shutil.copytree(copy, other)
+    weights = next(other.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(64)  # the last tensor's values, same shapes and sizes
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="was trained on 'Qwen/Qwen2-Audio-7B-Instruct'"):
+        check_model_spec("m", entry | {"path": str(other)}, ["demo"])
+
+
 def test_truncated_weights_are_an_error_naming_the_model_and_the_fix(tiny_qwen2_audio, tmp_path):
     import shutil
 
