@@ -10,6 +10,7 @@ from cuealign.workflow.config import FINETUNED_MODEL_DIR, model_entries
 from cuealign.corpora import annotation_files, read_corpus
 from cuealign.workflow.folds import FOLD_OF, FOLD_SESSION
 from cuealign.models.numerics import job_threads
+from cuealign.models.registry import finetune_dtype
 from cuealign.prompts import prompt_variants
 from cuealign.analysis.provenance import config_hash
 from cuealign.models.identity import model_fingerprint
@@ -291,7 +292,7 @@ def get_finetune_mem_mb(wildcards):
     if not spec["base"]:  # built from config: architecture (small)
         return resources.MODEL_MEM_MB
     return resources.model_mem_mb(
-        spec["base"], spec["dtype"], spec["device"], train=spec["method"]
+        spec["base"], finetune_dtype(spec), spec["device"], train=spec["method"]
     )
 
 

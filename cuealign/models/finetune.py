@@ -40,6 +40,7 @@ from cuealign.cache import content_key
 from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import SILENCE, Condition
 from cuealign.models.registry import family as family_of
+from cuealign.models.registry import finetune_dtype
 from cuealign.models.transformers_alm import TransformersALM
 from cuealign.runlog import PROGRESS
 from cuealign.tokens import TokensMeta
@@ -467,7 +468,7 @@ def load_for_training(spec: dict, texts: list[str], workdir: Path) -> Transforme
             )
         )
     alm = TransformersALM(
-        path, family=family, device=spec["device"], dtype=spec["dtype"], allow_pickle=spec["allow_pickle"]
+        path, family=family, device=spec["device"], dtype=finetune_dtype(spec), allow_pickle=spec["allow_pickle"]
     )
     if spec["method"] == "lora":
         from peft import LoraConfig, get_peft_model

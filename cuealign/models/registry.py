@@ -309,6 +309,14 @@ def _check_numerics(where: str, spec: dict) -> None:
         )
 
 
+def finetune_dtype(spec: dict) -> str:
+    """finetune.<name>.dtype as applied: auto is the base's own dtype for LoRA (the frozen base
+    stays as released), float32 for full fine-tuning and for a model built from architecture."""
+    if spec["dtype"] != "auto":
+        return spec["dtype"]
+    return "auto" if spec["method"] == "lora" and spec["base"] else "float32"
+
+
 def check_finetune_spec(name: str, spec: dict, corpora: list[str]) -> None:
     """config: finetune.<name>: a known family and corpus, a base for LoRA, some condition to train on."""
     where = f"config: finetune.{name}"

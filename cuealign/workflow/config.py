@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cuealign.models.registry import finetune_dtype
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, misspelt or out of range."""
@@ -136,7 +138,7 @@ def model_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         entry = {
             "family": spec["family"],
             "device": spec["device"],
-            "dtype": spec["dtype"],
+            "dtype": finetune_dtype(spec),  # probed as trained
             "numerics": spec["numerics"],
             "allow_pickle": spec["allow_pickle"],
             "known_training_overlap": spec["known_training_overlap"],

@@ -130,6 +130,34 @@ def test_lora_adapts_the_language_model_only_unless_asked(family, tmp_path):
     assert adapted["language_model"] == adapted["everywhere"] - in_audio
 
 
+def test_dtype_auto_trains_and_probes_lora_in_the_bases_dtype_and_full_in_float32(tiny_qwen2_audio, tmp_path):
+    """A released bfloat16 base is not copied to float32 for LoRA (a 7B base: ~31 GB on the host);
+    full fine-tuning and models built from architecture train in float32."""
+    import torch
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from cuealign.models.finetune import load_for_training
+    from cuealign.models.registry import finetune_dtype
+
+    released = tmp_path / "bf16"
+    Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio, dtype=torch.bfloat16).save_pretrained(released)
+    for extra in tiny_qwen2_audio.iterdir():  # the processor's files
+        if not (released / extra.name).exists():
+            (released / extra.name).write_bytes(extra.read_bytes())
+    lora = {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    spec = finetune_spec(method="lora", base=str(released), lora=lora)
+    assert spec["dtype"] == "auto" and finetune_dtype(spec) == "auto"
+    model = load_for_training(spec, [], tmp_path).model
+    dtypes = {("adapter" if "lora_" in name else "base", p.dtype) for name, p in model.named_parameters()}
+    assert dtypes == {("base", torch.bfloat16), ("adapter", torch.float32)}
+    entries = model_entries(validate_config({"corpora": {"demo": {"type": "synthetic"}}, "finetune": {"ft": spec}}))
+    assert entries["ft"]["dtype"] == "auto"  # probed as trained: the base as released, with the adapter
+    full = finetune_spec(method="full", base=str(released))
+    assert finetune_dtype(full) == "float32" and finetune_dtype(finetune_spec()) == "float32"
+    assert finetune_dtype(full | {"dtype": "bfloat16"}) == "bfloat16"
+    assert load_for_training(full, [], tmp_path).model.dtype == torch.float32
+
+
 def test_examples_are_the_probed_inputs(tiny_study, tiny_qwen2_audio):
     """Training sees the backend's own prefix and suffix ids; the loss reads the label's tokens."""
     alm = load_backend(model_entry(tiny_qwen2_audio, dtype="float32"))
