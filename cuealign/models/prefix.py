@@ -177,8 +177,19 @@ class PrefixEncoding:
         start here, so a model is trained on exactly the inputs it is later probed with.
         """
         head, tail = self.split_template(prefix_text)
-        inputs = self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
-        return dict(inputs), tail
+        return self._audio_inputs(self.processor, head, audio), tail
+
+    def _audio_inputs(self, processor, head: str, audio: np.ndarray) -> dict:
+        """The processor's inputs for ``head`` and ``audio`` (CPU tensors); for a family that pads to
+        the clip (Family.pad_to_clip), features padded to the clip and n_fft samples past it (so
+        every valid frame sees what it sees under the processor's own padding), not to the window."""
+        options = {}
+        if self.family.pad_to_clip:
+            features = processor.feature_extractor
+            step = 2 * features.hop_length
+            length = -(-(len(audio) + features.n_fft) // step) * step
+            options["audio_kwargs"] = {"max_length": min(features.n_samples, length)}
+        return dict(processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt", **options))
 
     def prepare(self, audio: np.ndarray, prefix_text: str, suffixes: list[str] = ()) -> Prepared | None:
         """The processor's work for ``audio`` and ``prefix_text`` (chat template, tokens, log-mel
@@ -205,7 +216,7 @@ class PrefixEncoding:
             if self._preparer is False:
                 return None
             head, tail = self.split_template(prefix_text, processor=self._preparer)
-            inputs = self._preparer(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt")
+            inputs = self._audio_inputs(self._preparer, head, audio)
             unique = list(dict.fromkeys(suffixes))
             ids = self.split_ids(head, [s + tail for s in unique], tokenizer=self._preparer.tokenizer)
         return Prepared(
@@ -245,7 +256,7 @@ class PrefixEncoding:
         """The processor's inputs (CPU tensors) for ``audio`` and ``head``: ``inputs`` if made already."""
         if inputs is not None:
             return inputs
-        return dict(self.processor(text=head, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt"))
+        return self._audio_inputs(self.processor, head, audio)
 
     def _audio_key(self, audio: np.ndarray, prefix_text: str, head: str) -> tuple[tuple, str | None]:
         """What identifies the system + audio part of a prefix (None where the head does not end

@@ -38,6 +38,12 @@ class Family:
     # with has a default template of another model (Qwen2AudioProcessor: Qwen2-Audio's), which a
     # folder saved without its template would silently get.
     own_template: bool = False
+    # Pad each clip's features to the clip (a few frames past it), not to the feature extractor's
+    # window: the released Omni pads every clip to 300 s and computes the log-mel of all of it on
+    # the host, while its encoder reads only the valid frames, so the scores are the same (tested
+    # against the processor's own padding). Qwen2-Audio and AF3 encode fixed 30 s windows: padded
+    # as released.
+    pad_to_clip: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -53,6 +59,7 @@ FAMILIES: dict[str, Family] = {
         processor="qwen2-audio",
         mrope=True,
         own_template=True,
+        pad_to_clip=True,
         model_types=("qwen2_5_omni", "qwen2_5_omni_thinker"),  # as released (thinker + talker), a thinker
     ),
     # CLAP (the paper's contrastive baseline): 48 kHz, a 10 s window (its feature extractor would

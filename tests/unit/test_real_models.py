@@ -103,6 +103,9 @@ def test_every_layout_scores_as_its_own_processor_and_generates_as_transformers_
     backend.forget_prefixes()
     prepared = backend.prepare(audio(1), PREFIX, SUFFIXES)
     assert backend._preparer is not backend.processor and backend._preparer.tokenizer is not backend.tokenizer
+    if backend.family.pad_to_clip:  # Omni: features of the 1.5 s clip, not of the 300 s window (scores equal above)
+        frames = prepared.inputs["input_features"].shape[-1]
+        assert 150 <= frames <= 160 < backend.processor.feature_extractor.nb_max_frames
     assert [prepared.suffix_ids[s] for s in SUFFIXES] == [backend.ids(s + prepared.tail) for s in SUFFIXES]
     np.testing.assert_array_equal(
         backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2, prepared=prepared), scores
