@@ -261,6 +261,8 @@ def _asked(backend, spec: dict, labels: list[str], cache: AnswerStore, numerics:
     else:  # the system turn (None: the template's own) and the spellings each label is scored as
         asked["system_prompt"] = spec.get("system_prompt")
         asked["label_variants"] = spec["label_variants"] if mode == "score" else None
+    if backend.family.pad_to_clip:  # features padded to the clip: equal scores, not the same bits as before
+        asked["audio_padding"] = "clip"
     return asked
 
 
