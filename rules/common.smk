@@ -140,7 +140,17 @@ def shard_count(corpus):
     """
     if config["shards"] != "auto":
         return config["shards"]
-    return resources.auto_shards(corpus_size(corpus))
+    return resources.auto_shards(corpus_size(corpus), gpus=run_gpus())
+
+
+@functools.cache
+def run_gpus():
+    """The GPUs this run may use at once (--resources gpu=N) where a model computes on a GPU, else
+    0: shards: auto then gives every GPU an inference job."""
+    if all(spec["device"] == "cpu" for spec in MODELS.values()):
+        return 0
+    value = getattr(workflow.resource_settings.resources.get("gpu"), "value", None)
+    return int(value) if isinstance(value, (int, float)) else 0
 
 
 @functools.cache

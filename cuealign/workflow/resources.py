@@ -96,9 +96,17 @@ def model_mem_mb(path: str, dtype: str, device: str, revision: str | None = None
     return max(MODEL_MEM_MB, int(WEIGHTS_MARGIN * held / 2**20 + RUNTIME_MB))
 
 
-def auto_shards(utterances: int) -> int:
-    """The shard count of shards: auto for a corpus of ``utterances``."""
-    return max(MIN_SHARDS, math.ceil(utterances / UTTERANCES_PER_SHARD))
+# shards: auto with GPU models: at least one shard per GPU the run may use, while each keeps this
+# many of the corpus' utterances (a tiny corpus is not cut into near-empty jobs)
+UTTERANCES_PER_GPU_SHARD = 100
+
+
+def auto_shards(utterances: int, gpus: int = 0) -> int:
+    """The shard count of shards: auto for a corpus of ``utterances``; with ``gpus`` (what
+    --resources gpu=N lets run at once, where a model computes on a GPU) at least one per GPU, so
+    that every GPU of a node gets an inference job."""
+    by_size = max(MIN_SHARDS, math.ceil(utterances / UTTERANCES_PER_SHARD))
+    return max(by_size, min(gpus, utterances // UTTERANCES_PER_GPU_SHARD))
 
 
 def condition_count(conditions: dict) -> int:

@@ -55,6 +55,9 @@ def test_auto_shards_keep_each_shard_under_its_utterances():
     assert resources.auto_shards(5_531) == 2  # IEMOCAP
     assert resources.auto_shards(18_216) == 4  # FAU-Aibo
     assert resources.auto_shards(300_000) == 60
+    # a GPU each (--resources gpu=N with a GPU model), each shard keeping 100 utterances
+    assert resources.auto_shards(5_531, gpus=4) == 4 and resources.auto_shards(5_531, gpus=80) == 55
+    assert resources.auto_shards(384, gpus=8) == 3 and resources.auto_shards(300_000, gpus=8) == 60
     for n in (1, 4_999, 5_001, 123_456):
         assert n / resources.auto_shards(n) <= resources.UTTERANCES_PER_SHARD
 

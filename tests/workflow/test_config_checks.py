@@ -301,6 +301,26 @@ def test_shards_auto_follows_the_corpus_size_and_a_number_is_kept(workflow):
     assert {s for _, s in re.findall(r"wildcards: corpus=(\w+), shard=(\d+)", plan)} == {str(i) for i in range(5)}
 
 
+def test_shards_auto_gives_every_gpu_of_the_run_an_inference_job(workflow, tiny_qwen2_audio):
+    """With a model on a GPU and --resources gpu=4, a corpus large enough gets 4 shards (so 4
+    inference jobs side by side), not the 3 its size asks for; a small one keeps 100 utterances
+    per shard; without GPUs the count is the size's."""
+    big = {"type": "synthetic", "female_speakers": 40, "male_speakers": 40, "utterances_per_class": 40}
+    model = {"family": "qwen2-audio", "path": str(tiny_qwen2_audio), "device": "cuda"}
+    config = {"corpora": {"big": big, "small": {"type": "synthetic"}}, "models": {"gpu-model": model}}
+    write_config(workflow, config)
+
+    def shards(*options):
+        plan = snakemake(workflow, "-n", "--cores", "2", "--until", "extract_lld", *options).stdout
+        jobs = re.findall(r"wildcards: corpus=(\w+), shard=(\d+)", plan)
+        return {c: len({s for corpus, s in jobs if corpus == c}) for c in ("big", "small")}
+
+    assert shards("--resources", "gpu=4") == {"big": 4, "small": 2}  # small: 256 utterances
+    assert shards() == {"big": 3, "small": 2}
+    write_config(workflow, config | {"models": {"cpu-model": model | {"device": "cpu"}}})
+    assert shards("--resources", "gpu=4") == {"big": 3, "small": 2}
+
+
 # config/*.yaml to fill in (quick-demo.yaml needs nothing: test_default_study.py runs it)
 STARTERS = sorted(path.name for path in (REPO / "config").glob("*.yaml") if path.name != "quick-demo.yaml")
 
