@@ -239,6 +239,35 @@ def predict_shard(
     return run.table(records)
 
 
+def check_device_memory(backend, spec: dict, prompts: pd.DataFrame, durations: dict, *, model: str) -> None:
+    """Before the first utterance: whether a forward of this shard's longest clip fits the GPU's
+    free memory (cuealign.models.memory); an error naming the batch_size that fits where not. Only
+    for audio-language models on a CUDA device (on the CPU the job's memory is mem_mb's)."""
+    device = getattr(backend, "device", None)
+    if getattr(device, "type", None) != "cuda" or backend.family.backend != "alm" or not len(prompts):
+        return
+    import torch
+
+    from cuealign.models import memory
+
+    longest = min(backend.window_s, max(float(durations.get(u, backend.window_s)) for u in prompts["utt_id"]))
+    per_utterance = int(prompts.groupby(["utt_id", "variant"] if "variant" in prompts else ["utt_id"]).size().max())
+    labels = sorted(prompts["label"].unique())
+    spellings = backend.label_tokens(labels) if spec["mode"] == "score" else {}
+    free, _ = torch.cuda.mem_get_info(device)
+    memory.check_step_fits(
+        backend.model.config,
+        free=free,
+        device=str(device),
+        model=model,
+        family=backend.family.name,
+        seconds=longest,
+        rows=min(spec["batch_size"], per_utterance),
+        dtype_bytes=backend.model.dtype.itemsize,
+        several_token_labels=any(len(tokens) > 1 for tokens in spellings.values()),
+    )
+
+
 def _asked(backend, spec: dict, labels: list[str], cache: AnswerStore, numerics: str) -> dict:
     """What every prompt of this shard asks besides its own audio and text: the model (by
     content), how it is loaded and decoded, the labels; the base of each answer's store key."""
