@@ -136,10 +136,97 @@ def qwen_bpe(cache_dir: Path) -> Path:
     return folder
 
 
-def build_layout(layout: str, out: Path, bpe: Path, *, seed: int = 0) -> Path:
+# The released checkpoints' dimensions (their config.json on the hub): Qwen2-Audio-7B-Instruct is
+# Qwen-7B (hidden 4,096, 32 layers, 32 key-value heads, no grouping) on Whisper-large-v3's encoder
+# (d_model 1,280, 32 layers, 20 heads); Qwen2.5-Omni-7B's thinker and Audio Flamingo 3 are
+# Qwen2.5-7B (hidden 3,584, 28 layers, 28 heads, 4 key-value heads) on a Whisper-large-v3-sized
+# encoder; Omni's thinker also holds a 32-block vision tower (hidden 1,280). The vendored configs
+# are these shrunk (hidden 32, 2 layers); everything else in them is the release's.
+_QWEN25_7B = {
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+}
+_WHISPER_LARGE = {"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20, "encoder_ffn_dim": 5120}
+RELEASED = {
+    "qwen2-audio": {
+        "text_config": {
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+        },
+        "audio_config": _WHISPER_LARGE,
+    },
+    "qwen2.5-omni": {
+        "text_config": _QWEN25_7B | {"rope_parameters": {"mrope_section": [16, 24, 24]}},
+        "audio_config": _WHISPER_LARGE | {"output_dim": 3584},
+        "vision_config": {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+        },
+    },
+    "audio-flamingo-3": {
+        "text_config": _QWEN25_7B,
+        "audio_config": {
+            "hidden_size": 1280,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 20,
+            "intermediate_size": 5120,
+        },
+    },
+}
+# where each sub-config keeps its depth
+_DEPTH = {
+    "text_config": "num_hidden_layers",
+    "audio_config": ("encoder_layers", "num_hidden_layers"),
+    "vision_config": "depth",
+}
+
+
+def released_config(config: dict, family: str, layers: int | None = None) -> dict:
+    """A vendored config.json at the release's dimensions; ``layers``: every stack cut to that many
+    (full widths, reduced depth)."""
+    out = json.loads(json.dumps(config))
+    for part, values in RELEASED[family].items():
+        for key, value in values.items():
+            # rope_parameters: the release's mrope sections over the vendored rope settings
+            out[part][key] = {**out[part].get(key, {}), **value} if key == "rope_parameters" else value
+    if layers is not None:
+        for part, keys in _DEPTH.items():
+            for key in (keys,) if isinstance(keys, str) else keys:
+                if part in out and key in out[part]:
+                    out[part][key] = min(layers, out[part][key])
+    text = out["text_config"]
+    depth = text["num_hidden_layers"]
+    text["layer_types"] = ["full_attention"] * depth
+    text["max_window_layers"] = depth
+    if "vision_config" in out:
+        vision = out["vision_config"]
+        vision["fullatt_block_indexes"] = [i for i in (7, 15, 23, 31) if i < vision["depth"]] or [vision["depth"] - 1]
+    return out
+
+
+def build_layout(
+    layout: str,
+    out: Path,
+    bpe: Path,
+    *,
+    seed: int = 0,
+    released: bool = False,
+    layers: int | None = None,
+    dtype: str = "float32",
+) -> Path:
     """A model folder as the release has it: the vendored files verbatim, the real BPE, the special
     tokens at their real ids (tokenizer_config.json's added_tokens_decoder) and random weights of
-    the real class saved with save_pretrained."""
+    the real class saved with save_pretrained. ``released``: at the release's dimensions (cut to
+    ``layers``), the weights made and saved in ``dtype`` (bfloat16 as released: no float32 copy)."""
     import torch
     import transformers
 
@@ -163,9 +250,17 @@ def build_layout(layout: str, out: Path, bpe: Path, *, seed: int = 0) -> Path:
     }
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
     config = json.loads((out / "config.json").read_text())
+    if released:
+        config = released_config(config, family, layers) | {"dtype": dtype}
+        (out / "config.json").write_text(json.dumps(config, indent=2))
     model_class = getattr(transformers, config["architectures"][0])
     torch.manual_seed(seed)
-    model = model_class(model_class.config_class.from_pretrained(out))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))  # made in that dtype: a 7B model in bfloat16 is ~16 GB
+    try:
+        model = model_class(model_class.config_class.from_pretrained(out))
+    finally:
+        torch.set_default_dtype(default)
     # the released generation_config.json stays as it is (save_pretrained would rewrite it)
     generation = (out / "generation_config.json").read_text()
     model.save_pretrained(out)

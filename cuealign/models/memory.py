@@ -9,8 +9,8 @@ rows x (prefix + suffix tokens) x the bytes per token, twice with such labels, p
 positions' logits. Per token: 2 (keys, values) x layers x key-value heads x head size x bytes of
 the dtype; Qwen2-Audio-7B (32 layers, 32 key-value heads of 128, no grouped heads) holds 512 KiB
 per token in bfloat16, Qwen2.5-7B-based Omni and AF3 (28 layers, 4 key-value heads) 56 KiB.
-Audio tokens per clip: Qwen2-Audio 750 (a fixed 30 s window), AF3 750 per 30 s window,
-Qwen2.5-Omni 25 per second.
+Audio tokens per clip: 25 per second of the clip for all three (the processors count the valid
+frames), at most 750 for Qwen2-Audio (its 30 s window), 750 per full 30 s window for AF3.
 """
 
 from __future__ import annotations
@@ -41,13 +41,21 @@ def kv_bytes_per_token(config, dtype_bytes: int) -> int:
     return 2 * text.num_hidden_layers * kv_heads * head_dim * dtype_bytes
 
 
+def _tokens(frames: int) -> int:
+    """Audio tokens of ``frames`` valid 10 ms frames: a stride-2 convolution, then pooling by 2."""
+    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
+
+
 def audio_tokens(family: str, seconds: float) -> int:
-    """Audio placeholder tokens of a clip of ``seconds`` (at most the model's window)."""
-    if family == "qwen2-audio":
-        return 750
+    """Audio placeholder tokens of a clip of ``seconds`` (at most the model's window), as the
+    processors count them from the valid frames: ~25 per second; AF3 per 30 s window (750 a full
+    one), Qwen2-Audio at most 750 (its 30 s window)."""
+    frames = max(1, math.ceil(seconds * 100))
     if family == "audio-flamingo-3":
-        return 750 * max(1, math.ceil(seconds / 30))
-    return max(1, math.ceil(25 * seconds))  # qwen2.5-omni: 25 per second (40 ms each)
+        return sum(_tokens(min(3000, frames - start)) for start in range(0, frames, 3000))
+    if family == "qwen2-audio":
+        frames = min(frames, 3000)
+    return _tokens(frames)
 
 
 def step_bytes(config, *, family: str, seconds: float, rows: int, dtype_bytes: int, several_token_labels: bool) -> int:

