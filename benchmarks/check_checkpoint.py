@@ -9,7 +9,9 @@ What it checks, with the study's default prompt and the paper's 26 conditions pe
 2. split == joint: every prompt tokenises as a whole exactly as its cached prefix and its suffix
    do apart (the backend's own check; a failure is its error message);
 3. cached == full: the label scores on the prefix cache equal those of the whole prompt prepared by
-   the model's own processor with no cache (max difference, and whether the argmax agrees);
+   the model's own processor with no cache (max difference, and whether the argmax agrees); and
+   how the answer's probability splits between the labels' spellings (lower case, Capitalised,
+   UPPER CASE), so that a user sees whether label_variants: case matters for this model;
 4. batched generation from the prefix cache gives the same tokens as transformers' generate one
    prompt at a time;
 5. throughput: utterance x condition per second in score mode (prefix cache, batched), in generate
@@ -118,6 +120,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not ok:
         failures.append(f"cached vs full: {worst:.3g}, argmax agrees {agree}")
+
+    # 3b. how the answer's probability splits between spellings: where the capitalised one holds a
+    # noticeable share, label_variants: case (their log-sum-exp) scores what the model means
+    spellings = {"lower case": labels, "Capitalised": [x[:1].upper() + x[1:] for x in labels]}
+    spellings["UPPER CASE"] = [x.upper() for x in labels]
+    every = [x for group in spellings.values() for x in group]
+    mass = np.zeros(len(every))
+    for audio in audios[:2]:
+        mass += np.exp(backend.score(audio, prefix, suffixes[:2], every, batch_size=args.batch_size)).sum(axis=0)
+    mass /= 2 * min(2, len(audios))
+    shares = {name: float(mass[k * len(labels) : (k + 1) * len(labels)].sum()) for k, name in enumerate(spellings)}
+    print(
+        "3b. probability of the first answer token on each spelling of the labels (mean over utterances and "
+        "the none and first cue prompts): "
+        + ", ".join(f"{name} {share:.3f}" for name, share in shares.items())
+        + (
+            f"; capitalised labels hold {shares['Capitalised'] / max(shares['lower case'], 1e-12):.1f}x the "
+            "lower-case mass: set label_variants: case"
+            if shares["Capitalised"] > 0.1 * shares["lower case"]
+            else "; label_variants: exact loses little"
+        )
+    )
 
     some = suffixes[:4]
     batched = backend.generate(audios[0], prefix, some, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)

@@ -287,6 +287,8 @@ def test_the_checkpoint_check_script_runs_on_a_released_layout(layouts, capsys):
     out = capsys.readouterr().out
     assert status == 0, out
     assert "2. split == joint for all 26 prompts" in out and "equals transformers' generate for 4 of 4" in out
+    spelling = next(line for line in out.splitlines() if line.startswith("3b. "))
+    assert all(name in spelling for name in ("lower case", "Capitalised", "UPPER CASE", "label_variants"))
     assert "audio window 300 s" in out and "| float32 |" in out.splitlines()[-1]
 
 
