@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 released=not args.smoke,
                 layers=layers,
                 dtype="bfloat16" if device == "cuda" else "float32",
+                init_device=device,
             )
             speed += throughput(family, big if not args.smoke else tiny, device, utterances=utterances, seconds=seconds)
             print(speed[-1], flush=True)

@@ -120,6 +120,19 @@ def row(r: dict, layers: int | None, seconds: float) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def matmul_rate(dtype: str, size: int = 512, repeats: int = 2) -> float:
+    """GFLOP/s of a size x size matrix product in ``dtype`` on this CPU (what a forward rests on)."""
+    import torch
+
+    a = torch.randn(size, size, dtype=getattr(torch, dtype))
+    b = torch.randn(size, size, dtype=getattr(torch, dtype))
+    a @ b  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", nargs="+", default=list(LAYOUT))
@@ -128,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--no-forward", action="store_true", help="load only (a CPU without fast bfloat16)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this folder, print JSON
+    parser.add_argument("--matmul", action="store_true", help="only this CPU's float32 and bfloat16 matmul rates")
     args = parser.parse_args(argv)
+    if args.matmul:
+        for dtype in ("float32", "bfloat16"):
+            print(f"{dtype} matmul: {matmul_rate(dtype):.2f} GFLOP/s", flush=True)
+        return 0
     if args.measure:
         print(
             json.dumps(measure(args.family[0], Path(args.measure), seconds=args.seconds, forward=not args.no_forward))

@@ -222,6 +222,7 @@ def build_layout(
     released: bool = False,
     layers: int | None = None,
     dtype: str = "float32",
+    init_device: str = "cpu",
 ) -> Path:
     """A model folder as the release has it: the vendored files verbatim, the real BPE, the special
     tokens at their real ids (tokenizer_config.json's added_tokens_decoder) and random weights of
@@ -258,11 +259,15 @@ def build_layout(
     default = torch.get_default_dtype()
     torch.set_default_dtype(getattr(torch, dtype))  # made in that dtype: a 7B model in bfloat16 is ~16 GB
     try:
-        model = model_class(model_class.config_class.from_pretrained(out))
+        with torch.device(init_device):  # a GPU draws a 7B model's random weights in seconds
+            model = model_class(model_class.config_class.from_pretrained(out))
     finally:
         torch.set_default_dtype(default)
     # the released generation_config.json stays as it is (save_pretrained would rewrite it)
     generation = (out / "generation_config.json").read_text()
     model.save_pretrained(out)
     (out / "generation_config.json").write_text(generation)
+    del model
+    if init_device.startswith("cuda"):
+        torch.cuda.empty_cache()
     return out
