@@ -76,12 +76,28 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# Models of the paper that cuealign does not run, and why: said when a config names one.
+NOT_SUPPORTED = {
+    "midashenglm": (
+        "MiDashengLM ships its own model code (auto_map: it runs only with trust_remote_code), which cuealign "
+        "does not execute, and no transformers class loads it; it is not supported yet"
+    ),
+    "pengi": (
+        "Pengi is the paper's reference number only (Table III), not a model cuealign runs; there is no "
+        "transformers class for it"
+    ),
+    "msclap": "Microsoft's CLAP (the msclap package) is not supported yet; family clap is LAION's CLAP",
+    "paraclap": "ParaCLAP is not supported yet; family clap is LAION's CLAP",
+}
+
+
 def family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
+        why = f"{NOT_SUPPORTED[name.lower()]}. " if name.lower() in NOT_SUPPORTED else ""
         raise ValueError(
-            f"config: model family {name!r} is not in the registry; known families: {sorted(FAMILIES)}"
+            f"config: model family {name!r} is not in the registry. {why}Known families: {sorted(FAMILIES)}"
         ) from None
 
 
