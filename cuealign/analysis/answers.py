@@ -395,12 +395,6 @@ class Units:
     def plural(self) -> str:
         return f"{self.unit}s"
 
-    def counted(self) -> str:
-        """'8 speakers', or '10 speakers in 5 folds'."""
-        if self.unit == FOLD:
-            return f"{self.n_speakers} speakers in {self.n} folds"
-        return f"{self.n_speakers} speakers"
-
 
 def resolve_target(target: str, units: Units, min_speakers: int) -> str:
     """analysis.target as applied: auto is speakers from min_speakers test speakers (folds, when

@@ -49,23 +49,7 @@ def returned_cache(out):
 
 
 @contextlib.contextmanager
-def last_position_logits(model):
-    """Within: the language-model head sees only each row's last position, so a prefix forward
-    makes batch x 1 x vocabulary logits instead of batch x prefix x vocabulary (4.3 GiB in bfloat16
-    for a 600 s Audio Flamingo 3 clip) that nobody reads. The KV cache is unchanged."""
-    head = model.get_output_embeddings()
-    if head is None:
-        yield
-        return
-    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][:, -1:], *args[1:]))
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@contextlib.contextmanager
-def logits_at(model, start: int, stop: int):
+def logits_at(model, start: int, stop: int | None):
     """Within: the language-model head sees positions start..stop-1 only (the logits that score a
     label), so a whole-prompt forward makes no full-vocabulary logits for the audio it reads."""
     head = model.get_output_embeddings()
@@ -77,6 +61,13 @@ def logits_at(model, start: int, stop: int):
         yield
     finally:
         handle.remove()
+
+
+def last_position_logits(model):
+    """Within: the language-model head sees only each row's last position, so a prefix forward
+    makes batch x 1 x vocabulary logits instead of batch x prefix x vocabulary (4.3 GiB in bfloat16
+    for a 600 s Audio Flamingo 3 clip) that nobody reads. The KV cache is unchanged."""
+    return logits_at(model, -1, None)
 
 
 @dataclass
