@@ -119,6 +119,8 @@ rule collect_main_tables:
         ),
     log:
         "logs/collect_main_tables.log",
+    params:
+        entered=config["reference_results"],
     conda:
         "../envs/cuealign.yaml"
     threads: 1

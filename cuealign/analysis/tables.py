@@ -97,6 +97,23 @@ def _over(about: dict) -> str:
     return f"{about['n_speakers']} test speakers"
 
 
+def entered_rows(entries: list[dict], columns: list[str]) -> pd.DataFrame:
+    """config: reference_results as rows of the models table: the UAR without tokens as entered,
+    marked in the model's name and the CI method column as entered from its source, not computed;
+    every other cell empty."""
+    rows = [
+        {column: "" for column in columns}
+        | {
+            "corpus": entry["corpus"],
+            "model": f"{entry['model']} (entered)",
+            "UAR without tokens": _fmt(float(entry["uar"])),
+            "CI method": f"entered from {entry['source']}; not computed here",
+        }
+        for entry in entries
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def main_table(result: dict, *, model: str, corpus: str) -> pd.DataFrame:
     """The paper's Table II/III row: UAR without and with tokens, the gain, its CI and p-values."""
     table = result["uar"].set_index("condition")

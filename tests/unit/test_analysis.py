@@ -517,3 +517,19 @@ def test_invalid_answers_are_wrong_and_counted():
     assert table.loc["aligned", "uar"] == pytest.approx(uar(rows["label"].to_numpy(), rows["pred"].to_numpy(), LABELS))
     # the divergences skip the two answers without scores instead of vanishing
     assert result["shifts"]["mean_js_vs_aligned"].notna().all()
+
+
+def test_entered_results_join_the_models_table_marked_as_not_computed(result):
+    """config: reference_results (the paper's Pengi) beside computed rows: the UAR as entered, the
+    rest empty, the row saying it was entered and from where."""
+    from cuealign.analysis.tables import entered_rows, main_table
+
+    computed = main_table(result, model="demo-alm", corpus="iemocap")
+    entry = {"corpus": "iemocap", "model": "Pengi", "uar": 0.345, "source": "the paper, Table III"}
+    entered = entered_rows([entry], list(computed.columns))
+    assert list(entered.columns) == list(computed.columns)
+    row = entered.iloc[0]
+    assert (row["model"], row["UAR without tokens"]) == ("Pengi (entered)", "0.345")
+    assert row["CI method"] == "entered from the paper, Table III; not computed here"
+    filled = {c for c in computed.columns if row[c] != ""}
+    assert filled == {"corpus", "model", "UAR without tokens", "CI method"}
