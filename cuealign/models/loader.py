@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cuealign.models.clap import ClapZeroShot
+from cuealign.models.paraclap import ParaClapZeroShot
 from cuealign.models.registry import DEFAULT_LABEL_PROMPT
 from cuealign.models.registry import family as family_of
 from cuealign.models.transformers_alm import TransformersALM
@@ -16,6 +17,14 @@ def load_backend(spec: dict):
     if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
         raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
     family = family_of(spec["family"])
+    if family.name == "paraclap":
+        return ParaClapZeroShot(
+            path,
+            family=family,
+            label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT,
+            device=spec["device"],
+            dtype=spec["dtype"],
+        )
     if family.backend == "clap":
         return ClapZeroShot(
             path,

@@ -65,6 +65,9 @@ FAMILIES: dict[str, Family] = {
     # CLAP (the paper's contrastive baseline): 48 kHz, a 10 s window (its feature extractor would
     # crop longer clips at random; the runner truncates them first), score mode only.
     "clap": Family("clap", "ClapModel", sampling_rate=48000, window_s=10.0, backend="clap", model_types=("clap",)),
+    # ParaCLAP (cuealign/models/paraclap.py): wav2vec2 + BERT with projection heads, zero-shot over
+    # label prompts as CLAP; the encoder reads the whole clip, cut at 60 s to bound its memory.
+    "paraclap": Family("paraclap", "ParaCLAP", sampling_rate=16000, window_s=60.0, backend="clap"),
     # Audio Flamingo 3 windows long audio itself, up to its processor's max_audio_len (600 s).
     "audio-flamingo-3": Family(
         "audio-flamingo-3",
@@ -87,7 +90,6 @@ NOT_SUPPORTED = {
         "transformers class for it"
     ),
     "msclap": "Microsoft's CLAP (the msclap package) is not supported yet; family clap is LAION's CLAP",
-    "paraclap": "ParaCLAP is not supported yet; family clap is LAION's CLAP",
 }
 
 
@@ -302,8 +304,23 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
             f"{spec['path']!r} is a local folder, whose files are what loads (the tables would name a revision "
             "that was never loaded); remove revision, or set path to the hub id"
         )
+    _check_files(where, spec, entry, finetuned=finetuned)
+    _check_numerics(where, spec)
+    if spec["gpus"] > 1 and spec["device"] != "auto":
+        raise ValueError(
+            f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; "
+            "set device: auto"
+        )
+    if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
+        raise ValueError(f"{where}.corpora names {stray}, which are not in corpora ({sorted(corpora)})")
+
+
+def _check_files(where: str, spec: dict, entry: Family, *, finetuned: bool) -> None:
+    """The model's files (its base's for a model this workflow fine-tunes) and its adapter's."""
     allow_pickle = spec["allow_pickle"]
-    if not finetuned or spec.get("adapter"):
+    if entry.name == "paraclap":
+        _check_paraclap(where, spec)
+    elif not finetuned or spec.get("adapter"):
         _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle, family=entry)
     if not finetuned and spec.get("adapter"):
         adapter = Path(spec["adapter"])
@@ -314,14 +331,30 @@ def check_model_spec(name: str, spec: dict, corpora: list[str], *, finetuned: bo
         _check_weights(f"{where}.adapter", spec["adapter"], [p.name for p in adapter.iterdir()], allow_pickle)
         if not spec["allow_adapter_transfer"]:
             check_adapter_base(where, spec["adapter"], spec["path"])
-    _check_numerics(where, spec)
-    if spec["gpus"] > 1 and spec["device"] != "auto":
-        raise ValueError(
-            f"{where}: gpus {spec['gpus']} with device {spec['device']!r} would leave all but one idle; "
-            "set device: auto"
-        )
-    if stray := sorted(set(spec.get("corpora") or []) - set(corpora)):
-        raise ValueError(f"{where}.corpora names {stray}, which are not in corpora ({sorted(corpora)})")
+
+
+def _check_paraclap(where: str, spec: dict) -> None:
+    """A ParaCLAP folder as cuealign/models/paraclap.py lays it out: the released checkpoint and
+    the configs (and BERT's vocabulary) of its two base models; float32 only."""
+    import json
+
+    folder = Path(spec["path"])
+    layout = (
+        "best.pth.tar (hf download KeiKinn/paraclap best.pth.tar), speech/config.json "
+        "(audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim) and text/config.json with vocab.txt "
+        "(bert-base-uncased)"
+    )
+    if not folder.is_dir():
+        raise ValueError(f"{where}.path {spec['path']!r} is not a folder; a paraclap folder holds {layout}")
+    needed = ["best.pth.tar", "speech/config.json", "text/config.json", "text/vocab.txt"]
+    if missing := [name for name in needed if not (folder / name).is_file()]:
+        raise ValueError(f"{where}.path {spec['path']!r} lacks {missing}; a paraclap folder holds {layout}")
+    for part, model_type in (("speech", "wav2vec2"), ("text", "bert")):
+        found = json.loads((folder / part / "config.json").read_text()).get("model_type")
+        if found != model_type:
+            raise ValueError(f"{where}.path: {part}/config.json is a {found!r} model, not {model_type!r}; {layout}")
+    if spec["dtype"] not in ("auto", "float32"):
+        raise ValueError(f"{where}.dtype: paraclap runs in its checkpoint's float32; set dtype: auto")
 
 
 def _check_numerics(where: str, spec: dict) -> None:

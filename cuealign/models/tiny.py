@@ -255,3 +255,45 @@ def _build_tiny_clap(
     ClapModel(config).save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def build_tiny_paraclap(out: str | Path, words: list[str], *, hidden: int = 32, seed: int = 0) -> Path:
+    """A random-weight ParaCLAP folder laid out as cuealign/models/paraclap.py reads it: the
+    module's state dict saved with torch.save as best.pth.tar (as released), a tiny wav2vec2's
+    config under speech/ and a tiny BERT's config and vocabulary (``words``) under text/."""
+    from transformers import BertConfig, BertTokenizer, Wav2Vec2Config
+
+    from cuealign.models.paraclap import CHECKPOINT, ParaClapModule
+
+    out = Path(out)
+    (out / "speech").mkdir(parents=True, exist_ok=True)
+    (out / "text").mkdir(parents=True, exist_ok=True)
+    speech = Wav2Vec2Config(
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        conv_dim=(hidden, hidden),
+        conv_stride=(5, 2),
+        conv_kernel=(10, 3),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )
+    speech.save_pretrained(out / "speech")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(words))]
+    (out / "text" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(out / "text" / "vocab.txt")).save_pretrained(out / "text")
+    text = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+    )
+    text.save_pretrained(out / "text")
+    torch.manual_seed(seed)
+    module = ParaClapModule(speech, text, embedding_dim=hidden)
+    torch.save(module.state_dict(), out / CHECKPOINT)
+    return out
