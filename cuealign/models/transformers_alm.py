@@ -149,6 +149,7 @@ class TransformersALM(PrefixEncoding):
                     f"adapter {adapter!r} has no adapter_model.safetensors; "
                     "set allow_pickle: true to load pickle weights"
                 )
+            load_non_lora_weights(model, adapter)
             model = PeftModel.from_pretrained(model, adapter)
             check_adapter_loaded(model, adapter)
         if device_map:  # accelerate placed the layers (over every visible GPU); inputs go where the embeddings are
@@ -400,6 +401,37 @@ def _per_label(scores: np.ndarray, spellings: list[list[str]]) -> np.ndarray:
         out[:, j] = block[:, 0] if len(variants) == 1 else logsumexp(block, axis=1)
         column += len(variants)
     return out
+
+
+NON_LORA = "non_lora_trainables.bin"
+
+
+def load_non_lora_weights(model, adapter: str) -> None:
+    """An adapter folder laid out as Audio Flamingo 3's think adapter (nvidia/audio-flamingo-3-hf,
+    think/): besides the LoRA weights, non_lora_trainables.bin holds weights trained in full, put
+    into the base model before the adapter. Read with torch.load(weights_only=True) (tensors only: a
+    pickle that would run code is refused); every name must be one of the model's (the published
+    loaders pass strict=False, which drops a mismatched name without a word)."""
+    import pickle
+
+    file = Path(adapter) / NON_LORA
+    if not file.is_file():
+        return
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{file}: holds more than tensors (its pickle would run code when loaded, {exc})") from None
+    own = model.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{file}: not a state dict of tensors")
+    if foreign := [name for name in state if name not in own]:
+        raise ValueError(
+            f"{file}: {len(foreign)} of its {len(state)} weights name no parameter of the model (e.g. {foreign[:3]}; "
+            f"the model's are named like {list(own)[:2]}): saved for another layout of the model, so loading it "
+            "would change nothing; convert its names, or use the adapter of this layout"
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+    log.info("%s: %d weights trained in full put into the base model before the adapter", file, len(state))
 
 
 def check_adapter_loaded(model, adapter: str) -> None:

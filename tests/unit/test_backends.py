@@ -471,3 +471,52 @@ def test_dtype_auto_loads_the_checkpoints_own_dtype(tiny_qwen2_audio, tmp_path, 
     assert "float32 weights on cuda:0" in caplog.text
     caplog.clear()
     assert loaded_dtype(model.float(), "float32", torch.device("cpu")) == "float32" and not caplog.text
+
+
+def test_the_af3_think_adapter_layout_loads_its_full_weights_then_its_lora(tmp_path):
+    """nvidia/audio-flamingo-3-hf's think/ folder: a LoRA adapter plus non_lora_trainables.bin
+    (weights trained in full), put into the base before the adapter. Names that are not the model's
+    are refused (the published loaders' strict=False would drop them silently), and so is a pickle
+    that would run code."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AudioFlamingo3ForConditionalGeneration
+
+    from cuealign.models.tiny import build_tiny_alm
+
+    base_path = build_tiny_alm("audio-flamingo-3", tmp_path / "af3", [PREFIX, *SUFFIXES, " ".join(LABELS)])
+    base = AudioFlamingo3ForConditionalGeneration.from_pretrained(base_path)
+    name = next(n for n, _ in base.named_parameters() if "language_model" in n and n.endswith("mlp.down_proj.weight"))
+    full = {name: base.state_dict()[name] + 0.5}
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    for n, p in lora.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.05)
+    think = tmp_path / "think"
+    lora.save_pretrained(think)
+    torch.save(full, think / "non_lora_trainables.bin")
+    adapted = load_backend(spec(base_path, family="audio-flamingo-3", adapter=str(think)))
+    loaded = adapted.model.get_base_model().state_dict()[name]
+    assert torch.equal(loaded, full[name])  # the full weights are in, under the adapter
+    lora_only = tmp_path / "lora-only"
+    lora.save_pretrained(lora_only)
+    only = load_backend(spec(base_path, family="audio-flamingo-3", adapter=str(lora_only)))
+    assert (
+        np.abs(adapted.score(audio(1), PREFIX, SUFFIXES, LABELS) - only.score(audio(1), PREFIX, SUFFIXES, LABELS)).max()
+        > 1e-4
+    )
+
+    torch.save({"llm." + name: full[name]}, think / "non_lora_trainables.bin")  # another layout's names
+    with pytest.raises(ValueError, match="weights name no parameter of the model"):
+        load_backend(spec(base_path, family="audio-flamingo-3", adapter=str(think)))
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({name: Payload()}, think / "non_lora_trainables.bin")
+    with pytest.raises(ValueError, match="holds more than tensors"):
+        load_backend(spec(base_path, family="audio-flamingo-3", adapter=str(think)))
+    assert not marker.exists()
