@@ -176,8 +176,10 @@ def collate(
         targets.append(torch.tensor(label))
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     for key in featurised[0][0]:
-        if key not in inputs:
-            inputs[key] = torch.cat([prefix[key] for prefix, _, _ in featurised])
+        if key not in inputs:  # audio features (and masks): zero-padded on the last axis where clips differ
+            tensors = [prefix[key] for prefix, _, _ in featurised]
+            frames = max(t.shape[-1] for t in tensors)
+            inputs[key] = torch.cat([torch.nn.functional.pad(t, (0, frames - t.shape[-1])) for t in tensors])
     return inputs, positions, targets
 
 
