@@ -17,16 +17,9 @@ def load_backend(spec: dict):
     if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
         raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
     family = family_of(spec["family"])
-    if family.name == "paraclap":
-        return ParaClapZeroShot(
-            path,
-            family=family,
-            label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT,
-            device=spec["device"],
-            dtype=spec["dtype"],
-        )
-    if family.backend == "clap":
-        return ClapZeroShot(
+    if family.backend == "clap":  # LAION's CLAP, or ParaCLAP (a local folder: no revision, no remote code)
+        zero_shot = ParaClapZeroShot if family.name == "paraclap" else ClapZeroShot
+        return zero_shot(
             path,
             family=family,
             label_prompt=spec.get("label_prompt") or DEFAULT_LABEL_PROMPT,
