@@ -119,12 +119,12 @@ rule collect_main_tables:
         ),
     log:
         "logs/collect_main_tables.log",
-    params:
-        entered=config["reference_results"],
     conda:
         "../envs/cuealign.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        entered=config["reference_results"],
     script:
         "../workflow_scripts/collect_main_tables.py"
