@@ -61,8 +61,9 @@ def build(family: str, out: Path, *, layers: int | None, dtype: str) -> Path:
     return build_layout(LAYOUT[family], out, bpe, released=True, layers=layers, dtype=dtype)
 
 
-def measure(family: str, path: Path, *, seconds: float, forward: bool = True) -> dict:
-    """Load through cuealign (dtype auto, CPU) and score one utterance; what the table reports."""
+def measure(family: str, path: Path, *, seconds: float, forward: bool = True, dtype: str = "auto") -> dict:
+    """Load through cuealign (dtype auto: as saved; CPU) and score one utterance; what the table
+    reports."""
     import numpy as np
     import torch
 
@@ -71,7 +72,7 @@ def measure(family: str, path: Path, *, seconds: float, forward: bool = True) ->
 
     baseline = peak_mb()
     started = time.perf_counter()
-    backend = load_backend(model_entry(str(path), family, dtype="auto", device="cpu"))
+    backend = load_backend(model_entry(str(path), family, dtype=dtype, device="cpu"))
     result = {
         "family": family,
         "parameters": sum(p.numel() for p in backend.model.parameters()),
