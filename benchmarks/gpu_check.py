@@ -40,8 +40,9 @@ if str(REPO) not in sys.path:
 
 from cuealign.models.registry import family as family_of  # noqa: E402
 from cuealign.models.transformers_alm import TransformersALM  # noqa: E402
+from tests.real_models import RELEASE_LAYOUT as LAYOUT  # noqa: E402
+from tests.real_models import voiced as clip  # noqa: E402
 
-LAYOUT = {"qwen2-audio": "qwen2-audio", "qwen2.5-omni": "qwen2.5-omni-json", "audio-flamingo-3": "audio-flamingo-3"}
 LABELS = ["angry", "happy", "neutral", "sad"]
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, happy, neutral, sad."
 LEVELS = ["VERY_LOW", "LOW", "MID", "HIGH", "VERY_HIGH"]
@@ -55,15 +56,6 @@ def conditions(n: int = 26, seed: int = 0) -> list[str]:
         for _ in range(n - 1)
     ]
     return ["", *(f" Acoustic cues measured from the audio: {b}; VOICE_QUALITY=MODAL." for b in blocks)]
-
-
-def clip(seed: int, seconds: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(16000 * seconds)) / 16000
-    phase = 2 * np.pi * np.cumsum((110 + 20 * (seed % 5)) * (1 - 0.2 * t / seconds)) / 16000
-    return (0.2 * sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.01 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
 
 
 def load(path: Path, family: str, device: str, dtype: str) -> TransformersALM:

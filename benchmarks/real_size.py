@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-LAYOUT = {"qwen2-audio": "qwen2-audio", "qwen2.5-omni": "qwen2.5-omni-json", "audio-flamingo-3": "audio-flamingo-3"}
+from tests.real_models import RELEASE_LAYOUT as LAYOUT  # noqa: E402
+from tests.real_models import build_layout, qwen_bpe  # noqa: E402
+
 LABELS = ["angry", "sad"]  # one label of two tokens, one of one (the label-tail path runs)
 PREFIX = "What emotion does the speaker express? Answer with one word from: angry, sad."
 SUFFIXES = ["", " Acoustic cues measured from the audio: ENERGY=VERY_HIGH; PITCH=MID; VOICE_QUALITY=BREATHY."]
@@ -46,6 +48,7 @@ def peak_mb() -> float:
 
 
 def voiced(seconds: float, rate: int = 16000):
+    """The clip the table was measured on: a falling 140 Hz harmonic tone with a little noise."""
     import numpy as np
 
     t = np.arange(int(rate * seconds)) / rate
@@ -55,8 +58,6 @@ def voiced(seconds: float, rate: int = 16000):
 
 
 def build(family: str, out: Path, *, layers: int | None, dtype: str) -> Path:
-    from tests.real_models import build_layout, qwen_bpe
-
     bpe = qwen_bpe(REPO / ".pytest_cache" / "d" / "qwen-bpe")
     return build_layout(LAYOUT[family], out, bpe, released=True, layers=layers, dtype=dtype)
 

@@ -26,6 +26,12 @@ FAMILY_OF = {
     "qwen2.5-omni-json": "qwen2.5-omni",
     "audio-flamingo-3": "audio-flamingo-3",
 }
+# registry family -> the layout of its released checkpoint (the benchmarks' real-size builds)
+RELEASE_LAYOUT = {
+    "qwen2-audio": "qwen2-audio",
+    "qwen2.5-omni": "qwen2.5-omni-json",
+    "audio-flamingo-3": "audio-flamingo-3",
+}
 BASE_VOCAB = 151643  # Qwen2/2.5 byte-level BPE ranks; special tokens follow
 
 _QWEN = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -271,3 +277,15 @@ def build_layout(
     if init_device.startswith("cuda"):
         torch.cuda.empty_cache()
     return out
+
+
+def voiced(seed: int, seconds: float, rate: int = 16000):
+    """A harmonic tone with a falling pitch and a little noise: a clip a model hears something in."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    phase = 2 * np.pi * np.cumsum((110 + 20 * (seed % 5)) * (1 - 0.2 * t / seconds)) / rate
+    return (0.2 * sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cuealign.analysis.tables import ci_label  # noqa: E402
+
 PANELS_PER_ROW = 3  # the report's frame on a laptop screen is ~1,100 px: 3 panels keep the numbers legible
 
 
@@ -50,10 +52,8 @@ def corruption_curve(uar: pd.DataFrame, *, chance: float, title: str = "", spear
     band = "CI"
     if len(means) and "ci_method" in means:
         first = means.iloc[0]
-        units = f"{int(first['n_speakers'])} speakers"
-        if first.get("cluster") == "fold" and first["ci_method"] != "within-speaker":
-            units += f" in {int(first['n_clusters'])} folds"
-        band = f"{100 * first['ci_level']:g}% CI ({first['ci_method']}, {units})"
+        units = ci_label(first["ci_method"], int(first["n_speakers"]), first["cluster"], int(first["n_clusters"]))
+        band = f"{100 * first['ci_level']:g}% CI ({units})"
     ax.fill_between(means["p"], means["ci_low"], means["ci_high"], alpha=0.25, label=band)
     ax.plot(means["p"], means["uar"], marker="o", label="corrupted tokens (mean over seeds)")
     ax.scatter(points["p"], points["uar"], s=12, color="black", alpha=0.5, label="single seeds")

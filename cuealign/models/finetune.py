@@ -39,6 +39,7 @@ import torch
 from cuealign.cache import content_key
 from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import SILENCE, Condition
+from cuealign.models.prefix import padded_cat
 from cuealign.models.registry import family as family_of
 from cuealign.models.registry import finetune_dtype
 from cuealign.models.transformers_alm import TransformersALM
@@ -176,10 +177,8 @@ def collate(
         targets.append(torch.tensor(label))
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     for key in featurised[0][0]:
-        if key not in inputs:  # audio features (and masks): zero-padded on the last axis where clips differ
-            tensors = [prefix[key] for prefix, _, _ in featurised]
-            frames = max(t.shape[-1] for t in tensors)
-            inputs[key] = torch.cat([torch.nn.functional.pad(t, (0, frames - t.shape[-1])) for t in tensors])
+        if key not in inputs:  # audio features (and masks): zero-padded where clips differ
+            inputs[key] = padded_cat([prefix[key] for prefix, _, _ in featurised])
     return inputs, positions, targets
 
 

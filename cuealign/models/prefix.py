@@ -63,6 +63,13 @@ def logits_at(model, start: int, stop: int | None):
         handle.remove()
 
 
+def padded_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Tensors concatenated on the first axis, zero-padded on the last to the longest (audio
+    features and their masks of clips of different lengths: the padding is masked)."""
+    width = max(t.shape[-1] for t in tensors)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[-1])) for t in tensors])
+
+
 def last_position_logits(model):
     """Within: the language-model head sees only each row's last position, so a prefix forward
     makes batch x 1 x vocabulary logits instead of batch x prefix x vocabulary (4.3 GiB in bfloat16
@@ -372,9 +379,7 @@ class PrefixEncoding:
         for name in inputs[0]:
             if name in batch:
                 continue
-            tensors = [x[name] for x in inputs]
-            width = max(t.shape[-1] for t in tensors)
-            batch[name] = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[-1])) for t in tensors])
+            batch[name] = padded_cat([x[name] for x in inputs])
         return batch
 
     def _prefix(self, audio, prefix_text: str, prepared: Prepared | None, prefix: Prefix | None) -> Prefix:

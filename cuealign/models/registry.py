@@ -128,6 +128,22 @@ def _check_weights(where: str, path: str, names: list[str], allow_pickle: bool) 
         )
 
 
+def model_folder(path: str, revision: str | None = None) -> Path | None:
+    """A model's folder: the local one, or the hub snapshot the local cache resolves ``path`` to
+    (None where neither exists: nothing is downloaded)."""
+    if Path(path).is_dir():
+        return Path(path)
+    if path.startswith((".", "/", "~")):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(path, "config.json", revision=revision)
+    except ValueError:  # not a hub id either (a folder this workflow has yet to make)
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def _check_path(
     where: str, path: str, revision: str | None = None, *, allow_pickle: bool = False, family: Family | None = None
 ) -> None:
@@ -141,16 +157,14 @@ def _check_path(
     elif path.startswith((".", "/", "~")) or Path(path).exists():
         raise ValueError(f"{where} {path!r} does not exist")
     else:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(path, "config.json", revision=revision)
-        if not isinstance(found, str):
+        folder = model_folder(path, revision)
+        if folder is None:
             raise ValueError(
                 f"{where} {path!r} is neither a local folder nor in the local Hugging Face cache; "
                 f"nothing is downloaded at run time: fetch it once with `hf download {path}`"
             )
-        _check_weights(where, path, [p.name for p in Path(found).parent.iterdir()], allow_pickle)
-        _check_model_type(where, path, Path(found), family)
+        _check_weights(where, path, [p.name for p in folder.iterdir()], allow_pickle)
+        _check_model_type(where, path, folder / "config.json", family)
 
 
 def _check_model_type(where: str, path: str, config: Path, family: Family | None) -> None:
@@ -204,14 +218,8 @@ def _copy_of_hub_model(recorded: str, folder: Path) -> bool:
     repository, said in the log."""
     if not (_is_hub_id(recorded) and folder.is_dir()):
         return False
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(recorded, "config.json")
-    except ValueError:
-        return False
-    if isinstance(found, str):
-        return _same_files(Path(found).parent, folder)
+    if (snapshot := model_folder(recorded)) is not None:
+        return _same_files(snapshot, folder)
     if folder.name.lower() != recorded.split("/")[1].lower():
         return False
     import logging

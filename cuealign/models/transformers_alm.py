@@ -27,7 +27,7 @@ from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.models.devices import resolve_device
 from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared, logits_at, returned_cache
-from cuealign.models.registry import GREEDY_DECODING, Family
+from cuealign.models.registry import GREEDY_DECODING, Family, model_folder
 from cuealign.models.weights import DTYPES, damaged_weights, load_error, loaded_dtype
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,9 @@ def has_own_template(path: str, options: dict) -> bool:
     """Whether the model folder (or the cached hub snapshot) holds a chat template of its own."""
     import json
 
-    folder = Path(path)
-    if not folder.is_dir():
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(path, "config.json", revision=options.get("revision"))
-        if not isinstance(found, str):
-            return True  # not found locally: from_pretrained has already said so
-        folder = Path(found).parent
+    folder = model_folder(path, options.get("revision"))
+    if folder is None:
+        return True  # not found locally: from_pretrained has already said so
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True
     for name in ("tokenizer_config.json", "processor_config.json"):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cuealign.models.registry import WEIGHT_SUFFIXES, model_folder
+
 MIN_MEM_MB = 1000
 # shards: auto. At most this many utterances per shard: a prompts job of 5,000 evaluated x 33
 # conditions peaks near 0.6 GB, an LLD job of 5,000 files of ~4.5 s takes ~8 min on 2 cores.
@@ -41,22 +43,6 @@ MODEL_MEM_MB = 8000  # the floor of a model job (and its value where the weights
 RUNTIME_MB = 4000  # torch, the processor, a clip's features, activations and KV cache on the host
 WEIGHTS_MARGIN = 1.25
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
-
-
-def model_folder(path: str, revision: str | None = None) -> Path | None:
-    """A model's folder: the local one, or the cached hub snapshot (None where neither exists)."""
-    if Path(path).is_dir():
-        return Path(path)
-    if path.startswith((".", "/", "~")):
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(path, "config.json", revision=revision)
-    except ValueError:  # not a hub id either: a folder this workflow has yet to make
-        return None
-    return Path(found).parent if isinstance(found, str) else None
 
 
 def stored_weights(path: str, revision: str | None = None) -> tuple[int, int, str] | None:
@@ -67,7 +53,7 @@ def stored_weights(path: str, revision: str | None = None) -> tuple[int, int, st
     folder = model_folder(path, revision)
     if folder is None:
         return None
-    sizes = [f.stat().st_size for f in folder.iterdir() if f.name.endswith(WEIGHT_FILES) and f.is_file()]
+    sizes = [f.stat().st_size for f in folder.iterdir() if f.name.endswith(WEIGHT_SUFFIXES) and f.is_file()]
     if not sizes:
         return None
     try:
