@@ -153,7 +153,7 @@ def test_a_template_of_another_family_is_refused(layouts, tmp_path):
     shutil.copytree(layouts("audio-flamingo-3"), folder)
     (folder / "chat_template.jinja").write_text((layouts("qwen2.5-omni") / "chat_template.jinja").read_text())
     backend = load_backend(spec(folder, "audio-flamingo-3"))
-    with pytest.raises(ValueError, match="renders 0 audio placeholders \(<sound>\)"):
+    with pytest.raises(ValueError, match=r"renders 0 audio placeholders \(<sound>\)"):
         backend.split_template(PREFIX)
 
 
