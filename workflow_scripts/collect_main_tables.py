@@ -9,7 +9,8 @@ with log_to(snakemake.log[0]):
     table = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in snakemake.input.tables])
     # results entered from publications (config: reference_results), marked as not computed here
     table = pd.concat([table, entered_rows(snakemake.params.entered, list(table.columns))])
-    table = table.sort_values(["corpus", "model"], kind="stable").fillna("")
+    # by corpus, then model name whatever its case (Pengi between paraclap and qwen2-audio)
+    table = table.sort_values(["corpus", "model"], key=lambda names: names.str.lower(), kind="stable").fillna("")
     table.to_csv(snakemake.output.csv, index=False)  # with its provenance columns
     table = table.drop(columns=COLUMNS)  # the printed tables stay the paper's layout
     with open(snakemake.output.md, "w") as stream:
