@@ -108,7 +108,8 @@ def record(
             "numerics": (numerics[0] if len(numerics) == 1 else numerics) if numerics else spec.get("numerics"),
             "mode": spec["mode"],
             # generate mode decodes greedily whatever the checkpoint's generation_config says
-            "decoding": _greedy() | {"max_new_tokens": spec.get("max_new_tokens")}
+            "decoding": _greedy()
+            | {"max_new_tokens": spec.get("max_new_tokens"), "answer_from": spec.get("answer_from")}
             if spec["mode"] == "generate"
             else None,
         },

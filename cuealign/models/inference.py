@@ -101,12 +101,29 @@ def _as_a_noun(words: list[str], start: int, end: int) -> bool:
     return start > 0 and words[start - 1] in DETERMINERS and (end == len(words) or words[end] in PREPOSITIONS)
 
 
-def parse_answer(text: str, labels: list[str]) -> str:
+THINKING = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+def parse_answer(text: str, labels: list[str], *, answer_from: str = "first") -> str:
     """The label a generated answer names, or 'unparsed': the first label (a word or several,
-    any script, any case) or synonym the answer affirms. A label within four words after a negation
-    in the same clause ('not angry', 'nicht wütend', 'neither happy nor sad') is not affirmed and
-    is skipped, as is a class word used as a noun ('I need a rest'), so 'not angry, just
-    frustrated' is unparsed rather than angry, and 'neither happy nor sad; neutral' is neutral."""
+    any script, any case) or synonym the answer affirms, or with ``answer_from='last'`` the last
+    (a model that reasons first ends with its conclusion). A label within four words after a
+    negation in the same clause ('not angry', 'nicht wütend', 'neither happy nor sad') is not
+    affirmed and is skipped, as is a class word used as a noun ('I need a rest'), so 'not angry,
+    just frustrated' is unparsed rather than angry, and 'neither happy nor sad; neutral' is
+    neutral. Text inside <think>...</think> is reasoning and never the answer; an answer whose
+    <think> is never closed (cut off by max_new_tokens) gave none."""
+    text = THINKING.sub(" ", text)
+    if "<think>" in text.casefold():
+        return UNPARSED
+    affirmed = _affirmed(text, labels)
+    if answer_from == "last":
+        affirmed = reversed(list(affirmed))
+    return next(iter(affirmed), UNPARSED)
+
+
+def _affirmed(text: str, labels: list[str]):
+    """Each label ``text`` affirms, in the order it does (see parse_answer)."""
     wanted = {tuple(re.findall(r"\w+", label.casefold())): label for label in labels}
     for clause in CLAUSE_BREAK.split(text.casefold()):
         words = re.findall(r"\w+", clause)
@@ -116,10 +133,11 @@ def parse_answer(text: str, labels: list[str]) -> str:
             for phrase, label in wanted.items():
                 end = start + len(phrase)
                 if tuple(words[start:end]) == phrase and not _as_a_noun(words, start, end):
-                    return label
-            if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
-                return wanted[(synonym,)]
-    return UNPARSED
+                    yield label
+                    break
+            else:
+                if (synonym := SYNONYMS.get(word)) is not None and (synonym,) in wanted:
+                    yield wanted[(synonym,)]
 
 
 class _Group(NamedTuple):
@@ -189,7 +207,10 @@ def _ask(backend, audio, prefix_text: str, suffixes: list[str], labels: list[str
         batch_size=spec["batch_size"],
         **ahead,
     )
-    return [{"pred": parse_answer(t, labels), "raw_output": t, "logprobs": None} for t in texts]
+    answer_from = spec["answer_from"]
+    return [
+        {"pred": parse_answer(t, labels, answer_from=answer_from), "raw_output": t, "logprobs": None} for t in texts
+    ]
 
 
 def _wheres(groups: list[_Group]) -> list[tuple[str, str]]:
@@ -435,7 +456,8 @@ class _ShardRun:
         from_store = [i for i, answer in enumerate(answers) if answer is None and keys[i] in self.stored]
         for i, answer in zip(from_store, self.cache.get_many([keys[i] for i in from_store]), strict=True):
             if answer is not None and self.spec["mode"] == "generate":  # read with today's parser
-                answer = answer | {"pred": parse_answer(answer["raw_output"], self.labels)}
+                pred = parse_answer(answer["raw_output"], self.labels, answer_from=self.spec["answer_from"])
+                answer = answer | {"pred": pred}
             answers[i] = answer
         missing = [i for i, answer in enumerate(answers) if answer is None]
         first_asked: dict[str, int] = {}

@@ -122,6 +122,19 @@ def test_stored_generated_answers_are_read_with_todays_parser(backend, prompts, 
     assert counting.calls == 0 and len(again) == len(first)  # every answer from the store
     assert (again["pred"] == "neutral").all()
 
+    # answer_from is how an answer is read, not what is asked: stored answers serve either reading
+    with sqlite3.connect(store.writer_path) as db:
+        for key, value in db.execute("SELECT key, value FROM answers").fetchall():
+            entry = json.loads(value) | {"raw_output": THOUGHT, "pred": "neutral"}
+            db.execute("UPDATE answers SET value = ? WHERE key = ?", (json.dumps(entry), key))
+    for answer_from, label in (("first", "angry"), ("last", "sad")):
+        counting = Counting(backend)
+        spec_ = spec(tiny_qwen2_audio, mode="generate", answer_from=answer_from)
+        read = predict_shard(
+            prompts, counting, labels=LABELS, spec=spec_, cache=AnswerStore(tmp_path, "p"), progress=False
+        )
+        assert counting.calls == 0 and (read["pred"] == label).all()
+
 
 @pytest.mark.parametrize("mode", ["score", "generate"])
 def test_every_family_answers_every_row(tiny_alm, prompts, tmp_path, mode):
@@ -210,6 +223,30 @@ def test_a_new_condition_computes_only_its_rows(backend, prompts, tmp_path, tiny
 )
 def test_parse_answer(text, expected):
     assert parse_answer(text, LABELS) == expected
+
+
+THOUGHT = (
+    "The pitch is high and the energy is very high, which could suggest an angry or a happy speaker; "
+    "the voice is breathy and falls at the end, so it is not happy. The speaker sounds sad."
+)
+
+
+@pytest.mark.parametrize(
+    "text, first, last",
+    [
+        (THOUGHT, "angry", "sad"),  # reasoning first names other labels; its conclusion comes last
+        ("Sad.", "sad", "sad"),
+        ("angry, not sad", "angry", "angry"),  # a negated label is skipped from either end
+        ("I cannot tell", UNPARSED, UNPARSED),
+        (f"<think>{THOUGHT}</think> Angry.", "angry", "angry"),  # reasoning in tags is never the answer
+        (f"<THINK>{THOUGHT}</THINK>", UNPARSED, UNPARSED),
+        (f"<think>{THOUGHT}", UNPARSED, UNPARSED),  # cut off by max_new_tokens before it answered
+        ("happy <think>or sad?</think> happy, then sad", "happy", "sad"),
+    ],
+)
+def test_an_answer_that_reasons_first_is_read_from_its_conclusion(text, first, last):
+    assert parse_answer(text, LABELS) == parse_answer(text, LABELS, answer_from="first") == first
+    assert parse_answer(text, LABELS, answer_from="last") == last
 
 
 def test_load_audio_resamples_mixes_truncates_and_silences(tmp_path):
