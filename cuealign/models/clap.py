@@ -20,6 +20,7 @@ import torch
 from transformers import AutoProcessor, ClapModel
 
 from cuealign.models.devices import resolve_device
+from cuealign.models.prefix import on_model
 from cuealign.models.registry import Family
 from cuealign.models.weights import DTYPES, load_error, loaded_dtype
 
@@ -71,7 +72,7 @@ class ClapZeroShot:
 
     def audio_inputs(self, audio: np.ndarray) -> dict:
         inputs = self.processor(audio=[audio], sampling_rate=self.sampling_rate, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in inputs.items()}
+        return on_model(inputs, self.model, self.device)
 
     def score(
         self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32

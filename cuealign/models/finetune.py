@@ -39,7 +39,7 @@ import torch
 from cuealign.cache import content_key
 from cuealign.corpora.audio import load_model_audio
 from cuealign.interventions import SILENCE, Condition
-from cuealign.models.prefix import padded_cat
+from cuealign.models.prefix import on_model, padded_cat
 from cuealign.models.registry import family as family_of
 from cuealign.models.registry import finetune_dtype
 from cuealign.models.transformers_alm import TransformersALM
@@ -325,7 +325,7 @@ def _backward(alm, batch: list[Example], batch_size: int, features, mixed_precis
     loss_sum, guesses = 0.0, []
     for part in (batch[i : i + batch_size] for i in range(0, len(batch), batch_size)):
         inputs, positions, targets = collate(alm, part, features)
-        inputs = {k: v.to(alm.device) for k, v in inputs.items()}
+        inputs = on_model(inputs, alm.model, alm.device)
         with autocast(alm.device, mixed_precision):
             logits = alm.model(**inputs).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -423,7 +423,7 @@ def evaluate(
         for first in range(0, len(examples), 16):
             batch = examples[first : first + 16]
             inputs, positions, targets = collate(alm, batch, features)
-            logits = alm.model(**{k: v.to(alm.device) for k, v in inputs.items()}).logits
+            logits = alm.model(**on_model(inputs, alm.model, alm.device)).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, (pos, tgt) in enumerate(zip(positions, targets, strict=True)):
                 losses += (-logprobs[row, pos.to(alm.device), tgt.to(alm.device)]).cpu().tolist()

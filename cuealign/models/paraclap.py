@@ -37,6 +37,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, Wav2Vec2Config, W
 
 from cuealign.models.devices import resolve_device
 from cuealign.models.registry import DEFAULT_LABEL_PROMPT, Family
+from cuealign.models.weights import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,10 @@ class ParaClapZeroShot:
                 "%s: %d weights the architecture has no place for, e.g. %s", path, len(unexpected), unexpected[:3]
             )
         torch_device, _ = resolve_device(device)
-        self.model = module.to(torch_device).eval()
+        # auto: the checkpoint's own, float32; another dtype asked for is honoured
+        self.dtype = "float32" if dtype == "auto" else dtype
+        self.model = module.to(torch_device, dtype=DTYPES[self.dtype]).eval()
         self.device = torch.device(torch_device)
-        self.dtype = "float32"  # the checkpoint's own (auto and float32 alike)
         self.tokenizer = AutoTokenizer.from_pretrained(folder / "text")
         self._texts: dict[tuple[str, ...], torch.Tensor] = {}
 
@@ -155,7 +157,7 @@ class ParaClapZeroShot:
     ) -> np.ndarray:
         """log P(label | audio) over the labels, the same for every suffix (no token channel)."""
         texts = self._label_embeddings(labels)
-        waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32)).unsqueeze(0).to(self.device)
+        waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))[None].to(self.device, DTYPES[self.dtype])
         with torch.inference_mode():
             embedding = torch.nn.functional.normalize(self.model.audio_embedding(waveform).float(), dim=-1)
             logits = self.model.logit_scale.exp().float() * embedding @ texts.T

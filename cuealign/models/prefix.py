@@ -63,6 +63,17 @@ def logits_at(model, start: int, stop: int | None):
         handle.remove()
 
 
+def on_model(tensors: dict, model: torch.nn.Module, device) -> dict:
+    """Processor outputs as the model takes them: on ``device``, floating tensors (audio features,
+    waveforms) in the dtype of the model's weights, integer ones (ids, masks) as they are, as
+    transformers' BatchFeature.to(device, dtype=...) does. The processors return float32 features:
+    Qwen2-Audio's and Omni's encoders cast them to their weights' dtype, Audio Flamingo 3's does not,
+    and its bfloat16 convolution refuses float32 (found at the released size, benchmarks/README.md,
+    "Real size")."""
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    return {k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device) for k, v in tensors.items()}
+
+
 def padded_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Tensors concatenated on the first axis, zero-padded on the last to the longest (audio
     features and their masks of clips of different lengths: the padding is masked)."""
@@ -328,7 +339,7 @@ class PrefixEncoding:
         """Run each item's processor inputs (one forward for all), keep each one's system + audio part."""
         lengths = [inputs["input_ids"].shape[1] for *_, inputs in items]
         batch = self._collate([inputs for *_, inputs in items]) if len(items) > 1 else items[0][-1]
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch = on_model(batch, self.model, self.device)
         with torch.inference_mode(), last_position_logits(self.model):
             out = self.model(**batch, use_cache=True)
         layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]

@@ -26,7 +26,7 @@ import transformers
 from transformers import AutoProcessor, DynamicCache, Qwen2AudioProcessor
 
 from cuealign.models.devices import resolve_device
-from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared, logits_at, returned_cache
+from cuealign.models.prefix import Prefix, PrefixEncoding, Prepared, logits_at, on_model, returned_cache
 from cuealign.models.registry import GREEDY_DECODING, Family, model_folder
 from cuealign.models.weights import DTYPES, damaged_weights, load_error, loaded_dtype
 
@@ -279,7 +279,8 @@ class TransformersALM(PrefixEncoding):
             text=head + suffix + tail, audio=audio, sampling_rate=self.sampling_rate, return_tensors="pt"
         )
         prompt_ids = prompt["input_ids"]
-        inputs = {k: v.to(self.device) for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
+        features = {k: v for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
+        inputs = on_model(features, self.model, self.device)
         scores = []
         for label in (v for vs in spellings for v in vs):
             label_ids = self.ids(label)

@@ -130,20 +130,27 @@ def test_lora_adapts_the_language_model_only_unless_asked(family, tmp_path):
     assert adapted["language_model"] == adapted["everywhere"] - in_audio
 
 
+def bfloat16_copy(model_path, out):
+    """The model folder with its weights saved in bfloat16, as the releases are."""
+    import json
+
+    import transformers
+
+    model_class = getattr(transformers, json.loads((model_path / "config.json").read_text())["architectures"][0])
+    model_class.from_pretrained(model_path, dtype=torch.bfloat16).save_pretrained(out)
+    for extra in model_path.iterdir():  # the processor's files
+        if not (out / extra.name).exists():
+            (out / extra.name).write_bytes(extra.read_bytes())
+    return out
+
+
 def test_dtype_auto_trains_and_probes_lora_in_the_bases_dtype_and_full_in_float32(tiny_qwen2_audio, tmp_path):
     """A released bfloat16 base is not copied to float32 for LoRA (a 7B base: ~31 GB on the host);
     full fine-tuning and models built from architecture train in float32."""
-    import torch
-    from transformers import Qwen2AudioForConditionalGeneration
-
     from cuealign.models.finetune import load_for_training
     from cuealign.models.registry import finetune_dtype
 
-    released = tmp_path / "bf16"
-    Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio, dtype=torch.bfloat16).save_pretrained(released)
-    for extra in tiny_qwen2_audio.iterdir():  # the processor's files
-        if not (released / extra.name).exists():
-            (released / extra.name).write_bytes(extra.read_bytes())
+    released = bfloat16_copy(tiny_qwen2_audio, tmp_path / "bf16")
     lora = {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     spec = finetune_spec(method="lora", base=str(released), lora=lora)
     assert spec["dtype"] == "auto" and finetune_dtype(spec) == "auto"
@@ -425,3 +432,18 @@ def test_a_killed_finetune_resumes_from_its_checkpoint_to_the_uninterrupted_mode
     torch.save({"key": "another training", "step": 5}, stale.file)
     history, _ = finetune(other, out_dir=tmp_path / "fresh", checkpoint_dir=tmp_path / "stale", **tiny_study)
     assert history["step"].iloc[0] == 1
+
+
+def test_lora_on_a_bfloat16_base_trains_and_probes_in_every_family(tiny_alm, tiny_study, tmp_path):
+    """LoRA on a base saved in bfloat16 (dtype auto keeps it so): the float32 audio features go in
+    as the base's dtype for training, validation and the probe (Audio Flamingo 3's encoder does not
+    cast them itself, and its bfloat16 convolution refused float32)."""
+    family, path = tiny_alm
+    base = bfloat16_copy(path, tmp_path / "bf16")
+    lora = {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    spec = finetune_spec(family=family, method="lora", base=str(base), epochs=1, batch_size=8, lora=lora)
+    history, alm = finetune(spec, out_dir=tmp_path / "adapter", **tiny_study)
+    assert alm.dtype == "bfloat16" and np.isfinite(history["loss"]).all()
+    entry = model_entries(validate_config({"corpora": {"demo": {"type": "synthetic"}}, "finetune": {"ft": spec}}))["ft"]
+    probe = load_backend(entry | {"adapter": str(tmp_path / "adapter")})
+    assert probe.dtype == "bfloat16" and np.isfinite(test_scores(probe, tiny_study, labels_of(tiny_study), n=1)).all()

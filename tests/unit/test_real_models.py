@@ -376,3 +376,21 @@ def test_prefixes_of_several_utterances_encoded_together_score_and_generate_as_e
         )
     with pytest.raises(ValueError, match="encoded for"):
         backend.score(audios[0], other, SUFFIXES, LABELS, prefix=again[0])
+
+
+@pytest.mark.parametrize("layout", ["qwen2-audio", "qwen2.5-omni", "audio-flamingo-3"])
+def test_every_family_runs_in_bfloat16_as_released(layouts, layout):
+    """The released weights are bfloat16 and dtype auto keeps them so. The processors return
+    float32 features, which Qwen2-Audio's and Omni's encoders cast to their weights' dtype and Audio
+    Flamingo 3's does not: its bfloat16 convolution refused them (found at the released size), so
+    every floating input goes in as the weights' dtype. In bfloat16 the cached path and the whole
+    prompt are the same computation rounded in another order: they agree to bfloat16's precision."""
+    backend = load_backend(spec(layouts(layout), layout, dtype="bfloat16"))
+    assert backend.dtype == "bfloat16"
+    scores = backend.score(audio(1), PREFIX, SUFFIXES, LABELS, batch_size=2)
+    full = np.array([backend.score_full(audio(1), PREFIX, suffix, LABELS) for suffix in SUFFIXES])
+    assert np.isfinite(scores).all() and np.isfinite(full).all()
+    step = 2.0 ** (np.floor(np.log2(np.abs(full).max())) - 7)  # bfloat16's spacing at the scores' size
+    assert np.abs(scores - full).max() <= step and (scores.argmax(axis=1) == full.argmax(axis=1)).all()
+    answers = backend.generate(audio(1), PREFIX, SUFFIXES, max_new_tokens=3, batch_size=2)
+    assert len(answers) == len(SUFFIXES) and all(isinstance(a, str) for a in answers)
