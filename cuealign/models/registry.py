@@ -89,7 +89,13 @@ NOT_SUPPORTED = {
         "Pengi is the paper's reference number only (Table III), not a model cuealign runs; there is no "
         "transformers class for it"
     ),
-    "msclap": "Microsoft's CLAP (the msclap package) is not supported yet; family clap is LAION's CLAP",
+    "msclap": (
+        "Microsoft's CLAP (the msclap package, the paper's CLAP) cannot run in cuealign's environment: msclap "
+        "1.3.4 requires transformers < 5 and numpy < 2 and imports torchaudio, whose releases each fit one torch "
+        "(none fits torch 2.13; docs/findings.md); family clap is LAION's CLAP. To put the paper's CLAP in the "
+        "models table, run msclap in an environment of its own and enter its UAR under reference_results, "
+        "as config/iemocap.yaml does for Pengi"
+    ),
 }
 
 
