@@ -1,7 +1,9 @@
 """The released models' widths through cuealign's loader, prompt and score path: each family at
 its release's dimensions, cut to 2 layers (benchmarks/real_size.py runs the full depth), random
-weights saved in bfloat16 as released and loaded as float32 (a CPU without bfloat16 matrix
-instructions runs bfloat16 ~100 times slower: benchmarks/README.md, "Real size").
+weights saved in bfloat16 as released and loaded as float32, in which the cached path must equal
+the processor's whole prompt to 1e-4 (in bfloat16 the two differ by rounding, at the release's
+depth by up to 0.12: benchmarks/README.md, "Real size"; tests/unit/test_real_models.py runs every
+family in bfloat16 at tiny size).
 
 Each model is ~1.7 B parameters: about 3.5 GB on disk in bfloat16 (6.5 GB in float32 ran a CI machine's
 disk full), removed when its test ends; where the temporary folder's disk has less free, the test
