@@ -1,7 +1,8 @@
 """Train a small demo model and score with it in a fresh process, as the finetune and inference
 jobs do, and print what came out as hashes: the trained weights, the training losses and the
 label log-probabilities of a few test prompts. tests/unit/test_numerics.py runs it under several
-CPU kernel paths (environment variables) and compares the bits.
+CPU kernel paths (environment variables) and on an emulated CPU of another maker, and compares the
+bits.
 
     python -m tests.numerics_probe STUDY.pkl OUT_DIR NUMERICS THREADS
 """
@@ -63,7 +64,14 @@ def main(study_file: str, out_dir: str, numerics: str, threads: int) -> dict:
     def digest(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()[:16]
 
+    import torch
+
+    # The control: square roots through MKL's vector math (torch.sqrt on CPU), whose last bits
+    # depend on how the CPU computes its approximate instructions (rsqrtps): a CPU that computes
+    # them otherwise gives other bits here (tests/unit/test_numerics.py).
+    control = torch.sqrt(torch.linspace(0.1, 10.0, 4097)).numpy().tobytes()
     return {
+        "control": digest(control),
         "numerics": numerics_in_use(),
         "weights": digest((out / "model/model.safetensors").read_bytes()),
         "losses": digest(history["loss"].to_numpy().tobytes()),

@@ -275,7 +275,11 @@ def train(
     torch.manual_seed(seed)
     model = alm.model
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    # On CPU the fused step: its square root is the CPU's own IEEE instruction. The unfused step's
+    # goes through MKL's vector math, whose last bits differ between CPU makers even in MKL's
+    # reproducible mode, and grow through training (docs/findings.md, "The same bits on every CPU").
+    fused = True if alm.device.type == "cpu" else None
+    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay, fused=fused)
     per_step = batch_size * accumulation
     steps_per_epoch = math.ceil(len({e.utt_id for e in examples}) / per_step)
     total = steps_per_epoch * epochs

@@ -15,6 +15,14 @@ machine code on every x86-64 CPU), MKL in its conditional-numerical-reproducibil
 choose code by the CPU at run time), deterministic algorithms and one intra-op thread (a fixed
 order of every sum). It must be set before the process's first tensor operation: PyTorch reads its
 instruction set once, so a later call is refused rather than silently doing nothing.
+
+MKL's COMPATIBLE path is not the whole answer: PyTorch's CPU ``sqrt`` (and ``asin``, ``acos``,
+``atan``) go through MKL's vector math, whose last bits there still depend on how the CPU computes
+its approximate instructions, and Intel's and AMD's compute them differently. The optimiser's square
+root is the one that mattered (the demo's numbers differed between an Intel Xeon and an AMD EPYC):
+fine-tuning on CPU takes the fused AdamW step, whose square root is the CPU's IEEE instruction
+(``cuealign.models.finetune.train``). ``tests/unit/test_numerics.py`` checks the bits on an
+emulated AMD EPYC (QEMU), as well as under this machine's kernel paths.
 ``numerics: native`` uses the fastest kernels this CPU has (a GPU always does).
 """
 
