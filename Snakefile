@@ -13,6 +13,7 @@ from cuealign.workflow.config import (
     validate_config,
 )
 from cuealign.workflow.folds import expand_folds
+from cuealign.models.numerics import numpy_baseline_environment
 
 min_version("9.0")
 # before config.yaml is loaded: a templated config (__use_yte__) would run code as it loads
@@ -36,6 +37,9 @@ report: LANDING_TEXT
 
 
 validate_config(config)
+# Every job's NumPy computes with its baseline code, the same on every x86-64 CPU: its SIMD paths
+# differ in last bits between AVX2 and AVX-512 (set before any job starts; read by NumPy at import)
+os.environ.update(numpy_baseline_environment())
 # a SLURM run without partition or account fails in the plugin, after planning: refused here
 check_slurm_resources(sys.argv, workflow.resource_settings.default_resources)
 check_config(config, configfiles=workflow.configfiles)

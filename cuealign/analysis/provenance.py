@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from cuealign.models.identity import hub_commit
+from cuealign.models.numerics import numpy_simd_in_use
 
 PACKAGES = (
     "cuealign",
@@ -115,6 +116,8 @@ def record(
         },
         "seeds": seeds(config, corpus, model),
         "versions": versions(),
+        # the analysis job's NumPy: 'baseline' in a workflow job (the Snakefile disables its SIMD paths)
+        "numpy_simd": numpy_simd_in_use(),
         "workflow_commit": _commit(Path(workflow_dir)),
         "reproduce": (
             "Write the 'config' below to a YAML file keeping its key order (json.dump, or yaml.safe_dump "

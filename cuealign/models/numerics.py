@@ -100,3 +100,31 @@ def setup_numerics(numerics: str, device: str, *, threads: int) -> bool:
 
     torch.set_num_threads(threads)
     return False
+
+
+def _numpy_simd() -> tuple[list[str], dict[str, bool]]:
+    """NumPy's SIMD targets chosen at run time (AVX2, AVX-512, ...) and which this process uses."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return list(__cpu_dispatch__), dict(__cpu_features__)
+
+
+def numpy_baseline_environment() -> dict[str, str]:
+    """The environment under which a new process's NumPy computes with its baseline code only: the
+    same machine code on every x86-64 CPU. NumPy's SIMD paths round its elementary functions (exp,
+    log, power in float64) and order argsort's ties differently on AVX2 and AVX-512 CPUs
+    (docs/findings.md, "The same bits on every CPU"). Names every target this CPU would take, and
+    keeps what the environment disabled already (NumPy reads it once, at import)."""
+    targets, features = _numpy_simd()
+    already = os.environ.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
+    taken = [target for target in targets if features.get(target)]
+    return {"NPY_DISABLE_CPU_FEATURES": " ".join(dict.fromkeys(already + taken))}
+
+
+def numpy_simd_in_use() -> str:
+    """'baseline' when this process's NumPy takes none of its run-time SIMD paths, else their names."""
+    targets, features = _numpy_simd()
+    taken = [target for target in targets if features.get(target)]
+    return ", ".join(taken) if taken else "baseline"

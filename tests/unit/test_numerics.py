@@ -14,7 +14,13 @@ import sys
 
 import pytest
 
-from cuealign.models.numerics import job_threads, numerics_in_use, use_portable_numerics, wants_portable
+from cuealign.models.numerics import (
+    job_threads,
+    numerics_in_use,
+    numpy_baseline_environment,
+    use_portable_numerics,
+    wants_portable,
+)
 from tests.workflow.conftest import REPO
 
 # Kernel paths one machine can reach: PyTorch's dispatch (a capability above the CPU's falls back
@@ -139,3 +145,32 @@ def test_portable_numerics_are_refused_once_torch_has_computed():
         use_portable_numerics()
     assert numerics_in_use() == "native"
     assert {name: os.environ.get(name) for name in before} == before  # the environment is left as it was
+
+
+def numpy_child(env: dict) -> dict:
+    """NumPy's SIMD paths in a new process with ``env``, and bits of functions whose SIMD versions
+    round otherwise: exp in float32 (AVX2 and AVX-512) and log in float64 (AVX-512)."""
+    check = (
+        "import hashlib, json, numpy as np; from cuealign.models.numerics import numpy_simd_in_use; "
+        "x = np.linspace(0.1, 50, 100003); "
+        "bits = np.exp(-x.astype(np.float32)).tobytes() + np.log(x).tobytes(); "
+        "print(json.dumps({'simd': numpy_simd_in_use(), 'bits': hashlib.sha256(bits).hexdigest()}))"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in SCRUBBED} | env
+    out = subprocess.run([sys.executable, "-c", check], env=environment, cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_numpy_in_a_new_process_takes_its_baseline_code_only(monkeypatch):
+    """What the Snakefile gives every job: NumPy without its run-time SIMD paths, whose elementary
+    functions differ in the last bits between AVX2, AVX-512 and none; a target the environment
+    disabled already stays disabled."""
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "AVX512_SPR")
+    assert numpy_baseline_environment()["NPY_DISABLE_CPU_FEATURES"].split()[0] == "AVX512_SPR"
+    monkeypatch.delenv("NPY_DISABLE_CPU_FEATURES")
+    environment = numpy_baseline_environment()
+    baseline, native = numpy_child(environment), numpy_child({})
+    assert baseline["simd"] == "baseline"
+    if native["simd"] != "baseline":  # the control, on a CPU with SIMD paths: they give other bits
+        assert native["bits"] != baseline["bits"], f"NumPy's {native['simd']} paths gave the baseline's bits"

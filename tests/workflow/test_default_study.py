@@ -79,6 +79,9 @@ def test_the_default_study_runs_end_to_end_with_its_report(default_study):
     epochs = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["demo-alm"]["epochs"]
     assert history["epoch"].max() == epochs and history["loss"].notna().all()
     assert (results / "demo-alm/finetune/model/model.safetensors").is_file()
+    # computed portably: torch's (recorded by the inference jobs) and NumPy's (the analysis job)
+    run = json.loads((results / "demo-alm/RUN.json").read_text())
+    assert run["model_source"]["numerics"] == "portable" and run["numpy_simd"] == "baseline"
 
     predictions = pd.concat(pd.read_parquet(p) for p in sorted((results / "demo-alm/predictions").glob("*.parquet")))
     conditions = set(predictions["condition"])
