@@ -11,10 +11,12 @@ numerics").
 ``numerics: portable`` (a model's or fine-tuning entry's key; the default on CPU) removes the
 cause: PyTorch's own kernels in their baseline build (``ATEN_CPU_CAPABILITY=default``: the same
 machine code on every x86-64 CPU), MKL in its conditional-numerical-reproducibility mode
-(``MKL_CBWR=COMPATIBLE``: the same code path on Intel and AMD), no oneDNN or NNPACK kernels (they
+(``MKL_CBWR=COMPATIBLE``: documented as one code path on Intel and AMD), no oneDNN or NNPACK kernels (they
 choose code by the CPU at run time), deterministic algorithms and one intra-op thread (a fixed
 order of every sum). It must be set before the process's first tensor operation: PyTorch reads its
 instruction set once, so a later call is refused rather than silently doing nothing.
+
+``numerics: native`` uses the fastest kernels this CPU has (a GPU always does).
 
 MKL's COMPATIBLE path is not the whole answer: PyTorch's CPU ``sqrt`` (and ``asin``, ``acos``,
 ``atan``) go through MKL's vector math, whose last bits there still depend on how the CPU computes
@@ -23,7 +25,6 @@ root is the one that mattered (the demo's numbers differed between an Intel Xeon
 fine-tuning on CPU takes the fused AdamW step, whose square root is the CPU's IEEE instruction
 (``cuealign.models.finetune.train``). ``tests/unit/test_numerics.py`` checks the bits on an
 emulated AMD EPYC (QEMU), as well as under this machine's kernel paths.
-``numerics: native`` uses the fastest kernels this CPU has (a GPU always does).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def study_file(tiny_study, tmp_path_factory):
 
 # Another maker's CPU, as QEMU's user-mode emulation (Debian's qemu-user) models it: an AMD EPYC
 # (Zen 2: AuthenticAMD, AVX2, no AVX-512) whose approximate instructions (rcpps, rsqrtps) give other
-# bits than this machine's, as AMD's and Intel's do. About 4 minutes (QEMU runs ~20x slower).
+# bits than this machine's, as AMD's and Intel's do. About 3 minutes (QEMU runs ~20x slower).
 EMULATED_CPU = "EPYC-Rome-v2"
 
 
@@ -84,6 +84,8 @@ def test_portable_training_and_scoring_give_the_same_bits_on_every_kernel_path(s
         for name, env in KERNEL_PATHS.items()
         for threads in ((1, 2) if name == "aten avx2" else (2,))
     }
+    for run in runs.values():
+        del run["control"]  # MKL's square root: the emulated CPU's test below uses it
     first = next(iter(runs.values()))
     assert first["numerics"] == "portable" and first["prompts"] > 0
     for name, run in runs.items():
