@@ -103,13 +103,13 @@ def setup_numerics(numerics: str, device: str, *, threads: int) -> bool:
     return False
 
 
-def _numpy_simd() -> tuple[list[str], dict[str, bool]]:
-    """NumPy's SIMD targets chosen at run time (AVX2, AVX-512, ...) and which this process uses."""
+def _numpy_simd_taken() -> list[str]:
+    """NumPy's run-time SIMD targets (AVX2, AVX-512, ...) that this process takes."""
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     except ImportError:  # NumPy 1.x
         from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    return list(__cpu_dispatch__), dict(__cpu_features__)
+    return [target for target in __cpu_dispatch__ if __cpu_features__.get(target)]
 
 
 def numpy_baseline_environment() -> dict[str, str]:
@@ -118,14 +118,10 @@ def numpy_baseline_environment() -> dict[str, str]:
     log, power in float64) and order argsort's ties differently on AVX2 and AVX-512 CPUs
     (docs/findings.md, "The same bits on every CPU"). Names every target this CPU would take, and
     keeps what the environment disabled already (NumPy reads it once, at import)."""
-    targets, features = _numpy_simd()
     already = os.environ.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
-    taken = [target for target in targets if features.get(target)]
-    return {"NPY_DISABLE_CPU_FEATURES": " ".join(dict.fromkeys(already + taken))}
+    return {"NPY_DISABLE_CPU_FEATURES": " ".join(dict.fromkeys(already + _numpy_simd_taken()))}
 
 
 def numpy_simd_in_use() -> str:
     """'baseline' when this process's NumPy takes none of its run-time SIMD paths, else their names."""
-    targets, features = _numpy_simd()
-    taken = [target for target in targets if features.get(target)]
-    return ", ".join(taken) if taken else "baseline"
+    return ", ".join(_numpy_simd_taken()) or "baseline"
