@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cuealign.models.clap import ClapZeroShot
+from cuealign.models.msclap import MsClapZeroShot
 from cuealign.models.paraclap import ParaClapZeroShot
 from cuealign.models.registry import DEFAULT_LABEL_PROMPT
 from cuealign.models.registry import family as family_of
@@ -17,8 +18,8 @@ def load_backend(spec: dict):
     if (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
         raise FileNotFoundError(f"config: models path {path!r} does not exist (a local model folder is expected)")
     family = family_of(spec["family"])
-    if family.backend == "clap":  # LAION's CLAP, or ParaCLAP (a local folder: no revision, no remote code)
-        zero_shot = ParaClapZeroShot if family.name == "paraclap" else ClapZeroShot
+    if family.backend == "clap":  # LAION's CLAP, ParaCLAP or msclap (local folders: no revision, no remote code)
+        zero_shot = {"paraclap": ParaClapZeroShot, "msclap": MsClapZeroShot}.get(family.name, ClapZeroShot)
         return zero_shot(
             path,
             family=family,

@@ -89,17 +89,19 @@ class ParaClapModule(torch.nn.Module):
         return self.text_projection(self.text_branch.base(**tokens)[0][:, 0, :])
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The checkpoint's state dict, unpickled as tensors only: a file that would run code when
-    unpickled (or holds anything but tensors) is refused, naming the file."""
+def read_checkpoint(path: Path, release: str = "hf download KeiKinn/paraclap best.pth.tar") -> dict[str, torch.Tensor]:
+    """The checkpoint's state dict (itself, or under "state_dict" or msclap's "model"), unpickled
+    as tensors only: a file that would run code when unpickled (or holds anything but tensors) is
+    refused, naming the file and how to get it as released."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ValueError(
             f"{path}: the checkpoint holds more than tensors (its pickle would run code when loaded, {exc}); "
-            "it is not loaded. Use the file as released (hf download KeiKinn/paraclap best.pth.tar)"
+            f"it is not loaded. Use the file as released ({release})"
         ) from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("model", state))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: not a state dict of tensors")
     return state

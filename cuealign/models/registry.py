@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,10 @@ FAMILIES: dict[str, Family] = {
     # ParaCLAP (cuealign/models/paraclap.py): wav2vec2 + BERT with projection heads, zero-shot over
     # label prompts as CLAP; the encoder reads the whole clip, cut at 60 s to bound its memory.
     "paraclap": Family("paraclap", "ParaCLAP", sampling_rate=16000, window_s=60.0, backend="clap"),
+    # Microsoft's CLAP (cuealign/models/msclap.py; the paper's CLAP [13]): the msclap package's two
+    # released checkpoints rebuilt from transformers' classes, 44.1 kHz; its window (5 s for
+    # CLAP_weights_2022.pth, 7 s for 2023) is read from the checkpoint when it loads.
+    "msclap": Family("msclap", "MsCLAP", sampling_rate=44100, backend="clap"),
     # Audio Flamingo 3 windows long audio itself, up to its processor's max_audio_len (600 s).
     "audio-flamingo-3": Family(
         "audio-flamingo-3",
@@ -88,13 +93,6 @@ NOT_SUPPORTED = {
     "pengi": (
         "Pengi is the paper's reference number only (Table III), not a model cuealign runs; there is no "
         "transformers class for it"
-    ),
-    "msclap": (
-        "Microsoft's CLAP (the msclap package, the paper's CLAP) cannot run in cuealign's environment: msclap "
-        "1.3.4 requires transformers < 5 and numpy < 2 and imports torchaudio, whose releases each fit one torch "
-        "(none fits torch 2.13; docs/findings.md); family clap is LAION's CLAP. To put the paper's CLAP in the "
-        "models table, run msclap in an environment of its own and enter its UAR under reference_results, "
-        "as config/iemocap.yaml does for Pengi"
     ),
 }
 
@@ -334,6 +332,8 @@ def _check_files(where: str, spec: dict, entry: Family, *, finetuned: bool) -> N
     allow_pickle = spec["allow_pickle"]
     if entry.name == "paraclap":
         _check_paraclap(where, spec)
+    elif entry.name == "msclap":
+        _check_msclap(where, spec)
     elif not finetuned or spec.get("adapter"):
         _check_path(f"{where}.path", spec["path"], spec.get("revision"), allow_pickle=allow_pickle, family=entry)
     if not finetuned and spec.get("adapter"):
@@ -369,6 +369,45 @@ def _check_paraclap(where: str, spec: dict) -> None:
             raise ValueError(f"{where}.path: {part}/config.json is a {found!r} model, not {model_type!r}; {layout}")
     if spec["dtype"] not in ("auto", "float32"):
         raise ValueError(f"{where}.dtype: paraclap runs in its checkpoint's float32; set dtype: auto")
+
+
+# msclap's released checkpoints, and the text model each version reads (its configs' text_model)
+MSCLAP_CHECKPOINT = re.compile(r"CLAP_weights_(2022|2023)\.pth$")
+MSCLAP_TEXT_MODEL = {"2022": "bert", "2023": "gpt2"}
+
+
+def _check_msclap(where: str, spec: dict) -> None:
+    """An msclap folder as cuealign/models/msclap.py lays it out: one released checkpoint and its
+    version's text model (config and tokenizer) under text/; float32 only."""
+    import json
+
+    folder = Path(spec["path"])
+    layout = (
+        "CLAP_weights_2022.pth (hf download microsoft/msclap CLAP_weights_2022.pth) with text/ holding "
+        "bert-base-uncased's config.json, vocab.txt and tokenizer_config.json, or CLAP_weights_2023.pth with "
+        "text/ holding gpt2's config.json, vocab.json, merges.txt and tokenizer_config.json"
+    )
+    if not folder.is_dir():
+        raise ValueError(f"{where}.path {spec['path']!r} is not a folder; an msclap folder holds {layout}")
+    found = sorted(p.name for p in folder.iterdir() if MSCLAP_CHECKPOINT.search(p.name))
+    if len(found) != 1:
+        held = found or "no CLAP_weights_*.pth"
+        raise ValueError(f"{where}.path {spec['path']!r} holds {held}; it needs one of {layout}")
+    version = MSCLAP_CHECKPOINT.search(found[0]).group(1)
+    text = folder / "text"
+    if not (text / "config.json").is_file():
+        raise ValueError(f"{where}.path {spec['path']!r} lacks text/config.json; an msclap folder holds {layout}")
+    expected = MSCLAP_TEXT_MODEL[version]
+    if (model_type := json.loads((text / "config.json").read_text()).get("model_type")) != expected:
+        raise ValueError(
+            f"{where}.path: text/config.json is a {model_type!r} model, but {found[0]} reads text with {expected!r}; "
+            f"an msclap folder holds {layout}"
+        )
+    tokenizer = ["vocab.txt"] if expected == "bert" else ["vocab.json", "merges.txt"]
+    if not (text / "tokenizer.json").is_file() and (missing := [n for n in tokenizer if not (text / n).is_file()]):
+        raise ValueError(f"{where}.path {spec['path']!r} lacks text/{missing[0]} (the tokenizer); {layout}")
+    if spec["dtype"] not in ("auto", "float32"):
+        raise ValueError(f"{where}.dtype: msclap runs in its checkpoint's float32; set dtype: auto")
 
 
 def _check_numerics(where: str, spec: dict) -> None:

@@ -297,3 +297,62 @@ def build_tiny_paraclap(out: str | Path, words: list[str], *, hidden: int = 32, 
     module = ParaClapModule(speech, text, embedding_dim=hidden)
     torch.save(module.state_dict(), out / CHECKPOINT)
     return out
+
+
+def build_tiny_msclap(out: str | Path, version: str, words: list[str], *, seed: int = 0) -> Path:
+    """A random-weight msclap folder laid out as released (cuealign/models/msclap.py): msclap's
+    state dict, under msclap's own names, saved as {"model": ...} in CLAP_weights_<version>.pth,
+    and a tiny text model's config and tokenizer under text/ (BERT with ``words`` for 2022; a
+    byte-level GPT-2 whose "!" is token 0, as in GPT-2's vocabulary, for 2023). Every weight is
+    drawn from NumPy's PCG64 with ``seed``, so the file has the same bits on every machine
+    (tests/reference/msclap.json holds msclap's own scores for it)."""
+    import numpy as np
+    from transformers import BertConfig, BertTokenizer, ClapAudioConfig, GPT2Config, GPT2TokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    from cuealign.models.msclap import VERSIONS, Cnn14, Htsat, MsClapModule, to_msclap
+
+    out = Path(out)
+    (out / "text").mkdir(parents=True, exist_ok=True)
+    front = VERSIONS[version]["front"]
+    if version == "2022":
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(words))]
+        (out / "text" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        BertTokenizer(str(out / "text" / "vocab.txt")).save_pretrained(out / "text")
+        text = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64)  # fmt: skip
+        audio, audio_dim = Cnn14([4, 4, 8, 8, 16, 16], out_emb=16, mels=64, classes=5, front=front), 16
+    else:
+        symbols = list(bytes_to_unicode().values())  # GPT-2's byte alphabet, "!" first: token 0
+        vocab = {s: i for i, s in enumerate(symbols)} | {"<|endoftext|>": len(symbols)}
+        bpe = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        bpe.decoder = decoders.ByteLevel()
+        end = "<|endoftext|>"
+        tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, bos_token=end, eos_token=end, unk_token=end)
+        tokenizer.save_pretrained(out / "text")
+        text = GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                          bos_token_id=len(symbols), eos_token_id=len(symbols))  # fmt: skip
+        config = ClapAudioConfig(
+            patch_embeds_hidden_size=8, depths=[2, 2, 2, 2], num_attention_heads=[1, 2, 2, 4], window_size=8,
+            num_mel_bins=64, spec_size=256, patch_size=4, patch_stride=[4, 4], enable_fusion=False,
+        )  # fmt: skip
+        audio, audio_dim = Htsat(config, front), 8 * 2**3
+    text.save_pretrained(out / "text")
+    module = MsClapModule(version, audio, audio_dim, text, d_proj=16)
+    rng = np.random.default_rng(seed)
+    state = module.state_dict()
+    for name, tensor in state.items():
+        if not tensor.is_floating_point() or ".front." in name:  # indices, counters; torchlibrosa's fixed kernels
+            continue
+        if name.endswith(("running_var", "layer_norm.weight", "norm.weight", "_before.weight", "_after.weight",
+                          "ln_1.weight", "ln_2.weight", "ln_f.weight", "LayerNorm.weight", "bn1.weight",
+                          "bn2.weight", "bn0.weight", "batch_norm.weight")):  # fmt: skip
+            values = rng.uniform(0.5, 1.5, tensor.shape)
+        else:
+            fan_in = int(np.prod(tensor.shape[1:])) if tensor.dim() > 1 else 16
+            values = rng.standard_normal(tensor.shape) / np.sqrt(fan_in)
+        state[name] = torch.tensor(values, dtype=torch.float32)
+    state["logit_scale"] = torch.tensor(np.log(1 / 0.07), dtype=torch.float32)
+    torch.save({"model": to_msclap(state, version)}, out / f"CLAP_weights_{version}.pth")
+    return out

@@ -149,20 +149,22 @@ def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap, tmp
     # no token channel: every condition but tokens_only (silence) gets the audio-only answer, and
     # the analysis says so (no token effect) rather than failing on a flat curve; both zero-shot
     # baselines and an entered reference (the paper's Pengi) land in the models table
-    from cuealign.models.tiny import build_tiny_paraclap
+    from cuealign.models.tiny import build_tiny_msclap, build_tiny_paraclap
 
     words = ["this", "person", "is", "feeling", "anger", "happy", "neutral", "sadness"]
     models = {
         "clap": {"family": "clap", "path": str(tiny_clap), "label_prompt": "a {label} voice"},
         "paraclap": {"family": "paraclap", "path": str(build_tiny_paraclap(tmp_path / "paraclap", words))},
+        "msclap": {"family": "msclap", "path": str(build_tiny_msclap(tmp_path / "msclap", "2022", words))},
     }
     pengi = {"corpus": "demo", "model": "Pengi", "uar": 0.345, "source": "the paper, Table III"}
     config = {"corpora": {"demo": DEMO}, "conditions": CONDITIONS, "models": models, "reference_results": [pengi]}
     write_config(workflow, config)
     snakemake(workflow, "--cores", "2")
     table = pd.read_csv(workflow / "results/models_table.csv", dtype=str, keep_default_na=False).set_index("model")
-    assert list(table.index) == ["clap", "paraclap", "Pengi (entered)"] and set(table["corpus"]) == {"demo"}
-    for name in ("clap", "paraclap"):  # computed from this run's predictions
+    assert list(table.index) == ["clap", "msclap", "paraclap", "Pengi (entered)"]
+    assert set(table["corpus"]) == {"demo"}
+    for name in ("clap", "msclap", "paraclap"):  # computed from this run's predictions
         uar = pd.read_csv(workflow / f"results/demo/{name}/analysis/uar.csv").set_index("condition")
         assert table.loc[name, "UAR without tokens"] == f"{uar.loc['none', 'uar']:.3f}"
         assert table.loc[name, "delta"] == "0.000" and "speaker" in table.loc[name, "CI method"]
@@ -173,6 +175,8 @@ def test_the_clap_baseline_runs_through_the_same_stages(workflow, tiny_clap, tmp
         [pd.read_parquet(workflow / f"results/demo/paraclap/predictions/{i}.parquet") for i in range(2)]
     )
     assert len(paraclap) == 16 * 7 and set(paraclap["backend"]) == {"transformers:paraclap"}
+    msclap = pd.concat([pd.read_parquet(workflow / f"results/demo/msclap/predictions/{i}.parquet") for i in range(2)])
+    assert len(msclap) == 16 * 7 and set(msclap["backend"]) == {"transformers:msclap"}
     predictions = pd.concat(
         [pd.read_parquet(workflow / f"results/demo/clap/predictions/{i}.parquet") for i in range(2)]
     )
