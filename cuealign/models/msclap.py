@@ -37,7 +37,9 @@ or
     <path>/text/                    hf download gpt2 config.json vocab.json merges.txt
                                         tokenizer_config.json --local-dir <path>/text
 
-The checkpoint holds every weight (the text model's included); it is read with
+The checkpoint holds every weight, the text model's included (a checkpoint without them takes
+them from text/, as msclap does from its pretrained text model: then text/ needs its
+model.safetensors too); it is read with
 torch.load(weights_only=True), which unpickles tensors only (msclap itself loads it so under
 torch >= 2.6) and refuses a file that would run code.
 """
@@ -303,8 +305,20 @@ def build_module(state: dict, text_folder: Path, path: Path) -> MsClapModule:
     return MsClapModule(version, audio, audio_dim, text_config, d_proj)
 
 
-def load_state(module: MsClapModule, state: dict, path: Path) -> None:
-    """The checkpoint into the module: every weight an embedding reads must be there."""
+def load_state(module: MsClapModule, state: dict, path: Path, text_folder: Path) -> None:
+    """The checkpoint into the module: every weight an embedding reads must be there. As msclap
+    (which loads the text model's pretrained weights before the checkpoint's), a checkpoint
+    without the text model's weights takes them from text/ where that folder has them."""
+    if not any(k.startswith("caption_encoder.base.") for k in state):
+        try:
+            text = AutoModel.from_pretrained(text_folder, local_files_only=True, use_safetensors=True)
+        except OSError as exc:
+            raise ValueError(
+                f"{path} holds no text model weights (caption_encoder.base.*) and {text_folder} has none in "
+                f"safetensors ({exc}); put the text model's model.safetensors there (msclap reads them from it)"
+            ) from None
+        log.info("%s: the text model's weights from %s, as msclap takes them", path, text_folder)
+        state = state | {f"caption_encoder.base.{k}": v for k, v in text.state_dict().items()}
     if module.version == "2022":  # the front end's tensors under the Cnn14's own names
         front = re.compile(r"^audio_encoder\.base\.(spectrogram_extractor|logmel_extractor)\.")
         state = {front.sub(r"audio_encoder.base.front.\1.", k): v for k, v in state.items()}
@@ -331,7 +345,7 @@ class MsClapZeroShot:
         checkpoint = checkpoint_file(folder)
         state = read_checkpoint(checkpoint, release=f"hf download microsoft/msclap {checkpoint.name}")
         self.module = build_module(state, folder / "text", checkpoint)
-        load_state(self.module, state, checkpoint)
+        load_state(self.module, state, checkpoint, folder / "text")
         self.version = self.module.version
         self.family, self.label_prompt = family, label_prompt
         self.sampling_rate = family.sampling_rate

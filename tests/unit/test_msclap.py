@@ -116,6 +116,25 @@ def test_a_checkpoint_without_a_weight_or_not_msclaps_is_refused(folder, tmp_pat
         load_backend(spec(broken))
 
 
+def test_a_checkpoint_without_its_text_model_takes_it_from_the_text_folder(folder, tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    lean = tmp_path / "lean"
+    shutil.copytree(folder, lean)
+    file = next(lean.glob("CLAP_weights_*.pth"))
+    state = torch.load(file, weights_only=True)["model"]
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith("caption_encoder.base.")}}, file)
+    with pytest.raises(ValueError, match="holds no text model weights .* put the text model's model.safetensors"):
+        load_backend(spec(lean))
+    text = AutoModel.from_config(AutoConfig.from_pretrained(lean / "text"))
+    text.load_state_dict({k.removeprefix("caption_encoder.base."): v for k, v in state.items()
+                          if k.startswith("caption_encoder.base.")}, strict=False)  # fmt: skip
+    text.save_pretrained(lean / "text")
+    clip = clips(2)["short"]
+    expected = load_backend(spec(folder)).score(clip, "p", [""], LABELS)
+    np.testing.assert_array_equal(load_backend(spec(lean)).score(clip, "p", [""], LABELS), expected)
+
+
 def test_an_msclap_folder_is_checked_before_any_job(folder, tmp_path):
     check_model_spec("m", spec(folder), ["demo"])
     version = folder.name
