@@ -58,7 +58,7 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.models.clap.modeling_clap import ClapAudioEncoder
 
 from cuealign.models.devices import resolve_device
-from cuealign.models.paraclap import Projection, read_checkpoint
+from cuealign.models.paraclap import ProjectedClapZeroShot, Projection, read_checkpoint
 from cuealign.models.registry import MSCLAP_CHECKPOINT, MSCLAP_TEXT_MODEL, Family
 from cuealign.models.weights import DTYPES
 
@@ -335,7 +335,7 @@ def load_state(module: MsClapModule, state: dict, path: Path, text_folder: Path)
         log.warning("%s: %d weights the architecture has no place for, e.g. %s", path, len(unexpected), unexpected[:3])
 
 
-class MsClapZeroShot:
+class MsClapZeroShot(ProjectedClapZeroShot):
     """Microsoft's CLAP loaded from a model folder laid out as the module docstring says."""
 
     def __init__(
@@ -364,17 +364,9 @@ class MsClapZeroShot:
         end = " <|endoftext|>" if self.version == "2023" else ""
         return [self.label_prompt.format(label=label) + end for label in labels]
 
-    def _label_embeddings(self, labels: list[str]) -> torch.Tensor:
-        key = tuple(labels)
-        if key not in self._texts:
-            length = VERSIONS[self.version]["text_len"]
-            tokens = self.tokenizer(
-                self.prompts(labels), padding=True, truncation=True, max_length=length, return_tensors="pt"
-            )
-            with torch.inference_mode():
-                embedding = self.model.text_embedding({k: v.to(self.device) for k, v in tokens.items()})
-            self._texts[key] = torch.nn.functional.normalize(embedding.float(), dim=-1)
-        return self._texts[key]
+    def tokens(self, prompts: list[str]) -> dict:
+        length = VERSIONS[self.version]["text_len"]
+        return self.tokenizer(prompts, padding=True, truncation=True, max_length=length, return_tensors="pt")
 
     def waveform(self, audio: np.ndarray) -> torch.Tensor:
         """The clip repeated to fill the version's window (msclap's load_audio_into_tensor; the
@@ -385,28 +377,6 @@ class MsClapZeroShot:
             clip = np.zeros(1, dtype=np.float32)
         clip = np.tile(clip, int(np.ceil(samples / clip.size)))[:samples]
         return torch.as_tensor(clip)[None]
-
-    def score(
-        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
-    ) -> np.ndarray:
-        """log P(label | audio) over the labels, the same for every suffix (no token channel)."""
-        texts = self._label_embeddings(labels)
-        waveform = self.waveform(audio).to(self.device, DTYPES[self.dtype])
-        with torch.inference_mode():
-            embedding = torch.nn.functional.normalize(self.model.audio_embedding(waveform).float(), dim=-1)
-            logits = self.model.logit_scale.exp().float() * embedding @ texts.T
-            scores = torch.log_softmax(logits, dim=-1)[0].cpu().numpy()
-        return np.tile(scores, (len(suffixes), 1))
-
-    def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
-        """The tokens of each label prompt the text encoder reads (for provenance)."""
-        return {
-            label: self.tokenizer.convert_ids_to_tokens(self.tokenizer(prompt)["input_ids"])
-            for label, prompt in zip(labels, self.prompts(labels), strict=True)
-        }
-
-    def generate(self, *args, **kwargs):
-        raise ValueError("msclap has no generate mode: it scores label prompts (set mode: score)")
 
 
 def checkpoint_file(folder: Path) -> Path:

@@ -107,7 +107,60 @@ def read_checkpoint(path: Path, release: str = "hf download KeiKinn/paraclap bes
     return state
 
 
-class ParaClapZeroShot:
+class ProjectedClapZeroShot:
+    """Zero-shot over label prompts with a module of two towers with projection heads
+    (audio_embedding, text_embedding, logit_scale): ParaCLAP's and msclap's."""
+
+    family: Family
+    tokenizer: object
+    model: torch.nn.Module
+    device: torch.device
+    dtype: str
+    _texts: dict[tuple[str, ...], torch.Tensor]
+
+    def prompts(self, labels: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def tokens(self, prompts: list[str]) -> dict:
+        return self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
+
+    def waveform(self, audio: np.ndarray) -> torch.Tensor:
+        """The clip as the encoder reads it (here: as given, one batch row)."""
+        return torch.as_tensor(np.asarray(audio, dtype=np.float32))[None]
+
+    def _label_embeddings(self, labels: list[str]) -> torch.Tensor:
+        key = tuple(labels)
+        if key not in self._texts:
+            tokens = self.tokens(self.prompts(labels))
+            with torch.inference_mode():
+                embedding = self.model.text_embedding({k: v.to(self.device) for k, v in tokens.items()})
+            self._texts[key] = torch.nn.functional.normalize(embedding.float(), dim=-1)
+        return self._texts[key]
+
+    def score(
+        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
+    ) -> np.ndarray:
+        """log P(label | audio) over the labels, the same for every suffix (no token channel)."""
+        texts = self._label_embeddings(labels)
+        waveform = self.waveform(audio).to(self.device, DTYPES[self.dtype])
+        with torch.inference_mode():
+            embedding = torch.nn.functional.normalize(self.model.audio_embedding(waveform).float(), dim=-1)
+            logits = self.model.logit_scale.exp().float() * embedding @ texts.T
+            scores = torch.log_softmax(logits, dim=-1)[0].cpu().numpy()
+        return np.tile(scores, (len(suffixes), 1))
+
+    def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
+        """The tokens of each label prompt the text encoder reads (for provenance)."""
+        return {
+            label: self.tokenizer.convert_ids_to_tokens(self.tokenizer(prompt)["input_ids"])
+            for label, prompt in zip(labels, self.prompts(labels), strict=True)
+        }
+
+    def generate(self, *args, **kwargs):
+        raise ValueError(f"{self.family.name} has no generate mode: it scores label prompts (set mode: score)")
+
+
+class ParaClapZeroShot(ProjectedClapZeroShot):
     """ParaCLAP loaded from a model folder laid out as the module docstring says."""
 
     def __init__(
@@ -144,34 +197,3 @@ class ParaClapZeroShot:
 
     def prompts(self, labels: list[str]) -> list[str]:
         return [self.label_prompt.format(label=self.words.get(label, label)) for label in labels]
-
-    def _label_embeddings(self, labels: list[str]) -> torch.Tensor:
-        key = tuple(labels)
-        if key not in self._texts:
-            tokens = self.tokenizer(self.prompts(labels), padding=True, truncation=True, return_tensors="pt")
-            with torch.inference_mode():
-                embedding = self.model.text_embedding({k: v.to(self.device) for k, v in tokens.items()})
-            self._texts[key] = torch.nn.functional.normalize(embedding.float(), dim=-1)
-        return self._texts[key]
-
-    def score(
-        self, audio: np.ndarray, prefix_text: str, suffixes: list[str], labels: list[str], *, batch_size: int = 32
-    ) -> np.ndarray:
-        """log P(label | audio) over the labels, the same for every suffix (no token channel)."""
-        texts = self._label_embeddings(labels)
-        waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))[None].to(self.device, DTYPES[self.dtype])
-        with torch.inference_mode():
-            embedding = torch.nn.functional.normalize(self.model.audio_embedding(waveform).float(), dim=-1)
-            logits = self.model.logit_scale.exp().float() * embedding @ texts.T
-            scores = torch.log_softmax(logits, dim=-1)[0].cpu().numpy()
-        return np.tile(scores, (len(suffixes), 1))
-
-    def label_tokens(self, labels: list[str]) -> dict[str, list[str]]:
-        """The tokens of each label prompt the text encoder reads (for provenance)."""
-        return {
-            label: self.tokenizer.convert_ids_to_tokens(self.tokenizer(prompt)["input_ids"])
-            for label, prompt in zip(labels, self.prompts(labels), strict=True)
-        }
-
-    def generate(self, *args, **kwargs):
-        raise ValueError("paraclap has no generate mode: it scores label prompts (set mode: score)")

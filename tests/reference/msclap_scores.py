@@ -35,6 +35,7 @@ sys.modules["torchaudio.transforms"] = sys.modules["torchaudio"].transforms = ty
 
 import msclap  # noqa: E402
 import yaml  # noqa: E402
+from clips import RATE, clips  # noqa: E402  (tests/reference/clips.py, beside this script)
 from msclap.models import config as htsat_config  # noqa: E402
 from msclap.models.audio import ConvBlock  # noqa: E402
 from msclap.models.clap import CLAP, Projection  # noqa: E402
@@ -43,15 +44,6 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 PROMPT = "the speaker sounds {label}"
-RATE = 44100
-
-
-def clips(duration: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    t = np.arange(int(duration * RATE)) / RATE
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    full = (tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-    return {"short": full[: int(1.3 * RATE)], "window": full}
 
 
 def main(fixtures: Path, out: Path) -> None:

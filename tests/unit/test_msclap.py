@@ -21,11 +21,12 @@ from cuealign.models.loader import load_backend
 from cuealign.models.registry import check_model_spec
 from cuealign.models.tiny import build_tiny_msclap
 from cuealign.workflow.config import model_entry
+from tests.fakes import CodeRunningPickle
+from tests.reference.clips import RATE, clips
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "reference" / "msclap.json").read_text())
 LABELS = REFERENCE["labels"]
 WORDS = ["the", "speaker", "sounds", "angry", "happy", "neutral", "sad"]
-RATE = 44100
 
 
 @pytest.fixture(scope="module", params=["2022", "2023"])
@@ -35,15 +36,6 @@ def folder(request, tmp_path_factory):
 
 def spec(path, **changes):
     return model_entry(path, "msclap", **{"dtype": "auto", "label_prompt": REFERENCE["prompt"]} | changes)
-
-
-def clips(duration: int) -> dict[str, np.ndarray]:
-    """The reference script's clips: a modulated 220 Hz tone in noise, 1.3 s and the whole window."""
-    rng = np.random.default_rng(7)
-    t = np.arange(int(duration * RATE)) / RATE
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    full = (tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-    return {"short": full[: int(1.3 * RATE)], "window": full}
 
 
 def test_msclap_scores_as_msclap_itself(folder):
@@ -92,12 +84,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(folder, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(folder, bad)
     marker = tmp_path / "ran"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    torch.save({"model": {"logit_scale": Payload()}}, next(bad.glob("CLAP_weights_*.pth")))
+    torch.save({"model": {"logit_scale": CodeRunningPickle(marker)}}, next(bad.glob("CLAP_weights_*.pth")))
     with pytest.raises(ValueError, match="(?s)holds more than tensors.*hf download microsoft/msclap CLAP_weights_"):
         load_backend(spec(bad))
     assert not marker.exists()

@@ -16,6 +16,7 @@ from cuealign.models.loader import load_backend
 from cuealign.models.registry import check_model_spec
 from cuealign.models.tiny import build_tiny_paraclap
 from cuealign.workflow.config import model_entry
+from tests.fakes import CodeRunningPickle
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 WORDS = ["this", "person", "is", "feeling", "anger", "happy", "neutral", "sadness", "the", "speaker", "sounds"]
@@ -100,12 +101,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(folder, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(folder, bad)
     marker = tmp_path / "ran"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    torch.save({"audio_projection.linear1.weight": Payload()}, bad / "best.pth.tar")
+    torch.save({"audio_projection.linear1.weight": CodeRunningPickle(marker)}, bad / "best.pth.tar")
     with pytest.raises(ValueError, match="holds more than tensors"):
         load_backend(spec(bad))
     assert not marker.exists()
