@@ -74,7 +74,7 @@ VERSIONS = {
 SAMPLING_RATE = 44100
 # weights msclap's modules hold that no embedding reads: AudioSet classifier heads, the frozen
 # front end's (read if present), transformers' older buffers
-_UNREAD = re.compile(r"(fc_audioset|tscam_conv|\.head\.|attn_mask|position_ids|attn\.bias|attn\.masked_bias)")
+_UNREAD = re.compile(r"(fc_audioset|tscam_conv|\.head\.|attn_mask|position_ids|\.attn\.(bias|masked_bias)$)")
 
 
 class LogMel(torch.nn.Module):
@@ -307,18 +307,8 @@ def build_module(state: dict, text_folder: Path, path: Path) -> MsClapModule:
 
 def load_state(module: MsClapModule, state: dict, path: Path, text_folder: Path) -> None:
     """The checkpoint into the module: every weight an embedding reads must be there. As msclap
-    (which loads the text model's pretrained weights before the checkpoint's), a checkpoint
-    without the text model's weights takes them from text/ where that folder has them."""
-    if not any(k.startswith("caption_encoder.base.") for k in state):
-        try:
-            text = AutoModel.from_pretrained(text_folder, local_files_only=True, use_safetensors=True)
-        except OSError as exc:
-            raise ValueError(
-                f"{path} holds no text model weights (caption_encoder.base.*) and {text_folder} has none in "
-                f"safetensors ({exc}); put the text model's model.safetensors there (msclap reads them from it)"
-            ) from None
-        log.info("%s: the text model's weights from %s, as msclap takes them", path, text_folder)
-        state = state | {f"caption_encoder.base.{k}": v for k, v in text.state_dict().items()}
+    (which loads the text model's pretrained weights before the checkpoint's), text model weights
+    the checkpoint lacks come from text/ where that folder has them."""
     if module.version == "2022":  # the front end's tensors under the Cnn14's own names
         front = re.compile(r"^audio_encoder\.base\.(spectrogram_extractor|logmel_extractor)\.")
         state = {front.sub(r"audio_encoder.base.front.\1.", k): v for k, v in state.items()}
@@ -327,6 +317,18 @@ def load_state(module: MsClapModule, state: dict, path: Path, text_folder: Path)
     missing, unexpected = module.load_state_dict(state, strict=False)
     front = [k for k in missing if ".front." in k]
     missing = [k for k in missing if ".front." not in k and not _UNREAD.search(k)]
+    if text := [k for k in missing if k.startswith("caption_encoder.base.")]:
+        try:
+            pretrained = AutoModel.from_pretrained(text_folder, local_files_only=True, use_safetensors=True)
+        except OSError as exc:
+            raise ValueError(
+                f"{path} lacks {len(text)} text model weights (e.g. {text[0]}) and {text_folder} has none in "
+                f"safetensors ({exc}); put the text model's model.safetensors there (msclap reads them from it)"
+            ) from None
+        weights = pretrained.state_dict()
+        module.load_state_dict({k: weights[k.removeprefix("caption_encoder.base.")] for k in text}, strict=False)
+        log.info("%s: %d text model weights from %s, as msclap takes them", path, len(text), text_folder)
+        missing = [k for k in missing if k not in text]
     if missing:
         raise ValueError(f"{path}: no weights for {missing[:4]} ({len(missing)} missing); use the file as released")
     if front:
