@@ -21,10 +21,11 @@ checkpoint's mel matrix, 10 log10(max(x, 1e-10)). The version is read from the c
 it is checked to match the folder's text model before any job runs.
 
 Audio as msclap's CLAPWrapper prepares it: resampled to 44.1 kHz (here by the runner, with
-scipy's polyphase filter, where msclap uses torchaudio's sinc resampler: the last digits of the
-waveform differ), a clip shorter than the version's window is repeated to fill it, a longer one is
-cut to the window by the runner (from its start, with a warning per row; msclap takes a random
-window, which no rerun would give again).
+scipy's polyphase filter, where msclap uses torchaudio's windowed-sinc resampler: the two low-pass
+filters differ a little near the old Nyquist frequency; not measured, as torchaudio cannot be
+installed beside cuealign), a clip shorter than the version's window is repeated to fill it, a
+longer one is cut to the window by the runner (from its start, logged, and the row's audio_policy
+says so; msclap takes a random window, which no rerun would give again).
 
 The model folder (models.<name>.path), as released on the hub repository microsoft/msclap with
 the text model's small files beside it:
@@ -37,11 +38,10 @@ or
     <path>/text/                    hf download gpt2 config.json vocab.json merges.txt
                                         tokenizer_config.json --local-dir <path>/text
 
-The checkpoint holds every weight, the text model's included (a checkpoint without them takes
-them from text/, as msclap does from its pretrained text model: then text/ needs its
-model.safetensors too); it is read with
-torch.load(weights_only=True), which unpickles tensors only (msclap itself loads it so under
-torch >= 2.6) and refuses a file that would run code.
+The checkpoint holds every weight, the text model's included (text model weights a checkpoint
+lacks come from text/model.safetensors, as msclap takes them from its pretrained text model). It
+is read with torch.load(weights_only=True), which unpickles tensors only (msclap itself loads it
+so under torch >= 2.6) and refuses a file that would run code.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ VERSIONS = {
     "2022": dict(duration=5, text_model_type=MSCLAP_TEXT_MODEL["2022"], text_len=100, front=dict(sr=44100, **_MEL)),
     "2023": dict(duration=7, text_model_type=MSCLAP_TEXT_MODEL["2023"], text_len=77, front=dict(sr=32000, **_MEL)),
 }
-SAMPLING_RATE = 44100
 # weights msclap's modules hold that no embedding reads: AudioSet classifier heads, the frozen
 # front end's (read if present), transformers' older buffers
 _UNREAD = re.compile(r"(fc_audioset|tscam_conv|\.head\.|attn_mask|position_ids|\.attn\.(bias|masked_bias)$)")
