@@ -68,8 +68,8 @@ log = logging.getLogger(__name__)
 # reads instead of the yml: a 32 kHz mel scale up to 14 kHz on the 44.1 kHz audio, as trained)
 _MEL = dict(n_fft=1024, hop=320, mels=64, fmin=50, fmax=14000)
 VERSIONS = {
-    "2022": dict(duration=5, text_model_type=MSCLAP_TEXT_MODEL["2022"], text_len=100, front=dict(sr=44100, **_MEL)),
-    "2023": dict(duration=7, text_model_type=MSCLAP_TEXT_MODEL["2023"], text_len=77, front=dict(sr=32000, **_MEL)),
+    "2022": dict(duration=5, text_len=100, front=dict(sr=44100, **_MEL)),
+    "2023": dict(duration=7, text_len=77, front=dict(sr=32000, **_MEL)),
 }
 # weights msclap's modules hold that no embedding reads: AudioSet classifier heads, the frozen
 # front end's (read if present), transformers' older buffers
@@ -228,49 +228,65 @@ def _htsat_config(state: dict) -> ClapAudioConfig:
     )
 
 
-def _from_htsat(state: dict) -> dict:
-    """msclap's HTSAT names as transformers' ClapAudioEncoder has them (qkv split in three)."""
+# msclap's HTSAT names (whole dotted segments) -> transformers' ClapAudioEncoder's; msclap's fused
+# qkv is split into query, key and value apart from these
+_HTSAT_NAMES = {
+    "bn0": "batch_norm",
+    "norm1": "layernorm_before",
+    "norm2": "layernorm_after",
+    "attn.proj": "attention.output.dense",
+    "attn": "attention.self",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+}
+_FRONT = re.compile(r"^audio_encoder\.base\.(htsat\.)?(?=spectrogram_extractor\.|logmel_extractor\.)")
+
+
+def _renamed(name: str, table: dict[str, str]) -> str:
+    """``name`` with each whole segment run of the table replaced, the longest first (so that
+    attn.proj is not read as attn, nor attention.output.dense as output.dense)."""
+    name = f".{name}"
+    for old in sorted(table, key=len, reverse=True):
+        name = name.replace(f".{old}.", f".{table[old]}.")
+    return name[1:]
+
+
+def _to_module(state: dict) -> dict:
+    """A checkpoint's names as the module has them: the front end of either version under
+    audio_encoder.base.front, HTSAT's as transformers' ClapAudioEncoder names them."""
     out = {}
     for key, value in state.items():
-        if not key.startswith("audio_encoder.base.htsat."):
-            out[key] = value
-            continue
-        name = key.removeprefix("audio_encoder.base.htsat.")
-        if name.startswith(("spectrogram_extractor.", "logmel_extractor.")):
-            out[f"audio_encoder.base.front.{name}"] = value
-            continue
-        name = re.sub(r"^bn0\.", "batch_norm.", name)
-        name = name.replace(".norm1.", ".layernorm_before.").replace(".norm2.", ".layernorm_after.")
-        name = name.replace(".attn.proj.", ".attention.output.dense.").replace(".attn.", ".attention.self.")
-        name = name.replace(".mlp.fc1.", ".intermediate.dense.").replace(".mlp.fc2.", ".output.dense.")
-        if ".attention.self.qkv." in name:
+        if _FRONT.match(key):
+            out[_FRONT.sub("audio_encoder.base.front.", key)] = value
+        elif key.startswith("audio_encoder.base.htsat."):
+            name = "audio_encoder.base.encoder." + _renamed(key.removeprefix("audio_encoder.base.htsat."), _HTSAT_NAMES)
+            if ".attention.self.qkv." not in name:
+                out[name] = value
+                continue
             for part, chunk in zip(("query", "key", "value"), value.chunk(3, dim=0), strict=True):
-                out["audio_encoder.base.encoder." + name.replace(".qkv.", f".{part}.")] = chunk.clone()
-            continue
-        out["audio_encoder.base.encoder." + name] = value
+                out[name.replace(".qkv.", f".{part}.")] = chunk.clone()
+        else:
+            out[key] = value
     return out
 
 
 def to_msclap(state: dict, version: str) -> dict:
-    """A module's state dict under msclap's names (the inverse of loading: q, k, v fused)."""
+    """A module's state dict under msclap's names (the inverse of _to_module: q, k, v fused)."""
     out = {}
     base = "audio_encoder.base." + ("htsat." if version == "2023" else "")
+    back = {new: old for old, new in _HTSAT_NAMES.items()}
     for key, value in state.items():
         if key.startswith("audio_encoder.base.front."):
             out[base + key.removeprefix("audio_encoder.base.front.")] = value
         elif key.startswith("audio_encoder.base.encoder."):
-            name = key.removeprefix("audio_encoder.base.encoder.")
-            name = re.sub(r"^batch_norm\.", "bn0.", name)
-            name = name.replace(".layernorm_before.", ".norm1.").replace(".layernorm_after.", ".norm2.")
-            name = name.replace(".attention.output.dense.", ".attn.proj.").replace(".attention.self.", ".attn.")
-            name = name.replace(".intermediate.dense.", ".mlp.fc1.").replace(".output.dense.", ".mlp.fc2.")
-            if re.search(r"\.attn\.(key|value)\.", name):
+            if re.search(r"\.attention\.self\.(key|value)\.", key):
                 continue
+            name = _renamed(key.removeprefix("audio_encoder.base.encoder."), back)
             if re.search(r"\.attn\.query\.(weight|bias)$", name):
                 parts = [state[key.replace(".query.", f".{p}.")] for p in ("query", "key", "value")]
                 out[base + name.replace(".query.", ".qkv.")] = torch.cat(parts, dim=0)
-                continue
-            out[base + name] = value
+            else:
+                out[base + name] = value
         else:
             out[key] = value
     return out
@@ -281,10 +297,10 @@ def build_module(state: dict, text_folder: Path, path: Path) -> MsClapModule:
     version = version_of(state, path)
     about = VERSIONS[version]
     text_config = AutoConfig.from_pretrained(text_folder)
-    if text_config.model_type != about["text_model_type"]:
+    if text_config.model_type != MSCLAP_TEXT_MODEL[version]:
         raise ValueError(
             f"{text_folder}: a {text_config.model_type!r} model, but {path.name} (msclap {version}) reads text with "
-            f"{about['text_model_type']!r}; put that model's config and tokenizer in text/"
+            f"{MSCLAP_TEXT_MODEL[version]!r}; put that model's config and tokenizer in text/"
         )
     d_proj = state["audio_encoder.projection.linear1.weight"].shape[0]
     audio_dim = state["audio_encoder.projection.linear1.weight"].shape[1]
@@ -308,12 +324,7 @@ def load_state(module: MsClapModule, state: dict, path: Path, text_folder: Path)
     """The checkpoint into the module: every weight an embedding reads must be there. As msclap
     (which loads the text model's pretrained weights before the checkpoint's), text model weights
     the checkpoint lacks come from text/ where that folder has them."""
-    if module.version == "2022":  # the front end's tensors under the Cnn14's own names
-        front = re.compile(r"^audio_encoder\.base\.(spectrogram_extractor|logmel_extractor)\.")
-        state = {front.sub(r"audio_encoder.base.front.\1.", k): v for k, v in state.items()}
-    else:
-        state = _from_htsat(state)
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing, unexpected = module.load_state_dict(_to_module(state), strict=False)
     front = [k for k in missing if ".front." in k]
     missing = [k for k in missing if ".front." not in k and not _UNREAD.search(k)]
     if text := [k for k in missing if k.startswith("caption_encoder.base.")]:
@@ -345,15 +356,15 @@ class MsClapZeroShot(ProjectedClapZeroShot):
         folder = Path(path)
         checkpoint = checkpoint_file(folder)
         state = read_checkpoint(checkpoint, release=f"hf download microsoft/msclap {checkpoint.name}")
-        self.module = build_module(state, folder / "text", checkpoint)
-        load_state(self.module, state, checkpoint, folder / "text")
-        self.version = self.module.version
+        module = build_module(state, folder / "text", checkpoint)
+        load_state(module, state, checkpoint, folder / "text")
+        self.version = module.version
         self.family, self.label_prompt = family, label_prompt
         self.sampling_rate = family.sampling_rate
         self.window_s = float(VERSIONS[self.version]["duration"])
         torch_device, _ = resolve_device(device)
         self.dtype = "float32" if dtype == "auto" else dtype  # the checkpoint's own
-        self.model = self.module.to(torch_device, dtype=DTYPES[self.dtype]).eval()
+        self.model = module.to(torch_device, dtype=DTYPES[self.dtype]).eval()
         self.device = torch.device(torch_device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder / "text")
         if self.version == "2023":
